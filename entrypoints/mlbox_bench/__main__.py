@@ -1,0 +1,3 @@
+from mlbox_bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from mlbox.cli import main
+
+raise SystemExit(main())

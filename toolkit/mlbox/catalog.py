@@ -1,0 +1,236 @@
+"""The catalog (images.yaml): loaded once, validated completely, then typed and frozen.
+
+Every value that can reach a Dockerfile, a tag or a shell is checked here against a
+strict pattern, so the templates can trust what they are given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlbox.errors import CatalogError
+
+# Names become parts of tags, file names and Dockerfile lines: keep them boring.
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Url = Annotated[str, Field(pattern=r"^https?://[^\s\"'`$\\]+$")]
+Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# An exact pin: reproducible images need exact versions, ranges are refused.
+Pin = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[a-z0-9,_-]+\])?==[A-Za-z0-9.+!_-]+$")]
+ImageRef = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+]
+Version = Annotated[str, Field(pattern=r"^[0-9][A-Za-z0-9.+_-]*$")]
+Text = Annotated[str, Field(pattern=r"^[^\n\r\"\\`$]*$", max_length=300)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Defaults(_Frozen):
+    base_image: ImageRef
+    python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")]
+    wheel_platform: Annotated[str, Field(pattern=r"^manylinux_2_[0-9]+_x86_64$")]
+    loadgen: Version
+    backend: Name
+    registry: ImageRef = "mlbox"
+
+
+class Device(_Frozen):
+    description: Text
+    execution_provider: Annotated[str, Field(pattern=r"^[A-Za-z]+ExecutionProvider$")]
+
+
+class Backend(_Frozen):
+    description: Text
+    # Per device: exact pins of every package the backend needs, dependencies included.
+    packages: dict[Name, tuple[Pin, ...]]
+
+
+class Synthetic(_Frozen):
+    generator: Literal["resnet50", "tiny"]
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class Variant(_Frozen):
+    description: Text
+    framework: Literal["onnx", "pytorch", "tensorflow", "tflite"]
+    precision: Literal["fp32", "fp16", "int8"]
+    backend: Name
+    file: FileName
+    url: Url | None = None
+    md5: Md5 | None = None
+    sha256: Sha256 | None = None
+    synthetic: Synthetic | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Variant:
+        if (self.url is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of 'url' (published weights) or 'synthetic'")
+        if self.url is not None and self.md5 is None and self.sha256 is None:
+            raise ValueError("a downloaded model needs 'md5' or 'sha256' to verify it")
+        return self
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.synthetic is not None
+
+
+class Model(_Frozen):
+    description: Text
+    mlperf_name: Name  # the model name LoadGen's mlperf.conf knows (case-sensitive)
+    default_variant: Name
+    variants: dict[Name, Variant]
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> Model:
+        if self.default_variant not in self.variants:
+            raise ValueError(
+                f"default_variant {self.default_variant!r} is not one of its variants "
+                f"({', '.join(self.variants)})"
+            )
+        return self
+
+
+class Catalog(_Frozen):
+    schema_version: Literal[1]
+    defaults: Defaults
+    devices: dict[Name, Device]
+    backends: dict[Name, Backend]
+    models: dict[Name, Model]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Catalog:
+        if self.defaults.backend not in self.backends:
+            raise ValueError(f"defaults.backend {self.defaults.backend!r} is not a backend")
+        for backend_name, backend in self.backends.items():
+            for device in backend.packages:
+                if device not in self.devices:
+                    raise ValueError(
+                        f"backends.{backend_name}.packages names unknown device {device!r}"
+                    )
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate a catalog file; raise CatalogError naming every bad field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"catalog not found: {path}"
+        raise CatalogError(msg, hint="pass --catalog PATH or set MLBOX_CATALOG") from None
+    except OSError as err:
+        msg = f"cannot read catalog {path}: {err.strerror}"
+        raise CatalogError(msg) from None
+    return parse_catalog(text, source=str(path))
+
+
+def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        msg = f"{source} is not valid YAML: {err}"
+        raise CatalogError(msg) from None
+    if not isinstance(data, dict):
+        msg = f"{source} must be a YAML mapping at the top level"
+        raise CatalogError(msg)
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as err:
+        lines = [_describe(e) for e in err.errors()]
+        msg = f"{source} is invalid:\n  " + "\n  ".join(lines)
+        raise CatalogError(msg, hint="fix the fields named above") from None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key{guess} (valid keys: {', '.join(known)})"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {msg} (got {error.get('input')!r})"
+
+
+def _fields_at(loc: Sequence[str | int]) -> list[str]:
+    """The valid keys of the schema object found at ``loc`` (for 'did you mean')."""
+    node: Any = Catalog
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return []
+            node = _unwrap(field.annotation)
+        elif typing.get_origin(node) is dict:
+            node = _unwrap(typing.get_args(node)[1])
+        else:
+            return []
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the schema type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0]
+        else:
+            return annotation
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def choose(kind: str, name: str, choices: Sequence[str]) -> str:
+    """Return ``name`` if it is in ``choices``; else raise a CatalogError with a suggestion."""
+    if name in choices:
+        return name
+    close = difflib.get_close_matches(name, choices, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    msg = f"unknown {kind} {name!r}{guess}"
+    raise CatalogError(msg, hint=f"valid {kind}s: {', '.join(choices)}")
+
+
+def _check(kind: Any, value: str, what: str, expected: str) -> None:
+    from pydantic import TypeAdapter
+
+    try:
+        TypeAdapter(kind).validate_python(value)
+    except ValidationError:
+        msg = f"{what}: {value!r} is not {expected}"
+        raise CatalogError(msg, hint="it must not contain spaces, quotes, newlines or shell characters") from None
+
+
+def check_image_ref(value: str, *, what: str) -> None:
+    """Values from the command line reach templates too: same rules as the catalog's."""
+    _check(ImageRef, value, what, "a valid image reference (name[:tag][@sha256:digest])")
+
+
+def check_url(value: str, *, what: str) -> None:
+    _check(Url, value, what, "an http(s) URL")
+
+
+def check_name(value: str, *, what: str) -> None:
+    _check(Name, value, what, "a valid name (lower-case letters, digits, '.', '_', '-')")

@@ -1,0 +1,172 @@
+"""The one seam between mlbox and the container engine.
+
+Every Docker SDK call lives here. The client is made on first use (never at import),
+negotiating the API version: engines on many machines are older than the SDK's default.
+Build streams are read chunk by chunk: lines go to the caller as they arrive and every
+``error``/``errorDetail`` chunk becomes a typed exception (the SDK's high-level calls
+either buffer the log until the end or, for push, do not raise at all).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlbox.errors import BuildError, EngineError
+
+LineSink = Callable[[str], None]
+
+
+class Engine(Protocol):
+    """What mlbox needs from a container engine; tests substitute a fake."""
+
+    def api_version(self) -> str: ...
+
+    def build(self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink) -> str: ...
+
+    def image_exists(self, ref: str) -> bool: ...
+
+    def inspect_image(self, ref: str) -> dict[str, Any]: ...
+
+    def import_rootfs(self, tarball: Path, *, repository: str, tag: str, changes: list[str]) -> str: ...
+
+
+class DockerEngine:
+    """The Docker Engine API through docker-py."""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self._base_url = base_url
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker  # heavy import, only when an engine is really needed
+            from docker.errors import DockerException
+
+            try:
+                if self._base_url:
+                    self._client = docker.DockerClient(base_url=self._base_url, version="auto")
+                else:
+                    self._client = docker.from_env(version="auto")
+            except DockerException as err:
+                msg = f"cannot reach the Docker engine: {_short(err)}"
+                raise EngineError(
+                    msg,
+                    hint="start it (`sudo dockerd &` or `sudo systemctl start docker`), "
+                    "or point DOCKER_HOST at a running engine",
+                ) from None
+        return self._client
+
+    def api_version(self) -> str:
+        with _engine_errors("query the engine version"):
+            return str(self.client.api.version()["ApiVersion"])
+
+    def build(self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink) -> str:
+        with _engine_errors("build the image"):
+            stream = self.client.api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=dict(buildargs),
+                decode=True,
+                rm=True,
+                forcerm=True,  # remove intermediate containers of failed steps too
+                pull=False,
+            )
+            return follow_build(stream, on_line)
+
+    def image_exists(self, ref: str) -> bool:
+        from docker.errors import ImageNotFound
+
+        with _engine_errors(f"look up image {ref}"):
+            try:
+                self.client.api.inspect_image(ref)
+            except ImageNotFound:
+                return False
+            return True
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        from docker.errors import ImageNotFound
+
+        with _engine_errors(f"inspect image {ref}"):
+            try:
+                return dict(self.client.api.inspect_image(ref))
+            except ImageNotFound:
+                msg = f"image {ref} not found"
+                raise EngineError(msg, hint="build it first with `mlbox build`") from None
+
+    def import_rootfs(self, tarball: Path, *, repository: str, tag: str, changes: list[str]) -> str:
+        with _engine_errors("import the base image"):
+            out = self.client.api.import_image_from_file(
+                str(tarball), repository=repository, tag=tag, changes=changes
+            )
+            # The engine answers with a JSON status line holding the new image id.
+            match = re.search(r"sha256:[0-9a-f]{64}", str(out))
+            if match is None:
+                msg = f"the engine did not return an image id for the import: {out!r}"
+                raise EngineError(msg)
+            return match.group(0)
+
+
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+
+
+def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
+    """Walk a decoded build stream; return the image id or raise BuildError with context."""
+    step = ""
+    recent: deque[str] = deque(maxlen=20)
+    image_id = ""
+    for chunk in stream:
+        if "error" in chunk or "errorDetail" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            message = str(detail.get("message") or chunk.get("error") or "unknown error").strip()
+            where = f" at {step}" if step else ""
+            tail = "\n".join(f"    {line}" for line in recent)
+            msg = f"docker build failed{where}: {message}" + (f"\n  last output:\n{tail}" if tail else "")
+            raise BuildError(msg, hint="fix the step above; `mlbox render` shows the Dockerfile")
+        text = chunk.get("stream")
+        if isinstance(text, str):
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                if _STEP.match(line):
+                    step = line
+                recent.append(line)
+                on_line(line)
+        aux = chunk.get("aux")
+        if isinstance(aux, Mapping) and "ID" in aux:
+            image_id = str(aux["ID"])
+    if not image_id:
+        msg = "docker build ended without producing an image"
+        raise BuildError(msg, hint="see the build output above")
+    return image_id
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    """Turn SDK and transport failures into EngineError, keeping our own errors as they are."""
+    from docker.errors import APIError, DockerException
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    try:
+        yield
+    except (BuildError, EngineError):
+        raise
+    except RequestsConnectionError as err:
+        msg = f"lost the Docker engine while trying to {action}: {_short(err)}"
+        raise EngineError(msg, hint="is dockerd still running?") from None
+    except APIError as err:
+        msg = f"the Docker engine refused to {action}: {err.explanation or err}"
+        raise EngineError(msg) from None
+    except DockerException as err:
+        msg = f"could not {action}: {_short(err)}"
+        raise EngineError(msg) from None
+
+
+def _short(err: BaseException) -> str:
+    text = str(err)
+    return text if len(text) < 300 else text[:300] + "..."

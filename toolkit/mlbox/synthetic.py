@@ -1,0 +1,188 @@
+"""Synthetic models: real ONNX graphs with deterministic random weights.
+
+For machines that cannot download the published weights. The graphs have the MLPerf
+ResNet50 I/O contract (input ``input_tensor:0`` float32 NCHW 224x224, outputs
+``ArgMax:0`` int64 and ``softmax_tensor:0`` (N, 1001)) so the harness, LoadGen and
+onnxruntime do exactly the work they do for the real model. The weights are random:
+the file's metadata, the image labels and result.json all say ``synthetic``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlbox.catalog import Synthetic
+
+# Bump when the generated graph changes: it is part of the cache key.
+GENERATOR_VERSION = 1
+NUM_CLASSES = 1001
+INPUT_NAME = "input_tensor:0"
+OUTPUT_ARGMAX = "ArgMax:0"
+OUTPUT_SOFTMAX = "softmax_tensor:0"
+
+
+def synthetic_model(spec: Synthetic, file_name: str, cache: Path) -> Path:
+    """Generate (once) and return the cached synthetic model file."""
+    key = f"{spec.generator}-seed{spec.seed}-v{GENERATOR_VERSION}"
+    target = cache / "models" / "synthetic" / key / file_name
+    if target.exists():
+        return target
+    model = build(spec.generator, spec.seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(model.SerializeToString())
+        Path(tmp).chmod(0o644)  # mkstemp makes 0600; the image's non-root user must read it
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def build(generator: str, seed: int, *, image_size: int = 224) -> Any:
+    """Return an ``onnx.ModelProto``."""
+    builder = _GraphBuilder(seed)
+    if generator == "resnet50":
+        features = builder.resnet50_trunk(INPUT_NAME)
+        channels = 2048
+    elif generator == "tiny":
+        features = builder.tiny_trunk(INPUT_NAME)
+        channels = 16
+    else:  # the catalog schema only admits the names above
+        msg = f"unknown synthetic generator {generator!r}"
+        raise ValueError(msg)
+    return builder.finish(features, channels, generator, seed, image_size)
+
+
+class _GraphBuilder:
+    """Emits ONNX nodes; batch norm is folded into conv biases, as exported models do."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.count = 0
+
+    def _name(self, kind: str) -> str:
+        self.count += 1
+        return f"{kind}_{self.count}"
+
+    def _const(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> str:
+        from onnx import helper
+
+        name = self._name("conv")
+        # He initialisation keeps activations finite through 50 layers.
+        w = self.rng.standard_normal((cout, cin, k, k), dtype=np.float32)
+        w *= np.float32(np.sqrt(2.0 / (cin * k * k)))
+        b = np.zeros(cout, dtype=np.float32)
+        out = f"{name}_out"
+        self.nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, self._const(f"{name}_w", w), self._const(f"{name}_b", b)],
+                [out],
+                kernel_shape=[k, k],
+                strides=[stride, stride],
+                pads=[k // 2] * 4,
+                name=name,
+            )
+        )
+        return self.relu(out) if relu else out
+
+    def relu(self, x: str) -> str:
+        from onnx import helper
+
+        out = self._name("relu")
+        self.nodes.append(helper.make_node("Relu", [x], [out], name=out))
+        return out
+
+    def add(self, a: str, b: str) -> str:
+        from onnx import helper
+
+        out = self._name("add")
+        self.nodes.append(helper.make_node("Add", [a, b], [out], name=out))
+        return out
+
+    def bottleneck(self, x: str, cin: int, width: int, stride: int) -> str:
+        cout = width * 4
+        # v1.5: the stride sits on the 3x3 convolution, not the first 1x1.
+        y = self.conv(x, cin, width, 1)
+        y = self.conv(y, width, width, 3, stride)
+        y = self.conv(y, width, cout, 1, relu=False)
+        shortcut = x if (stride == 1 and cin == cout) else self.conv(x, cin, cout, 1, stride, relu=False)
+        return self.relu(self.add(y, shortcut))
+
+    def resnet50_trunk(self, x: str) -> str:
+        from onnx import helper
+
+        y = self.conv(x, 3, 64, 7, 2)
+        pooled = self._name("maxpool")
+        self.nodes.append(
+            helper.make_node("MaxPool", [y], [pooled], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+        )
+        y, cin = pooled, 64
+        for blocks, width, stride in ((3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)):
+            for i in range(blocks):
+                y = self.bottleneck(y, cin, width, stride if i == 0 else 1)
+                cin = width * 4
+        return y
+
+    def tiny_trunk(self, x: str) -> str:
+        y = self.conv(x, 3, 8, 3, 4)
+        return self.conv(y, 8, 16, 3, 4)
+
+    def finish(self, features: str, channels: int, generator: str, seed: int, image_size: int) -> Any:
+        import onnx
+        from onnx import TensorProto, helper
+
+        pooled = self._name("gap")
+        flat = self._name("flatten")
+        logits = self._name("logits")
+        self.nodes += [
+            helper.make_node("GlobalAveragePool", [features], [pooled]),
+            helper.make_node("Flatten", [pooled], [flat], axis=1),
+        ]
+        w = self.rng.standard_normal((channels, NUM_CLASSES), dtype=np.float32)
+        w *= np.float32(np.sqrt(1.0 / channels))
+        b = np.zeros(NUM_CLASSES, dtype=np.float32)
+        self.nodes += [
+            helper.make_node("Gemm", [flat, self._const("fc_w", w), self._const("fc_b", b)], [logits]),
+            helper.make_node("Softmax", [logits], [OUTPUT_SOFTMAX], axis=1),
+            helper.make_node("ArgMax", [logits], [OUTPUT_ARGMAX], axis=1, keepdims=0),
+        ]
+        graph = helper.make_graph(
+            self.nodes,
+            f"mlbox_synthetic_{generator}",
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 3, image_size, image_size])],
+            [
+                helper.make_tensor_value_info(OUTPUT_ARGMAX, TensorProto.INT64, ["N"]),
+                helper.make_tensor_value_info(OUTPUT_SOFTMAX, TensorProto.FLOAT, ["N", NUM_CLASSES]),
+            ],
+            self.inits,
+        )
+        model = helper.make_model(
+            graph,
+            producer_name="mlbox",
+            doc_string=f"SYNTHETIC WEIGHTS: {generator} graph with random weights (seed {seed}); "
+            "not a trained model, its accuracy is meaningless.",
+            opset_imports=[helper.make_opsetid("", 13)],
+        )
+        model.ir_version = 8  # readable by every onnxruntime mlbox supports
+        for key, value in {"mlbox.weights": "synthetic", "mlbox.generator": generator, "mlbox.seed": str(seed)}.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(model)
+        return model
