@@ -10,7 +10,14 @@ import numpy as np
 from mlbox_bench.errors import BenchError
 from mlbox_bench.settings import Settings
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,9 @@ class OnnxRuntimeBackend:
     def __init__(self, settings: Settings) -> None:
         import onnxruntime as ort
 
+        # Benchmarks run offline (often --network none) and must not phone home.
+        if hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()
         if settings.modelpath is None:
             msg = "no model given"
             raise BenchError(msg + ": pass --modelpath FILE (or set MLBOX_MODELPATH)")
@@ -65,7 +75,9 @@ class OnnxRuntimeBackend:
     @staticmethod
     def _provider_hint(ep: str) -> str:
         if ep.startswith("CUDA") or ep.startswith("Tensorrt"):
-            return "; is there an NVIDIA GPU and driver (run the image with --gpus all), and is onnxruntime-gpu installed?"
+            return (
+                "; is there an NVIDIA GPU and driver (run the image with --gpus all), and is onnxruntime-gpu installed?"
+            )
         return ""
 
     def _describe_io(self) -> ModelIO:

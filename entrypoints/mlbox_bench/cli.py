@@ -51,7 +51,13 @@ def run(s: Settings) -> int:
     backend = OnnxRuntimeBackend(s)
     log.info(
         "%s %s run: model %s on %s (%s, runner %s x%d)",
-        s.scenario, s.mode, s.modelpath, backend.provider, s.execmode, s.runner, s.concurrency,
+        s.scenario,
+        s.mode,
+        s.modelpath,
+        backend.provider,
+        s.execmode,
+        s.runner,
+        s.concurrency,
     )
     facts = run_loadgen(s, backend, output_dir)
     detail = output_dir / "mlperf_log_detail.txt"
@@ -60,16 +66,29 @@ def run(s: Settings) -> int:
         raise BenchError(msg)
     result = build_result(parse_detail_log(detail), s.scenario)
     assert s.modelpath is not None
-    result.update({
-        "mode": s.mode,
-        "model": {"name": s.model, "path": s.modelpath, "sha256": file_sha256(Path(s.modelpath)), "weights": s.weights},
-        "backend": {"name": s.backend, "version": backend.version, "provider": backend.provider,
-                    "execmode": s.execmode, "intraop": s.intraop, "interop": s.interop},
-        "runner": {"name": s.runner, "concurrency": s.concurrency, "max_batchsize": s.max_batchsize},
-        "harness": {"name": "mlbox-bench", "version": __version__, **facts},
-        "host": host_info(),
-        "settings": {k: v["value"] for k, v in s.describe().items()},
-    })
+    result.update(
+        {
+            "mode": s.mode,
+            "model": {
+                "name": s.model,
+                "path": s.modelpath,
+                "sha256": file_sha256(Path(s.modelpath)),
+                "weights": s.weights,
+            },
+            "backend": {
+                "name": s.backend,
+                "version": backend.version,
+                "provider": backend.provider,
+                "execmode": s.execmode,
+                "intraop": s.intraop,
+                "interop": s.interop,
+            },
+            "runner": {"name": s.runner, "concurrency": s.concurrency, "max_batchsize": s.max_batchsize},
+            "harness": {"name": "mlbox-bench", "version": __version__, **facts},
+            "host": host_info(),
+            "settings": {k: v["value"] for k, v in s.describe().items()},
+        }
+    )
     write_json_atomic(output_dir / "result.json", result)
     metric = result["metric"]
     log.info("%s: %s = %s %s", result["validity"], metric["name"], metric["value"], metric["unit"])

@@ -31,4 +31,5 @@ class SyntheticData:
         self.slot[np.asarray(indices, dtype=np.int64)] = -1
 
     def batch(self, indices: np.ndarray) -> np.ndarray:
-        return self.data[self.slot[indices]]
+        batch: np.ndarray = self.data[self.slot[indices]]
+        return batch

@@ -172,8 +172,10 @@ def run_loadgen(s: Settings, backend: OnnxRuntimeBackend, output_dir: Path) -> d
         ts = test_settings(lg, s, expected_qps=expected_qps)
         ts.performance_sample_count_override = perf_count
         complete = loadgen_complete(lg)
-        batch = s.max_batchsize if s.scenario == "Offline" else (
-            1 if s.scenario in ("SingleStream", "Server") else s.max_batchsize
+        batch = (
+            s.max_batchsize
+            if s.scenario == "Offline"
+            else (1 if s.scenario in ("SingleStream", "Server") else s.max_batchsize)
         )
 
         def issue(query_samples: list[Any]) -> None:
@@ -219,4 +221,5 @@ def _start_test(lg: Any, sut: Any, qsl: Any, ts: Any, log_settings: Any, audit: 
     while thread.is_alive():
         thread.join(0.2)
     if failure:
-        raise BenchError(f"LoadGen failed: {failure[0]}")
+        msg = f"LoadGen failed: {failure[0]}"
+        raise BenchError(msg)

@@ -86,6 +86,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, indent=2, sort_keys=False)
             out.write("\n")
+        Path(tmp).chmod(0o644)  # mkstemp makes 0600; results are for the user to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

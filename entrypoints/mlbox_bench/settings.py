@@ -21,10 +21,19 @@ RUNNERS = ("inline", "threadpool", "threadpool+replication")
 EXECMODES = ("sequential", "parallel")
 
 # MLBOX_* names the host tool `mlbox` reads; they may be set around `mlbox bench`.
-HOST_VARIABLES = frozenset({
-    "MLBOX_CATALOG", "MLBOX_CACHE_DIR", "MLBOX_DEBUG", "MLBOX_VARIANT", "MLBOX_BASE_IMAGE",
-    "MLBOX_MODEL_FILE", "MLBOX_MODEL_URL", "MLBOX_BASE_SUITE", "MLBOX_DEBIAN_MIRROR",
-})
+HOST_VARIABLES = frozenset(
+    {
+        "MLBOX_CATALOG",
+        "MLBOX_CACHE_DIR",
+        "MLBOX_DEBUG",
+        "MLBOX_VARIANT",
+        "MLBOX_BASE_IMAGE",
+        "MLBOX_MODEL_FILE",
+        "MLBOX_MODEL_URL",
+        "MLBOX_BASE_SUITE",
+        "MLBOX_DEBIAN_MIRROR",
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -113,22 +122,65 @@ OPTIONS: tuple[Option, ...] = (
     Option("mode", _choice(MODES), "performance or accuracy run", default="performance"),
     Option("modelpath", _text, "model file (.onnx)", cm="CM_ML_MODEL_FILE_WITH_PATH"),
     Option("model", _text, "MLPerf model name for mlperf.conf lookups (e.g. resnet50)", default="resnet50"),
-    Option("output_dir", _text, "where LoadGen logs and result.json go", flags=("--output_dir",), cm="CM_MLPERF_OUTPUT_DIR", default="results"),
-    Option("duration", _positive(float), "minimum run time in seconds (sets LoadGen min_duration and query counts for a short VALID run)"),
-    Option("target_qps", _positive(float), "Server target QPS / Offline expected QPS (Offline calibrates it when unset)", flags=("--target_qps",)),
+    Option(
+        "output_dir",
+        _text,
+        "where LoadGen logs and result.json go",
+        flags=("--output_dir",),
+        cm="CM_MLPERF_OUTPUT_DIR",
+        default="results",
+    ),
+    Option(
+        "duration",
+        _positive(float),
+        "minimum run time in seconds (sets LoadGen min_duration and query counts for a short VALID run)",
+    ),
+    Option(
+        "target_qps",
+        _positive(float),
+        "Server target QPS / Offline expected QPS (Offline calibrates it when unset)",
+        flags=("--target_qps",),
+    ),
     Option("target_latency", _positive(float), "latency bound in milliseconds (Server)"),
     Option("samples", _positive(int), "samples in the query sample library", cm="CM_MLPERF_LOADGEN_SAMPLES"),
-    Option("max_batchsize", _positive(int), "largest batch per session run (Offline)", flags=("--max_batchsize",), default=32),
+    Option(
+        "max_batchsize",
+        _positive(int),
+        "largest batch per session run (Offline)",
+        flags=("--max_batchsize",),
+        default=32,
+    ),
     Option("runner", _choice(RUNNERS), "how samples are run", cm="CM_MLPERF_RUNNER", default="inline"),
     Option("concurrency", _positive(int), "worker count of the runner", cm="CM_MLPERF_CONCURRENCY", default=2),
-    Option("ep", _text, "onnxruntime execution provider", cm="CM_MLPERF_EXECUTION_PROVIDER", default="CPUExecutionProvider"),
-    Option("execmode", _choice(EXECMODES), "onnxruntime execution mode", cm="CM_MLPERF_EXEC_MODE", default="sequential"),
-    Option("intraop", _non_negative_int, "onnxruntime intra-op threads (0: onnxruntime decides)", cm="CM_MLPERF_INTRAOP", default=0),
-    Option("interop", _non_negative_int, "onnxruntime inter-op threads (0: onnxruntime decides)", cm="CM_MLPERF_INTEROP", default=0),
+    Option(
+        "ep", _text, "onnxruntime execution provider", cm="CM_MLPERF_EXECUTION_PROVIDER", default="CPUExecutionProvider"
+    ),
+    Option(
+        "execmode", _choice(EXECMODES), "onnxruntime execution mode", cm="CM_MLPERF_EXEC_MODE", default="sequential"
+    ),
+    Option(
+        "intraop",
+        _non_negative_int,
+        "onnxruntime intra-op threads (0: onnxruntime decides)",
+        cm="CM_MLPERF_INTRAOP",
+        default=0,
+    ),
+    Option(
+        "interop",
+        _non_negative_int,
+        "onnxruntime inter-op threads (0: onnxruntime decides)",
+        cm="CM_MLPERF_INTEROP",
+        default=0,
+    ),
     Option("user_conf", _text, "a LoadGen user.conf (loaded once, after mlperf.conf)", flags=("--user_conf",)),
     Option("allow_invalid", _bool, "exit 0 even when LoadGen says INVALID", is_flag=True, default=False),
     # Set by the image (ENV) to describe itself; recorded in result.json.
-    Option("weights", _choice(("published", "synthetic")), "weights kind of the model (set by the image)", default="published"),
+    Option(
+        "weights",
+        _choice(("published", "synthetic")),
+        "weights kind of the model (set by the image)",
+        default="published",
+    ),
     Option("device", _text, "device of the image (set by the image)", default="cpu"),
     Option("backend", _choice(("onnxruntime",)), "inference backend", default="onnxruntime"),
 )
@@ -181,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         if opt.is_flag:
             parser.add_argument(*opt.all_flags, dest=opt.name, action="store_const", const="1", help=opt.help + extra)
         else:
-            parser.add_argument(*opt.all_flags, dest=opt.name, metavar=opt.name.upper(), help=opt.help + default + extra)
-    parser.add_argument("--print-settings", action="store_true", help="print the settings as JSON, with where each came from, and exit")
+            parser.add_argument(
+                *opt.all_flags, dest=opt.name, metavar=opt.name.upper(), help=opt.help + default + extra
+            )
+    parser.add_argument(
+        "--print-settings", action="store_true", help="print the settings as JSON, with where each came from, and exit"
+    )
     return parser
 
 

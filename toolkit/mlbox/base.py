@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SUITE = "bookworm"  # Debian 12: python3 is 3.11, as the catalog's default expects
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
-IMAGE_CHANGES = ['ENV LANG=C.UTF-8', 'CMD ["python3"]']
+IMAGE_CHANGES = ["ENV LANG=C.UTF-8", 'CMD ["python3"]']
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,21 @@ def make_base(spec: BaseSpec, engine: Engine, *, force: bool = False) -> str:
         return spec.ref
     if shutil.which("debootstrap") is None:
         msg = "debootstrap is not installed"
-        raise BaseImageError(msg, hint="install it (`apt-get install debootstrap`), or pass --base-image to use a pulled image")
+        raise BaseImageError(
+            msg, hint="install it (`apt-get install debootstrap`), or pass --base-image to use a pulled image"
+        )
     if os.geteuid() != 0:
         msg = "mlbox base needs root: debootstrap creates device nodes and chroots"
         raise BaseImageError(msg, hint="run it with sudo, or use a pulled base image")
     with tempfile.TemporaryDirectory(prefix="mlbox-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         cmd = [
-            "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-            spec.suite, str(rootfs), spec.mirror,
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            spec.suite,
+            str(rootfs),
+            spec.mirror,
         ]
         log.info("bootstrapping Debian %s from %s (about half a minute)", spec.suite, spec.mirror)
         _run(cmd, "debootstrap")
@@ -71,10 +77,10 @@ def _slim(rootfs: Path) -> None:
         target = rootfs / sub
         if target.is_dir():
             for child in target.iterdir():
-                if child.is_dir() and child.name != "partial":
-                    shutil.rmtree(child)
-                elif child.is_file():
+                if child.is_symlink() or child.is_file():
                     child.unlink()
+                elif child.is_dir() and child.name != "partial":  # apt expects partial/
+                    shutil.rmtree(child)
 
 
 def _run(cmd: list[str], what: str) -> None:

@@ -76,9 +76,11 @@ class Variant(_Frozen):
     @model_validator(mode="after")
     def _one_source(self) -> Variant:
         if (self.url is None) == (self.synthetic is None):
-            raise ValueError("give exactly one of 'url' (published weights) or 'synthetic'")
+            msg = "give exactly one of 'url' (published weights) or 'synthetic'"
+            raise ValueError(msg)
         if self.url is not None and self.md5 is None and self.sha256 is None:
-            raise ValueError("a downloaded model needs 'md5' or 'sha256' to verify it")
+            msg = "a downloaded model needs 'md5' or 'sha256' to verify it"
+            raise ValueError(msg)
         return self
 
     @property
@@ -95,10 +97,8 @@ class Model(_Frozen):
     @model_validator(mode="after")
     def _default_exists(self) -> Model:
         if self.default_variant not in self.variants:
-            raise ValueError(
-                f"default_variant {self.default_variant!r} is not one of its variants "
-                f"({', '.join(self.variants)})"
-            )
+            msg = f"default_variant {self.default_variant!r} is not one of its variants ({', '.join(self.variants)})"
+            raise ValueError(msg)
         return self
 
 
@@ -112,13 +112,13 @@ class Catalog(_Frozen):
     @model_validator(mode="after")
     def _references_resolve(self) -> Catalog:
         if self.defaults.backend not in self.backends:
-            raise ValueError(f"defaults.backend {self.defaults.backend!r} is not a backend")
+            msg = f"defaults.backend {self.defaults.backend!r} is not a backend"
+            raise ValueError(msg)
         for backend_name, backend in self.backends.items():
             for device in backend.packages:
                 if device not in self.devices:
-                    raise ValueError(
-                        f"backends.{backend_name}.packages names unknown device {device!r}"
-                    )
+                    msg = f"backends.{backend_name}.packages names unknown device {device!r}"
+                    raise ValueError(msg)
         return self
 
 

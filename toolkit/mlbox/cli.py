@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mlbox.errors import MlboxError
+
+if TYPE_CHECKING:
+    from mlbox.catalog import Catalog
+    from mlbox.plan import BuildPlan
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger("mlbox")
 
@@ -23,8 +31,8 @@ class Context:
     catalog_path: Path
     debug: bool
 
-    def catalog(self):  # type: ignore[no-untyped-def]  # lazy import keeps --help instant
-        from mlbox.catalog import load_catalog
+    def catalog(self) -> Catalog:
+        from mlbox.catalog import load_catalog  # lazy: keeps `mlbox --help` instant
 
         return load_catalog(self.catalog_path)
 
@@ -60,12 +68,14 @@ def cli(ctx: click.Context, catalog: Path, debug: bool) -> None:
     ctx.obj = Context(catalog_path=catalog, debug=debug)
 
 
-def selection_options(func):  # type: ignore[no-untyped-def]
+def selection_options(func: F) -> F:
     """The options that pick one cell of the image matrix (shared by render and build)."""
     options = [
         click.option("--model", "-m", required=True, envvar="MLBOX_MODEL", help="Model name, e.g. resnet50."),
         click.option("--device", "-d", default="cpu", show_default=True, envvar="MLBOX_DEVICE", help="Device: cpu."),
-        click.option("--variant", default=None, envvar="MLBOX_VARIANT", help="Model variant [default: the model's default]."),
+        click.option(
+            "--variant", default=None, envvar="MLBOX_VARIANT", help="Model variant [default: the model's default]."
+        ),
         click.option("--backend", default=None, envvar="MLBOX_BACKEND", help="Backend [default: the variant's]."),
         click.option(
             "--base-image",
@@ -79,7 +89,9 @@ def selection_options(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _plan(ctx: Context, model: str, device: str, variant: str | None, backend: str | None, base_image: str | None):  # type: ignore[no-untyped-def]
+def _plan(
+    ctx: Context, model: str, device: str, variant: str | None, backend: str | None, base_image: str | None
+) -> BuildPlan:
     from mlbox.catalog import check_image_ref
     from mlbox.paths import templates_dir
     from mlbox.plan import make_plan, select
@@ -93,7 +105,9 @@ def _plan(ctx: Context, model: str, device: str, variant: str | None, backend: s
 @cli.command()
 @selection_options
 @pass_ctx
-def render(ctx: Context, model: str, device: str, variant: str | None, backend: str | None, base_image: str | None) -> None:
+def render(
+    ctx: Context, model: str, device: str, variant: str | None, backend: str | None, base_image: str | None
+) -> None:
     """Print the rendered Dockerfile for one image (no engine needed)."""
     plan = _plan(ctx, model, device, variant, backend, base_image)
     click.echo(plan.dockerfile, nl=False)

@@ -101,9 +101,7 @@ class DockerEngine:
 
     def import_rootfs(self, tarball: Path, *, repository: str, tag: str, changes: list[str]) -> str:
         with _engine_errors("import the base image"):
-            out = self.client.api.import_image_from_file(
-                str(tarball), repository=repository, tag=tag, changes=changes
-            )
+            out = self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
             # The engine answers with a JSON status line holding the new image id.
             match = re.search(r"sha256:[0-9a-f]{64}", str(out))
             if match is None:

@@ -7,6 +7,7 @@ re-verified before each use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ from mlbox.errors import FetchError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # small reads: a dropped connection loses at most one chunk
 RETRIES = 4
 TIMEOUT_S = 30
 
@@ -148,7 +149,8 @@ def _stream_with_retries(
                 if resp.status_code == 416 and total is not None and have >= total:
                     return  # nothing left to fetch
                 if resp.status_code >= 500 or resp.status_code == 429:
-                    raise _Transient(f"HTTP {resp.status_code}")
+                    msg = f"HTTP {resp.status_code}"
+                    raise _Transient(msg)
                 if resp.status_code >= 400:
                     msg = f"download of {url} failed: HTTP {resp.status_code} {resp.reason}"
                     raise FetchError(msg, hint="check the URL, or pass --model-file PATH")
@@ -165,9 +167,15 @@ def _stream_with_retries(
                         progress(out.tell(), total)
                 out.flush()
                 if total is not None and out.tell() < total:
-                    raise _Transient(f"connection closed at {out.tell()} of {total} bytes")
+                    msg_0 = f"connection closed at {out.tell()} of {total} bytes"
+                    raise _Transient(msg_0)
                 return
-        except (requests.ConnectionError, requests.Timeout, _Transient) as err:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            _Transient,
+        ) as err:
             if attempt == RETRIES:
                 msg = f"download of {url} failed after {RETRIES + 1} attempts: {err}"
                 raise FetchError(msg, hint="check the network or mirror, or pass --model-file PATH") from None
@@ -181,10 +189,8 @@ class _Transient(Exception):
 
 
 def _remove_if_empty(directory: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         directory.rmdir()
-    except OSError:
-        pass
 
 
 def stage_file(source: Path, dest: Path) -> None:

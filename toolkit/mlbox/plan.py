@@ -72,10 +72,7 @@ def select(
         msg = f"variant {model}/{variant} runs on backend {spec.backend!r}, not {backend!r}"
         raise CatalogError(msg, hint=f"drop --backend or pass --backend {spec.backend}")
     if backend not in BUILDABLE_BACKENDS or backend not in catalog.backends:
-        msg = (
-            f"variant {model}/{variant} needs the {backend!r} backend, which mlbox cannot "
-            "build images for yet"
-        )
+        msg = f"variant {model}/{variant} needs the {backend!r} backend, which mlbox cannot build images for yet"
         raise CatalogError(msg, hint=f"buildable backends: {', '.join(sorted(BUILDABLE_BACKENDS))}")
     packages = catalog.backends[backend].packages.get(device)
     if packages is None:
@@ -105,9 +102,7 @@ def select(
     )
 
 
-def image_tag(
-    repository: str, *, model: str, device: str, variant: str | None, backend: str | None
-) -> str:
+def image_tag(repository: str, *, model: str, device: str, variant: str | None, backend: str | None) -> str:
     """`mlbox:<model>-<device>`, with the variant and backend added when not the default."""
     parts = [model, device, *(p for p in (variant, backend) if p)]
     return f"{repository}:{'-'.join(parts)}"

@@ -26,7 +26,7 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,  # a missing value is an error, never empty text
-        autoescape=False,  # Dockerfiles, not HTML  # noqa: S701
+        autoescape=False,  # Dockerfiles, not HTML
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -46,9 +46,7 @@ def template_hash(templates_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def render_dockerfile(
-    templates_dir: Path, spec: ImageSpec, labels: tuple[tuple[str, str], ...]
-) -> str:
+def render_dockerfile(templates_dir: Path, spec: ImageSpec, labels: tuple[tuple[str, str], ...]) -> str:
     context = _context(spec, labels)
     try:
         return _environment(templates_dir).get_template(ENTRY_TEMPLATE).render(**context)

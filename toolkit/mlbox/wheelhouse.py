@@ -61,13 +61,21 @@ def wheelhouse(
     return target
 
 
-def _pip_download(
-    requirements: tuple[str, ...], dest: Path, *, python: str, platform: str, no_deps: bool
-) -> None:
+def _pip_download(requirements: tuple[str, ...], dest: Path, *, python: str, platform: str, no_deps: bool) -> None:
     cmd = [
-        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
-        "--dest", str(dest), "--only-binary=:all:", "--implementation", "cp",
-        "--python-version", python,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(dest),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
     ]
     for tag in platform_tags(platform):
         cmd += ["--platform", tag]
@@ -77,7 +85,8 @@ def _pip_download(
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         detail = "\n".join(line for line in proc.stderr.splitlines() if "ERROR" in line)
-        msg = f"pip could not resolve {' '.join(requirements)} for Python {python} on {platform}:\n{detail or proc.stderr[-2000:]}"
+        wanted = " ".join(requirements)
+        msg = f"pip could not resolve {wanted} for Python {python} on {platform}:\n{detail or proc.stderr[-2000:]}"
         raise WheelhouseError(msg, hint="check the pins in images.yaml and that PyPI (or your index) is reachable")
 
 

@@ -1,0 +1,117 @@
+"""Shared fixtures. Engine tests are marked (docker/registry) and run with --run-docker;
+unit tests are guarded so an accidental engine call fails instead of passing by luck."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-docker", action="store_true", help="run tests that need a Docker engine and registry")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-docker"):
+        return
+    skip = pytest.mark.skip(reason="needs a Docker engine: run with --run-docker (make test does)")
+    for item in items:
+        if "docker" in item.keywords or "registry" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_in_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests must not reach a Docker engine: fail loudly if one tries."""
+    if "docker" in request.keywords:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        msg = "unit test tried to reach the Docker engine; mark it @pytest.mark.docker"
+        raise AssertionError(msg)
+
+    import docker
+
+    monkeypatch.setattr(docker, "from_env", refuse)
+    monkeypatch.setattr(docker, "DockerClient", refuse)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("MLBOX_CACHE_DIR", str(path))
+    return path
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 serving files from a directory, with Range support
+    and a switch that drops the connection part-way once (to test resuming)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.drop_after: int | None = None
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                rng = self.headers.get("Range")
+                server.requests.append((self.path, rng))
+                path = server.root / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                body = data[start:]
+                if server.drop_after is not None:
+                    body, server.drop_after = body[: server.drop_after], None
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[FileServer]:
+    root = tmp_path / "served"
+    root.mkdir()
+    server = FileServer(root)
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ONNX model with the MLPerf ResNet50 I/O names (synthetic weights)."""
+    from mlbox.synthetic import build
+
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    path.write_bytes(build("tiny", 1).SerializeToString())
+    return path

@@ -1,0 +1,156 @@
+"""The walking skeleton on real parts: a model served over HTTP on 127.0.0.1, a real
+wheelhouse, a real image built through the Docker SDK, LoadGen run in a container
+with no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlbox.fetch import digests
+from tests.conftest import REPO, FileServer, md5_of
+from tests.integration.conftest import run_container, run_mlbox
+
+pytestmark = pytest.mark.docker
+
+
+def catalog_with(tmp_path: Path, model: str, variant: str, url: str, md5: str) -> Path:
+    """The repo's catalog plus a test model whose file is served on 127.0.0.1."""
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    data["models"][model] = {
+        "description": "tiny test model with the ResNet50 I/O names (SYNTHETIC weights)",
+        "mlperf_name": "resnet50",
+        "default_variant": variant,
+        "variants": {
+            variant: {
+                "description": "served over HTTP by the test",
+                "framework": "onnx",
+                "precision": "fp32",
+                "backend": "onnxruntime",
+                "file": "tiny.onnx",
+                "url": url,
+                "md5": md5,
+            }
+        },
+    }
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def served_image(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, base_image: str, shared_cache: Path, docker_client: Any
+) -> tuple[str, Path]:
+    from tests.conftest import FileServer
+
+    tmp = tmp_path_factory.mktemp("served")
+    server = FileServer(tmp)
+    (tmp / "tiny.onnx").write_bytes(tiny_model.read_bytes())
+    server.thread.start()
+    try:
+        catalog = catalog_with(tmp, "tiny", "served", server.url("tiny.onnx"), md5_of(tiny_model))
+        result = run_mlbox(
+            "build",
+            "--model",
+            "tiny",
+            "--device",
+            "cpu",
+            "--base-image",
+            base_image,
+            env={"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(shared_cache)},
+        )
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert server.requests, "the model was not downloaded from the test server"
+    assert "Step 1/" in result.stderr  # build output streamed to stderr
+    tag = result.stdout.strip().splitlines()[-1]
+    assert tag == "mlbox:tiny-cpu"
+    return tag, tiny_model
+
+
+def test_built_image_runs_loadgen_without_network(
+    served_image: tuple[str, Path], docker_client: Any, tmp_path: Path
+) -> None:
+    tag, model = served_image
+    results = tmp_path / "results"
+    code, logs = run_container(
+        docker_client, tag, ["--scenario", "Offline", "--duration", "2", "--samples", "64"], results=results
+    )
+    assert code == 0, logs
+    assert (results / "mlperf_log_summary.txt").is_file()
+    assert (results / "mlperf_log_detail.txt").is_file()
+    result = json.loads((results / "result.json").read_text())
+    assert result["validity"] == "VALID"
+    assert result["model"]["sha256"] == digests(model)[1]
+    # Owned by the calling user, not the image's.
+    import os
+
+    assert (results / "result.json").stat().st_uid == os.getuid()
+
+
+def test_image_carries_model_sha_and_runs_as_non_root(served_image: tuple[str, Path], docker_client: Any) -> None:
+    tag, model = served_image
+    image = docker_client.images.get(tag)
+    labels = image.labels
+    assert labels["mlbox.model.sha256"] == digests(model)[1]
+    assert labels["mlbox.model"] == "tiny"
+    assert labels["mlbox.loadgen.version"] == "6.0.17"
+    config = image.attrs["Config"]
+    assert config["Entrypoint"] == ["mlbox-bench"]
+    assert config["User"] == "10001:10001"
+
+
+def test_model_and_harness_are_separate_layers_in_order(served_image: tuple[str, Path], docker_client: Any) -> None:
+    tag, model = served_image
+    history = docker_client.api.history(tag)  # newest first
+    created = [h["CreatedBy"] for h in history]
+
+    def layer(marker: str) -> int:
+        matches = [i for i, c in enumerate(created) if "COPY" in c and marker in c]
+        assert len(matches) == 1, (marker, created)
+        return matches[0]
+
+    model_layer, app_layer, deps_layer = (
+        layer("in /opt/mlbox/model/"),
+        layer("in /opt/mlbox/app/"),
+        layer("in /opt/mlbox/deps"),
+    )
+    assert app_layer < model_layer < deps_layer  # harness above model above dependencies
+    assert history[model_layer]["Size"] >= model.stat().st_size
+    assert history[app_layer]["Size"] < 200_000  # the harness code alone
+
+
+def test_wrong_checksum_is_refused_and_leaves_nothing_cached(
+    tmp_path: Path, tiny_model: Path, base_image: str, shared_cache: Path, file_server: FileServer, docker_client: Any
+) -> None:
+    (file_server.root / "tiny.onnx").write_bytes(tiny_model.read_bytes())
+    wrong = "0123456789abcdef0123456789abcdef"
+    catalog = catalog_with(tmp_path, "tampered", "served", file_server.url("tiny.onnx"), wrong)
+    result = run_mlbox(
+        "build",
+        "--model",
+        "tampered",
+        "--device",
+        "cpu",
+        "--base-image",
+        base_image,
+        env={"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(shared_cache)},
+    )
+    assert result.returncode == 12, result.stderr
+    assert f"expected {wrong}" in result.stderr
+    assert result.stdout == ""
+    assert file_server.requests, "the model was never requested"
+    models = shared_cache / "models"
+    assert not (models / wrong).exists()
+    assert not [p for p in models.rglob("*") if p.name.endswith(".part")]
+    from docker.errors import ImageNotFound
+
+    with pytest.raises(ImageNotFound):
+        docker_client.images.get("mlbox:tampered-cpu")

