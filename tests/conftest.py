@@ -4,6 +4,7 @@ unit tests are guarded so an accidental engine call fails instead of passing by 
 from __future__ import annotations
 
 import hashlib
+import os
 import http.server
 import threading
 from collections.abc import Iterator
@@ -28,10 +29,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _no_engine_in_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests must not reach a Docker engine: fail loudly if one tries."""
+def _isolated_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see no MLBOX_* settings from the caller's shell (make test exports some)
+    and must not reach a Docker engine: fail loudly if one tries."""
     if "docker" in request.keywords:
         return
+    for name in list(os.environ):
+        if name.startswith("MLBOX_"):
+            monkeypatch.delenv(name)
 
     def refuse(*args: object, **kwargs: object) -> None:
         msg = "unit test tried to reach the Docker engine; mark it @pytest.mark.docker"
