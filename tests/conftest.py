@@ -4,8 +4,8 @@ unit tests are guarded so an accidental engine call fails instead of passing by 
 from __future__ import annotations
 
 import hashlib
-import os
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
