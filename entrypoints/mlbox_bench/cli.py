@@ -50,14 +50,14 @@ def run(s: Settings) -> int:
         log.warning("SYNTHETIC WEIGHTS: this model has random weights; performance only, accuracy is meaningless")
     backend = OnnxRuntimeBackend(s)
     log.info(
-        "%s %s run: model %s on %s (%s, runner %s x%d)",
+        "%s %s run: model %s on %s (%s, runner %s, %d worker(s))",
         s.scenario,
         s.mode,
         s.modelpath,
         backend.provider,
         s.execmode,
         s.runner,
-        s.concurrency,
+        1 if s.runner == "inline" else s.concurrency,
     )
     facts = run_loadgen(s, backend, output_dir)
     detail = output_dir / "mlperf_log_detail.txt"

@@ -84,3 +84,47 @@ def run_container(
         return int(status["StatusCode"]), logs
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real registry (Debian's docker-registry, CNCF distribution) on 127.0.0.1,
+    stopped when the session ends. Yields HOST:PORT."""
+    import shutil
+    import socket
+    import time
+
+    import requests
+
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is not installed: scripts/with-engine.sh installs it"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = tmp_path_factory.mktemp("registry")
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    address = f"127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"http://{address}/v2/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "registry exited"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the registry did not answer on /v2/ within 10 s")
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()

@@ -154,3 +154,22 @@ def test_wrong_checksum_is_refused_and_leaves_nothing_cached(
 
     with pytest.raises(ImageNotFound):
         docker_client.images.get("mlbox:tampered-cpu")
+
+
+@pytest.mark.registry
+def test_built_image_pushes_to_a_real_registry(
+    served_image: tuple[str, Path], docker_client: Any, registry: str
+) -> None:
+    import requests
+
+    tag, _ = served_image
+    repository = f"{registry}/mlbox/tiny"
+    docker_client.images.get(tag).tag(repository, "cpu")
+    try:
+        chunks = list(docker_client.api.push(repository, tag="cpu", stream=True, decode=True))
+    finally:
+        docker_client.images.remove(f"{repository}:cpu")
+    # docker-py does not raise on a failed push: the stream carries the error.
+    assert not [c for c in chunks if "error" in c or "errorDetail" in c], chunks[-3:]
+    tags = requests.get(f"http://{registry}/v2/mlbox/tiny/tags/list", timeout=10).json()
+    assert tags["tags"] == ["cpu"]
