@@ -155,10 +155,12 @@ def run_loadgen(s: Settings, backend: OnnxRuntimeBackend, output_dir: Path) -> d
     """Run one LoadGen test; return facts for result.json beside LoadGen's own logs."""
     import mlperf_loadgen as lg
 
-    probe = test_settings(lg, s, expected_qps=None)  # what mlperf.conf + user.conf say
-    perf_count = int(probe.performance_sample_count_override) or 1024
+    # One TestSettings for the whole run: FromConfig must run once per process.
+    ts = test_settings(lg, s, expected_qps=s.target_qps)
+    perf_count = int(ts.performance_sample_count_override) or 1024
     total = s.samples or perf_count
     perf_count = min(perf_count, total)
+    ts.performance_sample_count_override = perf_count
     data = SyntheticData(backend.io, total)
     workers = 1 if s.runner == "inline" else s.concurrency
     pool = WorkerPool(backend, data, s.runner, workers)
@@ -169,8 +171,7 @@ def run_loadgen(s: Settings, backend: OnnxRuntimeBackend, output_dir: Path) -> d
             measured = calibrate_offline(pool, data, s.max_batchsize, workers)
             expected_qps = measured * CALIBRATION_MARGIN
             log.info("calibrated Offline expected QPS: %.1f samples/s measured", measured)
-        ts = test_settings(lg, s, expected_qps=expected_qps)
-        ts.performance_sample_count_override = perf_count
+            ts.offline_expected_qps = float(expected_qps)
         complete = loadgen_complete(lg)
         batch = (
             s.max_batchsize
