@@ -120,3 +120,29 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.onnx"
     path.write_bytes(build("tiny", 1).SerializeToString())
     return path
+
+
+@pytest.fixture(scope="session")
+def bench_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny synthetic model on 32x32 inputs: LoadGen runs cost milliseconds, and 1024
+    synthetic samples (mlperf.conf's count) take 12 MB instead of 616 MB."""
+    from mlbox.synthetic import build
+
+    path = tmp_path_factory.mktemp("models") / "tiny32.onnx"
+    path.write_bytes(build("tiny", 1, image_size=32).SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="session")
+def colour_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.colors import colour_classifier
+
+    return colour_classifier(tmp_path_factory.mktemp("models") / "colour.onnx")
+
+
+@pytest.fixture(scope="session")
+def colour_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """(dataset dir, expected top-1) of the generated ImageNet-layout dataset."""
+    from tests.support.colors import colour_dataset
+
+    return colour_dataset(tmp_path_factory.mktemp("imagenet"))

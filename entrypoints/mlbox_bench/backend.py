@@ -26,70 +26,102 @@ class ModelIO:
     input_shape: tuple[int, ...]  # one sample, without the batch dimension
     input_dtype: Any
     output_name: str  # what the accuracy log records (ArgMax for ResNet50)
+    output_dtype: str  # its numpy dtype name: the accuracy script needs it to decode the log
+    label_offset: int  # ArgMax index minus this offset is the dataset label (1001 classes: -1)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Everything a session needs; picklable, so process workers open their own."""
+
+    modelpath: str
+    ep: str
+    execmode: str
+    intraop: int
+    interop: int
+
+
+def open_session(config: SessionConfig) -> tuple[Any, ModelIO]:
+    """Create a session and check the provider it really runs on."""
+    import onnxruntime as ort
+
+    # Benchmarks run offline (often --network none) and must not phone home.
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    available = ort.get_available_providers()
+    if config.ep not in available:
+        msg = f"execution provider {config.ep} is not available in this onnxruntime (available: {', '.join(available)})"
+        raise BenchError(msg + _provider_hint(config.ep))
+    options = ort.SessionOptions()
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if config.execmode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    options.intra_op_num_threads = config.intraop
+    options.inter_op_num_threads = config.interop
+    try:
+        session = ort.InferenceSession(config.modelpath, options, providers=[config.ep])
+    except Exception as err:  # onnxruntime raises its own exception types
+        msg = f"onnxruntime cannot load {config.modelpath}: {err}"
+        raise BenchError(msg) from None
+    active = session.get_providers()
+    # onnxruntime falls back to CPU silently when a provider fails to initialise.
+    if not active or active[0] != config.ep:
+        msg = f"requested {config.ep} but onnxruntime is running on {', '.join(active) or 'nothing'}"
+        raise BenchError(msg + _provider_hint(config.ep))
+    return session, _describe_io(session)
+
+
+def _provider_hint(ep: str) -> str:
+    if ep.startswith(("CUDA", "Tensorrt")):
+        return "; is there an NVIDIA GPU and driver (run the image with --gpus all), and is onnxruntime-gpu installed?"
+    return ""
+
+
+def _describe_io(session: Any) -> ModelIO:
+    inp = session.get_inputs()[0]
+    shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape[1:])
+    dtype = _ORT_TYPES.get(inp.type)
+    if dtype is None:
+        msg = f"model input {inp.name} has unsupported type {inp.type}"
+        raise BenchError(msg)
+    outputs = session.get_outputs()
+    names = [o.name for o in outputs]
+    output = next((n for n in names if n.startswith("ArgMax")), names[0])
+    output_type = _ORT_TYPES.get(next(o.type for o in outputs if o.name == output), np.float32)
+    # MLPerf's ResNet50 has 1001 classes (0 = background): ArgMax - 1 is the ImageNet label.
+    classes = {o.shape[-1] for o in outputs if o.shape and isinstance(o.shape[-1], int)}
+    return ModelIO(inp.name, shape, dtype, output, np.dtype(output_type).name, -1 if 1001 in classes else 0)
 
 
 class OnnxRuntimeBackend:
     def __init__(self, settings: Settings) -> None:
         import onnxruntime as ort
 
-        # Benchmarks run offline (often --network none) and must not phone home.
-        if hasattr(ort, "disable_telemetry_events"):
-            ort.disable_telemetry_events()
         if settings.modelpath is None:
             msg = "no model given"
             raise BenchError(msg + ": pass --modelpath FILE (or set MLBOX_MODELPATH)")
-        available = ort.get_available_providers()
-        if settings.ep not in available:
-            msg = (
-                f"execution provider {settings.ep} is not available in this onnxruntime "
-                f"(available: {', '.join(available)})"
-            )
-            raise BenchError(msg + self._provider_hint(settings.ep))
-        options = ort.SessionOptions()
-        options.execution_mode = (
-            ort.ExecutionMode.ORT_PARALLEL if settings.execmode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+        self.config = SessionConfig(
+            settings.modelpath, settings.ep, settings.execmode, settings.intraop, settings.interop
         )
-        options.intra_op_num_threads = settings.intraop
-        options.inter_op_num_threads = settings.interop
-        self.session_options = options
-        self.settings = settings
+        self.session, self.io = open_session(self.config)
+        self.provider = self.session.get_providers()[0]
         self.version = ort.__version__
-        try:
-            self.session = self.new_session()
-        except Exception as err:  # onnxruntime raises its own exception types
-            msg = f"onnxruntime cannot load {settings.modelpath}: {err}"
-            raise BenchError(msg) from None
-        active = self.session.get_providers()
-        # onnxruntime falls back to CPU silently when a provider fails to initialise.
-        if not active or active[0] != settings.ep:
-            msg = f"requested {settings.ep} but onnxruntime is running on {', '.join(active)}"
-            raise BenchError(msg + self._provider_hint(settings.ep))
-        self.provider = active[0]
-        self.io = self._describe_io()
 
     def new_session(self) -> Any:
+        return open_session(self.config)[0]
+
+    def session_facts(self) -> dict[str, Any]:
+        """What the session really runs with, read back from onnxruntime."""
         import onnxruntime as ort
 
-        return ort.InferenceSession(self.settings.modelpath, self.session_options, providers=[self.settings.ep])
-
-    @staticmethod
-    def _provider_hint(ep: str) -> str:
-        if ep.startswith("CUDA") or ep.startswith("Tensorrt"):
-            return (
-                "; is there an NVIDIA GPU and driver (run the image with --gpus all), and is onnxruntime-gpu installed?"
-            )
-        return ""
-
-    def _describe_io(self) -> ModelIO:
-        inp = self.session.get_inputs()[0]
-        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape[1:])
-        dtype = _ORT_TYPES.get(inp.type)
-        if dtype is None:
-            msg = f"model input {inp.name} has unsupported type {inp.type}"
-            raise BenchError(msg)
-        outputs = [o.name for o in self.session.get_outputs()]
-        output = next((o for o in outputs if o.startswith("ArgMax")), outputs[0])
-        return ModelIO(inp.name, shape, dtype, output)
+        opts = self.session.get_session_options()
+        return {
+            "execution_mode": "parallel" if opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL else "sequential",
+            "intra_op_num_threads": opts.intra_op_num_threads,
+            "inter_op_num_threads": opts.inter_op_num_threads,
+            "providers": self.session.get_providers(),
+            "output": self.io.output_name,
+        }
 
     def run(self, session: Any, batch: np.ndarray) -> np.ndarray:
         return np.asarray(session.run([self.io.output_name], {self.io.input_name: batch})[0])

@@ -1,9 +1,8 @@
-"""LoadGen wiring: test settings, the system under test, its worker pool, and the run."""
+"""LoadGen wiring: test settings, calibration, the system under test, and the run."""
 
 from __future__ import annotations
 
 import logging
-import queue
 import tempfile
 import threading
 import time
@@ -14,32 +13,42 @@ from typing import Any
 import numpy as np
 
 from mlbox_bench.backend import OnnxRuntimeBackend
-from mlbox_bench.data import SyntheticData
+from mlbox_bench.data import SampleLibrary
 from mlbox_bench.errors import BenchError
+from mlbox_bench.runners import Complete, Runner, ThreadRunner, make_runner
 from mlbox_bench.settings import Settings
 
 log = logging.getLogger("mlbox-bench")
 
 # Queries LoadGen's early stopping needs before it can call a short run VALID.
 EARLY_STOPPING_MIN_QUERIES = {"SingleStream": 64, "MultiStream": 662, "Server": 459, "Offline": 1}
-# Offline calibration: how long to measure, and the margin so the run meets its duration.
+# Calibration: how long to measure, and the margin so the run meets its duration.
 CALIBRATION_S = 1.0
 CALIBRATION_MARGIN = 1.15
+# Server without --target-qps: this fraction of the measured capacity (queueing headroom).
+SERVER_LOAD_FRACTION = 0.5
+MODE_NAMES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly", "find-peak": "FindPeakPerformance"}
 
-Complete = Callable[[np.ndarray, np.ndarray], None]
+_from_config_calls = 0  # LoadGen loads mlperf.conf once per process: see load_test_settings
 
 
-def test_settings(lg: Any, s: Settings, *, expected_qps: float | None) -> Any:
-    """mlperf.conf (built into LoadGen) < user.conf < our flags, in that order.
+def load_test_settings(lg: Any, s: Settings) -> Any:
+    """mlperf.conf (built into LoadGen) < user.conf < our flags and variables.
 
-    FromConfig is called exactly once per process: a second call does not reload
-    mlperf.conf and LoadGen logs an error that the submission checker treats as critical.
+    FromConfig with a user.conf may run once per process: a second call does not
+    reload mlperf.conf, so the run would silently use other settings, and LoadGen logs
+    an error the submission checker treats as critical.
     """
+    global _from_config_calls
     ts = lg.TestSettings()
     if s.user_conf is not None:
+        if _from_config_calls:
+            msg = "LoadGen already read a user.conf in this process; run each --user-conf benchmark in its own process"
+            raise BenchError(msg)
         if not Path(s.user_conf).is_file():
             msg = f"user.conf not found: {s.user_conf}"
             raise BenchError(msg)
+        _from_config_calls += 1
         rc = ts.FromConfig(s.user_conf, s.model, s.scenario, 1)
     else:
         rc = ts.FromConfig("", s.model, s.scenario, 0)
@@ -47,164 +56,245 @@ def test_settings(lg: Any, s: Settings, *, expected_qps: float | None) -> Any:
         msg = f"LoadGen could not read its configuration (FromConfig returned {rc})"
         raise BenchError(msg + " for model " + repr(s.model) + " scenario " + s.scenario)
     ts.scenario = getattr(lg.TestScenario, s.scenario)
-    ts.mode = lg.TestMode.AccuracyOnly if s.mode == "accuracy" else lg.TestMode.PerformanceOnly
-    if s.duration is not None:
-        # LoadGen's integer fields reject floats: cast.
-        ts.min_duration_ms = int(s.duration * 1000)
-        ts.min_query_count = EARLY_STOPPING_MIN_QUERIES[s.scenario]
-    if s.scenario == "Offline" and expected_qps is not None:
-        ts.offline_expected_qps = float(expected_qps)
-    if s.scenario == "Server" and s.target_qps is not None:
-        ts.server_target_qps = float(s.target_qps)
-    if s.target_latency is not None:
-        ts.server_target_latency_ns = int(s.target_latency * 1_000_000)
+    ts.mode = getattr(lg.TestMode, MODE_NAMES[s.mode])
+    for name, value in user_overrides(s).items():
+        setattr(ts, name, value)
     return ts
 
 
-class WorkerPool:
-    """Runs batches on onnxruntime. ``inline`` runs in the caller's thread; the pools
-    take work from a queue so LoadGen's issue thread never waits on inference."""
+def user_overrides(s: Settings) -> dict[str, Any]:
+    """TestSettings fields set by flags/variables (a user.conf value is already in place).
 
-    def __init__(self, backend: OnnxRuntimeBackend, data: SyntheticData, kind: str, workers: int) -> None:
-        self.backend = backend
-        self.data = data
-        self.kind = kind
-        self.errors: list[BaseException] = []
-        self._queue: queue.Queue[tuple[np.ndarray, np.ndarray, Complete] | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
-        if kind == "inline":
-            self._inline_session = backend.session
-            return
-        # Sessions are made before the run starts so the first queries don't pay for it.
-        sessions = [backend.session] * workers
-        if kind == "threadpool+replication":
-            sessions = [backend.session, *(backend.new_session() for _ in range(workers - 1))]
-        for i, session in enumerate(sessions):
-            thread = threading.Thread(target=self._work, args=(session,), name=f"mlbox-worker-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    LoadGen's integer fields reject floats, so every value is cast to its field's type.
+    """
+    out: dict[str, Any] = {}
+    sc = s.scenario
+    if s.set_by_user("duration"):
+        assert s.duration is not None
+        out["min_duration_ms"] = int(s.duration * 1000)
+        if s.min_query_count is None:  # a short run: only as many queries as early stopping needs
+            out["min_query_count"] = EARLY_STOPPING_MIN_QUERIES[sc]
+    if s.set_by_user("min_query_count"):
+        out["min_query_count"] = int(s.min_query_count or 0)
+    if s.set_by_user("max_query_count"):
+        out["max_query_count"] = int(s.max_query_count or 0)
+    if s.set_by_user("performance_sample_count"):
+        out["performance_sample_count_override"] = int(s.performance_sample_count or 0)
+    if s.set_by_user("samples_per_query") and sc == "MultiStream":
+        out["multi_stream_samples_per_query"] = int(s.samples_per_query or 0)
+    if s.set_by_user("target_qps"):
+        qps = float(s.target_qps or 0)
+        field = {"Server": "server_target_qps", "Offline": "offline_expected_qps"}.get(sc)
+        if sc == "MultiStream":  # expected rate -> expected latency per query
+            out["multi_stream_expected_latency_ns"] = int(1e9 / qps)
+        elif field:
+            out[field] = qps
+    if s.set_by_user("target_latency"):
+        ns = int((s.target_latency or 0) * 1_000_000)
+        field = {
+            "Server": "server_target_latency_ns",
+            "SingleStream": "single_stream_expected_latency_ns",
+            "MultiStream": "multi_stream_expected_latency_ns",
+        }.get(sc)
+        if field:
+            out[field] = ns
+    if s.set_by_user("latency_percentile"):
+        field = {
+            "Server": "server_target_latency_percentile",
+            "SingleStream": "single_stream_target_latency_percentile",
+            "MultiStream": "multi_stream_target_latency_percentile",
+        }.get(sc)
+        if field:
+            out[field] = float(s.latency_percentile or 0) / 100.0
+    return out
 
-    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
-        if self.kind == "inline":
-            self._process(self._inline_session, ids, indices, complete)
-        else:
-            self._queue.put((ids, indices, complete))
 
-    def wait_idle(self) -> None:
-        if self.kind != "inline":
-            self._queue.join()
+def contiguous_batches(rows: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Split a large query (Offline's single query) into batches of ``limit`` samples,
+    as many as possible made of consecutive rows of the loaded array, so the batch is a
+    view instead of a copy (a copy costs ~10 us per 224x224 float sample).
 
-    def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join()
-
-    def _work(self, session: Any) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                self._process(session, *item)
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
-
-    def _process(self, session: Any, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
-        try:
-            out = self.backend.run(session, self.data.batch(indices))
-        except Exception as err:  # keep LoadGen from waiting forever; fail after the run
-            self.errors.append(err)
-            out = np.zeros(len(ids), dtype=np.int64)
-        complete(ids, np.ascontiguousarray(out.reshape(len(ids), -1)))
+    Every sample is still run once, on its own data: this only picks the order, which
+    MLPerf leaves to the system. Returns positions into the query. The k-th repeat of a
+    row goes to the k-th pass over the rows, so each pass has distinct, sorted rows;
+    pieces of runs shorter than a batch are pooled and gathered, so batches stay full.
+    """
+    order = np.argsort(rows, kind="stable")
+    ranked = rows[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    repeat = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    by_pass = np.lexsort((ranked, repeat))
+    positions, sorted_rows, passes = order[by_pass], ranked[by_pass], repeat[by_pass]
+    breaks = np.flatnonzero((np.diff(sorted_rows) != 1) | (np.diff(passes) != 0)) + 1
+    batches: list[np.ndarray] = []
+    leftover: list[np.ndarray] = []
+    for run in np.split(positions, breaks):
+        full = len(run) - len(run) % limit
+        batches.extend(run[i : i + limit] for i in range(0, full, limit))
+        if full < len(run):
+            leftover.append(run[full:])
+    if leftover:
+        rest = np.concatenate(leftover)
+        batches.extend(rest[i : i + limit] for i in range(0, len(rest), limit))
+    return batches
 
 
 def loadgen_complete(lg: Any) -> Complete:
     def complete(ids: np.ndarray, outputs: np.ndarray) -> None:
         # `outputs` must stay alive until QuerySamplesComplete returns: it does (local).
         base, stride = outputs.ctypes.data, outputs.strides[0]
-        responses = [lg.QuerySampleResponse(int(qid), base + k * stride, stride) for k, qid in enumerate(ids)]
-        lg.QuerySamplesComplete(responses)
+        lg.QuerySamplesComplete(
+            [lg.QuerySampleResponse(q, base + k * stride, stride) for k, q in enumerate(ids.tolist())]
+        )
 
     return complete
 
 
-def calibrate_offline(pool: WorkerPool, data: SyntheticData, batch_size: int, workers: int) -> float:
-    """Measure samples/s with the real pool, so Offline's query is sized for the duration."""
-    indices = np.flatnonzero(data.slot >= 0)[:batch_size]
-    if len(indices) < batch_size:
-        indices = np.resize(indices, batch_size)
-    ids = np.zeros(len(indices), dtype=np.uint64)
-    done = 0
-
-    def count(ids_: np.ndarray, outputs: np.ndarray) -> None:
-        nonlocal done
-        done += len(ids_)
-
-    rounds = max(1, workers)
-    for _ in range(rounds):  # warm-up: first runs allocate and tune
-        pool.submit(ids, indices, lambda *_: None)
-    pool.wait_idle()
-    start = time.perf_counter()
-    while time.perf_counter() - start < CALIBRATION_S:
+def measure(runner: Runner, data: SampleLibrary, batch_size: int, workers: int, seconds: float) -> tuple[float, float]:
+    """(samples/s, seconds per batch) of the real runner, from the fastest of several
+    rounds after a warm-up. The fastest round errs on the safe side: a higher expected
+    rate or a lower expected latency makes LoadGen issue more work, never too little."""
+    loaded = np.flatnonzero(data.slot >= 0)
+    indices = np.resize(loaded, batch_size)
+    ids = np.zeros(batch_size, dtype=np.uint64)
+    rounds = max(1, workers)  # one batch per worker per round
+    for _ in range(2):  # warm-up: the first runs allocate memory and pick kernels
         for _ in range(rounds):
-            pool.submit(ids, indices, count)
-        pool.wait_idle()
-    return done / (time.perf_counter() - start)
+            runner.submit(ids, indices, lambda *_: None)
+        runner.wait_idle()
+    best = float("inf")
+    measured, start = 0, time.perf_counter()
+    while measured < 3 or time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        for _ in range(rounds):
+            runner.submit(ids, indices, lambda *_: None)
+        runner.wait_idle()
+        best = min(best, time.perf_counter() - t)
+        measured += 1
+    return rounds * batch_size / best, best / rounds
 
 
-def run_loadgen(s: Settings, backend: OnnxRuntimeBackend, output_dir: Path) -> dict[str, Any]:
-    """Run one LoadGen test; return facts for result.json beside LoadGen's own logs."""
+def calibrate(
+    s: Settings, ts: Any, runner: Runner, data: SampleLibrary, workers: int, conf: set[str]
+) -> dict[str, Any]:
+    """Fill what LoadGen needs but the user left open, from a short measurement:
+    Offline's expected QPS (sizes the one query), SingleStream/MultiStream's expected
+    latency (how many queries are generated), Server's arrival rate."""
+    sc = s.scenario
+    if s.mode == "accuracy":
+        return {}
+    # A short run gets a short calibration: at most a quarter of it, at least 0.2 s.
+    seconds = CALIBRATION_S if s.duration is None else min(CALIBRATION_S, max(0.2, s.duration / 4))
+    if sc == "Offline" and not s.set_by_user("target_qps") and "target_qps" not in conf:
+        rate, _ = measure(runner, data, s.max_batchsize, workers, seconds)
+        ts.offline_expected_qps = float(rate * CALIBRATION_MARGIN)
+        log.info(
+            "calibrated Offline: %.1f samples/s measured; expected QPS set to %.1f", rate, rate * CALIBRATION_MARGIN
+        )
+        return {"measured_samples_per_s": rate, "offline_expected_qps": ts.offline_expected_qps}
+    if sc in ("SingleStream", "MultiStream") and not s.set_by_user("target_latency") and "target_latency" not in conf:
+        if sc == "MultiStream" and (s.set_by_user("target_qps") or "target_qps" in conf):
+            return {}
+        per_query = 1 if sc == "SingleStream" else int(ts.multi_stream_samples_per_query)
+        _, seconds = measure(runner, data, per_query, 1, seconds)
+        # A lower expected latency makes LoadGen generate more queries: enough for the duration.
+        ns = max(1, int(seconds * 1e9 / CALIBRATION_MARGIN))
+        setattr(
+            ts, "single_stream_expected_latency_ns" if sc == "SingleStream" else "multi_stream_expected_latency_ns", ns
+        )
+        log.info("calibrated %s: %.3f ms per query measured", sc, seconds * 1000)
+        return {"measured_query_latency_ns": int(seconds * 1e9), "expected_latency_ns": ns}
+    if sc == "Server" and not s.set_by_user("target_qps") and "target_qps" not in conf:
+        rate, _ = measure(runner, data, 1, workers, seconds)
+        ts.server_target_qps = float(rate * SERVER_LOAD_FRACTION)
+        log.info(
+            "calibrated Server: %.1f queries/s capacity measured; target QPS set to %.1f "
+            "(pass --target-qps, or --mode find-peak to search the highest VALID rate)",
+            rate,
+            ts.server_target_qps,
+        )
+        return {"measured_samples_per_s": rate, "server_target_qps": ts.server_target_qps}
+    return {}
+
+
+def run_loadgen(
+    s: Settings, backend: OnnxRuntimeBackend, make_data: Callable[[int], SampleLibrary], output_dir: Path
+) -> tuple[dict[str, Any], SampleLibrary]:
+    """Run one LoadGen test; return facts for result.json (beside LoadGen's own logs) and
+    the sample library (its labels score accuracy).
+
+    ``make_data`` gets mlperf.conf's performance sample count (synthetic data uses it as
+    the library size when --samples is not given).
+    """
     import mlperf_loadgen as lg
 
-    # One TestSettings for the whole run: FromConfig must run once per process.
-    ts = test_settings(lg, s, expected_qps=s.target_qps)
-    perf_count = int(ts.performance_sample_count_override) or 1024
-    total = s.samples or perf_count
-    perf_count = min(perf_count, total)
+    from mlbox_bench.settings import read_user_conf
+
+    conf = set(read_user_conf(s.user_conf, s.model, s.scenario)) if s.user_conf else set()
+    ts = load_test_settings(lg, s)  # the one TestSettings of this process
+    conf_perf_count = int(ts.performance_sample_count_override) or 1024
+    data = make_data(conf_perf_count)
+    perf_count = min(conf_perf_count, data.count)
     ts.performance_sample_count_override = perf_count
-    data = SyntheticData(backend.io, total)
-    workers = 1 if s.runner == "inline" else s.concurrency
-    pool = WorkerPool(backend, data, s.runner, workers)
+    runner_kind = s.runner
+    if s.scenario == "Server" and runner_kind == "inline":
+        # Inline would run inference on LoadGen's issue thread and delay the next arrivals.
+        log.info("Server: the inline runner uses one worker thread so LoadGen's issue thread never waits")
+        runner: Runner = ThreadRunner(backend, data, 1, replicate=False)
+        workers = 1
+    else:
+        workers = 1 if runner_kind == "inline" else s.concurrency
+        runner = make_runner(runner_kind, backend, data, workers)
+    complete = loadgen_complete(lg)
+    batch = s.max_batchsize
+
+    def issue(ids_list: list[int], indices_list: list[int]) -> None:
+        # ConstructFastSUT hands over plain lists of ids and indices: no per-sample
+        # QuerySample objects to build and read back.
+        if len(ids_list) == 1:  # SingleStream and Server: the common case, kept short
+            runner.submit(np.array(ids_list, dtype=np.uint64), np.array(indices_list, dtype=np.int64), complete)
+            return
+        ids = np.array(ids_list, dtype=np.uint64)
+        idx = np.array(indices_list, dtype=np.int64)
+        if len(ids) <= batch:
+            runner.submit(ids, idx, complete)
+            return
+        for pos in contiguous_batches(data.rows(idx), batch):
+            runner.submit(ids[pos], idx[pos], complete)
+
+    def flush() -> None:
+        pass  # every sample is submitted as soon as it is issued: nothing is held back
+
     try:
-        expected_qps = s.target_qps
-        if s.scenario == "Offline" and expected_qps is None:
+        calibration: dict[str, Any] = {}
+        if s.mode != "accuracy":
             data.load(list(range(perf_count)))
-            measured = calibrate_offline(pool, data, s.max_batchsize, workers)
-            expected_qps = measured * CALIBRATION_MARGIN
-            log.info("calibrated Offline expected QPS: %.1f samples/s measured", measured)
-            ts.offline_expected_qps = float(expected_qps)
-        complete = loadgen_complete(lg)
-        batch = (
-            s.max_batchsize
-            if s.scenario == "Offline"
-            else (1 if s.scenario in ("SingleStream", "Server") else s.max_batchsize)
-        )
-
-        def issue(query_samples: list[Any]) -> None:
-            n = len(query_samples)
-            ids = np.fromiter((q.id for q in query_samples), dtype=np.uint64, count=n)
-            idx = np.fromiter((q.index for q in query_samples), dtype=np.int64, count=n)
-            for start in range(0, n, batch):
-                pool.submit(ids[start : start + batch], idx[start : start + batch], complete)
-
-        sut = lg.ConstructSUT(issue, lambda: None)
-        qsl = lg.ConstructQSL(total, perf_count, data.load, data.unload)
+            calibration = calibrate(s, ts, runner, data, workers, conf)
+        sut = lg.ConstructFastSUT(issue, flush)
+        qsl = lg.ConstructQSL(data.count, perf_count, data.load, data.unload)
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(output_dir)
         log_settings.log_output.copy_summary_to_stdout = False
         log_settings.enable_trace = False
         with tempfile.TemporaryDirectory(prefix="mlbox-audit-") as empty:
             # LoadGen reads ./audit.config if present (compliance tests): point it at a
-            # path that cannot exist unless the user asks for an audit.
-            audit = str(Path(empty) / "audit.config")
-            _start_test(lg, sut, qsl, ts, log_settings, audit)
+            # path that cannot exist.
+            _start_test(lg, sut, qsl, ts, log_settings, str(Path(empty) / "audit.config"))
         lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
+        lg.DestroyFastSUT(sut)
     finally:
-        pool.close()
-    if pool.errors:
-        msg = f"inference failed during the run: {pool.errors[0]}"
+        runner.close()
+    if runner.errors:
+        msg = f"inference failed during the run ({len(runner.errors)} batch(es)): {runner.errors[0]}"
         raise BenchError(msg)
-    return {"total_sample_count": total, "performance_sample_count": perf_count, "expected_qps": expected_qps}
+    facts = {
+        "total_sample_count": data.count,
+        "performance_sample_count": perf_count,
+        "calibration": calibration,
+        "observed": runner.observed(),
+        "applied_overrides": user_overrides(s),
+    }
+    return facts, data
 
 
 def _start_test(lg: Any, sut: Any, qsl: Any, ts: Any, log_settings: Any, audit: str) -> None:

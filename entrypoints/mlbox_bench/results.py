@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import platform
+import re
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,11 @@ METRIC_KEYS = {
     "SingleStream": ("result_90.00_percentile_latency_ns", "ns"),
     "MultiStream": ("result_99.00_percentile_per_query_latency_ns", "ns"),
 }
+PEAK_MESSAGE = re.compile(r"FindPeakPerformance: Found peak performance field: ([0-9.eE+-]+)")
 
 
-def parse_detail_log(path: Path) -> dict[str, Any]:
-    """Map each MLLOG key to its (last) value."""
-    values: dict[str, Any] = {}
+def read_detail_log(path: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
     with path.open(encoding="utf-8", errors="replace") as f:
         for line in f:
             _, sep, payload = line.partition(":::MLLOG ")
@@ -32,8 +35,28 @@ def parse_detail_log(path: Path) -> dict[str, Any]:
             except json.JSONDecodeError:
                 continue
             if isinstance(record, dict) and "key" in record:
-                values[str(record["key"])] = record.get("value")
+                records.append(record)
+    return records
+
+
+def parse_detail_log(path: Path) -> dict[str, Any]:
+    """Map each MLLOG key to its (last) value; a find-peak search logs many runs, the
+    last is the run at the peak."""
+    values: dict[str, Any] = {}
+    for record in read_detail_log(path):
+        values[str(record["key"])] = record.get("value")
     return values
+
+
+def find_peak(path: Path) -> float | None:
+    for record in read_detail_log(path):
+        if record["key"] == "generic_message" and (m := PEAK_MESSAGE.search(str(record.get("value")))):
+            return float(m.group(1))
+    return None
+
+
+def logged_errors(path: Path) -> list[str]:
+    return [str(r.get("value")) for r in read_detail_log(path) if (r.get("metadata") or {}).get("is_error")]
 
 
 def file_sha256(path: Path) -> str:
@@ -53,7 +76,38 @@ def host_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "gpus": gpu_info(),
+    }
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """NVIDIA GPUs as nvidia-smi reports them (name, driver, CUDA); [] when there are none."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        query = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+        header = subprocess.run([smi], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    cuda = re.search(r"CUDA Version:\s*([0-9.]+)", header)
+    gpus = []
+    for line in query.strip().splitlines():
+        name, driver, memory = (part.strip() for part in [*line.split(","), "", ""][:3])
+        gpus.append({"name": name, "driver": driver, "memory": memory, "cuda": cuda.group(1) if cuda else ""})
+    return gpus
 
 
 def build_result(log: dict[str, Any], scenario: str) -> dict[str, Any]:
@@ -74,20 +128,23 @@ def build_result(log: dict[str, Any], scenario: str) -> dict[str, Any]:
             "percentiles": percentiles,
         },
         "early_stopping": log.get("early_stopping_result"),
+        "qsl": {"total": log.get("qsl_reported_total_count"), "performance": log.get("qsl_reported_performance_count")},
         "effective_settings": {k.removeprefix("effective_"): v for k, v in log.items() if k.startswith("effective_")},
         "loadgen_version": log.get("loadgen_version"),
-        "errors": log.get("error_invalid_config") or log.get("error_runtime"),
     }
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as out:
-            json.dump(data, out, indent=2, sort_keys=False)
-            out.write("\n")
+            out.write(text)
         Path(tmp).chmod(0o644)  # mkstemp makes 0600; results are for the user to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

@@ -31,17 +31,18 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # device: cpu
-ENV MLBOX_DEVICE=cpu
-# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3)
-ENV MLBOX_BACKEND=onnxruntime \
-    MLBOX_EP=CPUExecutionProvider
+ENV MLBOX_DEFAULT_DEVICE=cpu
+# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
+ENV MLBOX_DEFAULT_BACKEND=onnxruntime \
+    MLBOX_DEFAULT_EP=CPUExecutionProvider
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
-ENV MLBOX_MODEL=resnet50 \
-    MLBOX_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
-    MLBOX_WEIGHTS=published \
-    MLBOX_OUTPUT_DIR=/results
+# Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
+ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
+    MLBOX_DEFAULT_WEIGHTS=published \
+    MLBOX_DEFAULT_OUTPUT_DIR=/results
 
 # The harness (mlbox-bench): small, changes most often, so it goes last but for labels.
 COPY app/ /opt/mlbox/app/
@@ -67,8 +68,8 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/4735647/files/resnet50_v1.onnx" \
       mlbox.device="cpu" \
       mlbox.backend="onnxruntime" \
-      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3" \
+      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
       mlbox.loadgen.version="6.0.17" \
-      mlbox.template.sha256="afbc3d7f1514ae952dbd9b402ecf71cdda9866e7fe74283b7b7aeca956c7c64c" \
+      mlbox.template.sha256="6782090e97a9a8b31b1dc777d9480e0b899cf239363bf3498e28ea7057188201" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -65,17 +65,26 @@ def run_mlbox(*args: str, env: dict[str, str] | None = None, timeout: int = 900)
 
 
 def run_container(
-    client: Any, image: str, args: list[str], *, results: Path, timeout: int = 300, **kwargs: Any
+    client: Any,
+    image: str,
+    args: list[str],
+    *,
+    results: Path,
+    timeout: int = 300,
+    read_only_mounts: dict[Path, str] | None = None,
+    **kwargs: Any,
 ) -> tuple[int, str]:
     """Run a container to completion; always remove it; return (exit code, logs)."""
     results.mkdir(parents=True, exist_ok=True)
+    volumes = {str(results): {"bind": "/results", "mode": "rw"}}
+    volumes.update({str(host): {"bind": inside, "mode": "ro"} for host, inside in (read_only_mounts or {}).items()})
     container = client.containers.run(
         image,
         args,
         detach=True,
         network_mode="none",
         user=f"{os.getuid()}:{os.getgid()}",
-        volumes={str(results): {"bind": "/results", "mode": "rw"}},
+        volumes=volumes,
         **kwargs,
     )
     try:

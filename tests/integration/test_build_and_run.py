@@ -95,6 +95,37 @@ def test_built_image_runs_loadgen_without_network(
     assert (results / "result.json").stat().st_uid == os.getuid()
 
 
+def test_accuracy_in_the_container_on_a_read_only_dataset(
+    served_image: tuple[str, Path],
+    docker_client: Any,
+    tmp_path: Path,
+    colour_model: Path,
+    colour_data: tuple[Path, float],
+) -> None:
+    """The image decodes and preprocesses a mounted ImageNet-layout dataset (read-only:
+    the .npy cache goes elsewhere) and scores it; a CM variable and a flag override the
+    image's own defaults."""
+    tag, _ = served_image
+    dataset, expected = colour_data
+    results = tmp_path / "results"
+    code, logs = run_container(
+        docker_client,
+        tag,
+        ["--modelpath", "/models/colour.onnx", "--mode", "accuracy", "--dataset", "/data"],
+        results=results,
+        read_only_mounts={dataset: "/data", colour_model: "/models/colour.onnx"},
+        environment={"CM_MLPERF_LOADGEN_SCENARIO": "SingleStream"},
+    )
+    assert code == 0, logs
+    result = json.loads((results / "result.json").read_text())
+    assert result["accuracy"]["top1"] == pytest.approx(expected)
+    assert (results / "accuracy.txt").read_text().startswith("accuracy=75.000%")
+    assert result["scenario"] == "SingleStream"
+    assert result["sources"]["scenario"] == "CM_MLPERF_LOADGEN_SCENARIO"
+    assert result["sources"]["modelpath"] == "flag --modelpath"  # over MLBOX_DEFAULT_MODELPATH
+    assert result["sources"]["output_dir"] == "MLBOX_DEFAULT_OUTPUT_DIR (image)"
+
+
 def test_image_carries_model_sha_and_runs_as_non_root(served_image: tuple[str, Path], docker_client: Any) -> None:
     tag, model = served_image
     image = docker_client.images.get(tag)

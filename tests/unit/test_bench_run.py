@@ -1,35 +1,176 @@
-"""mlbox-bench on the host with real LoadGen and onnxruntime, on a tiny model."""
+"""mlbox-bench on the host with real LoadGen and onnxruntime, on tiny models."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlbox_bench.cli import main
+from tests.conftest import REPO
 
 
-def test_offline_short_run_is_valid_and_writes_logs(
-    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def result_of(out: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
+def test_every_scenario_runs_valid_in_a_short_run(scenario: str, bench_model: Path, tmp_path: Path) -> None:
+    """No --target-qps or --target-latency: mlbox-bench calibrates what LoadGen needs, and
+    --duration lowers the query count to what early stopping needs."""
     out = tmp_path / "out"  # created by the harness
-    rc = main(["--modelpath", str(tiny_model), "--duration", "1", "--samples", "64", "--output_dir", str(out)])
-    assert rc == 0, capsys.readouterr().err
-    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "result.json"):
+    rc = main(["--modelpath", str(bench_model), "--scenario", scenario, "--duration", "0.3", "--output_dir", str(out)])
+    result = result_of(out)
+    assert (rc, result["validity"]) == (0, "VALID"), result["early_stopping"]
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
         assert (out / name).is_file(), name
-    result = json.loads((out / "result.json").read_text())
-    assert result["validity"] == "VALID"
-    assert result["scenario"] == "Offline"
-    assert result["metric"]["name"] == "result_samples_per_second"
+    assert result["scenario"] == result["effective_settings"]["scenario"] == scenario
     assert result["metric"]["value"] > 0
+    assert result["latency_ns"]["percentiles"]["99.00_percentile"] > 0
     assert result["backend"]["provider"] == "CPUExecutionProvider"
-    assert result["effective_settings"]["min_duration_ms"] == 1000
-    assert result["model"]["path"] == str(tiny_model)
+    assert result["effective_settings"]["min_duration_ms"] == 300
+    assert result["model"]["path"] == str(bench_model)
+    assert result["loadgen_errors"] == []
+    assert result["host"]["cpus"] >= 1
+    assert result["host"]["gpus"] == []
 
 
-def test_cuda_on_a_cpu_host_is_refused(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["--modelpath", str(tiny_model), "--ep", "CUDAExecutionProvider", "--output_dir", str(tmp_path)])
+def test_cuda_on_a_cpu_host_is_refused(bench_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["--modelpath", str(bench_model), "--ep", "CUDAExecutionProvider", "--output_dir", str(tmp_path)])
     assert rc == 3
-    assert "CUDAExecutionProvider is not available" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "CUDAExecutionProvider is not available" in err
+    assert "--gpus all" in err
     assert not (tmp_path / "result.json").exists()
+
+
+def test_accuracy_on_generated_images_equals_the_known_value(
+    colour_model: Path, colour_data: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset, expected = colour_data
+    out, prep = tmp_path / "out", tmp_path / "prep"
+    args = ["--modelpath", str(colour_model), "--mode", "accuracy", "--dataset", str(dataset)]
+    assert main([*args, "--preprocessed-dir", str(prep), "--output-dir", str(out)]) == 0
+    result = result_of(out)
+    assert result["accuracy"]["top1"] == pytest.approx(expected)
+    assert result["accuracy"]["total"] == result["accuracy"]["logged_samples"] == 12
+    assert (result["accuracy"]["dtype"], result["accuracy"]["offset"]) == ("int64", -1)
+    line = (out / "accuracy.txt").read_text().strip()
+    assert line == f"accuracy={100 * expected:.3f}%, good=9, total=12"
+
+    # The accuracy log round-trips through the standalone script (MLPerf's flags).
+    script = subprocess.run(
+        [sys.executable, "-m", "mlbox_bench.accuracy", "--mlperf-accuracy-file", str(out / "mlperf_log_accuracy.json"),
+         "--imagenet-val-file", str(dataset / "val_map.txt"), "--dtype", "int64"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert script.stdout.strip() == line
+
+    # A second run reads the preprocessed cache instead of decoding again.
+    capsys.readouterr()
+    assert main([*args, "--preprocessed-dir", str(prep), "--output-dir", str(tmp_path / "again")]) == 0
+    assert "preprocessed" not in capsys.readouterr().err
+    assert result_of(tmp_path / "again")["accuracy"]["top1"] == pytest.approx(expected)
+
+
+def test_accuracy_on_synthetic_inputs_writes_the_log_but_no_score(bench_model: Path, tmp_path: Path) -> None:
+    assert (
+        main(["--modelpath", str(bench_model), "--mode", "accuracy", "--samples", "20", "--output-dir", str(tmp_path)])
+        == 0
+    )
+    result = result_of(tmp_path)
+    assert result["accuracy"]["top1"] is None
+    assert "no labels" in result["accuracy"]["reason"]
+    assert len(json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())) == 20
+    assert not (tmp_path / "accuracy.txt").exists()
+
+
+def test_find_peak_reports_the_highest_valid_server_qps(bench_model: Path, tmp_path: Path) -> None:
+    args = ["--modelpath", str(bench_model), "--scenario", "Server", "--mode", "find-peak", "--duration", "0.2"]
+    assert main([*args, "--output-dir", str(tmp_path)]) == 0
+    result = result_of(tmp_path)
+    peak = result["metric"]["value"]
+    assert result["metric"]["name"] == "peak_server_target_qps"
+    assert peak >= result["harness"]["calibration"]["server_target_qps"]  # the search starts there
+    assert result["effective_settings"]["test_mode"] == "FindPeakPerformance"
+
+
+def test_processpool_runs_in_processes_and_cleans_up(bench_model: Path, tmp_path: Path) -> None:
+    before = set(Path("/dev/shm").glob("mlbox-samples-*"))
+    args = ["--modelpath", str(bench_model), "--runner", "processpool", "--concurrency", "2", "--duration", "0.2"]
+    assert main([*args, "--output-dir", str(tmp_path)]) == 0
+    observed = result_of(tmp_path)["harness"]["observed"]
+    assert (observed["runner"], observed["workers_used"]) == ("processpool", 2)
+    assert set(Path("/dev/shm").glob("mlbox-samples-*")) == before
+
+
+def test_submission_layout(bench_model: Path, tmp_path: Path) -> None:
+    base = ["--modelpath", str(bench_model), "--scenario", "Offline", "--duration", "0.2", "--samples", "64"]
+    common = [*base, "--submission-layout", "--system-name", "lab1", "--output-dir", str(tmp_path)]
+    assert main(common) == 0
+    assert main([*common, "--mode", "accuracy"]) == 0
+    root = tmp_path / "results" / "lab1" / "resnet50" / "Offline"
+    assert (root / "performance" / "run_1" / "mlperf_log_detail.txt").is_file()
+    assert (root / "accuracy" / "mlperf_log_accuracy.json").is_file()
+    conf = (tmp_path / "measurements" / "lab1" / "resnet50" / "Offline" / "user.conf").read_text()
+    assert "resnet50.Offline.min_duration = 200" in conf
+    assert "resnet50.Offline.target_qps = " in conf  # the calibrated rate the run used
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_run_cleanly(signum: int, code: int, bench_model: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "entrypoints"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(bench_model), "--duration", "60",
+           "--runner", "processpool", "--output-dir", str(tmp_path)]  # fmt: skip
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait until LoadGen is running
+            if "calibrated" in line:
+                break
+        time.sleep(0.5)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        proc.send_signal(signum)
+        rc = proc.wait(timeout=30)
+        err = proc.stderr.read()
+    assert rc == code, err
+    assert "stopped; no result.json was written" in err
+    assert not (tmp_path / "result.json").exists()
+    assert children  # the worker processes existed, and are gone now
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [Path(f"/proc/{pid}/cmdline").read_text() for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not left
+
+
+def test_mlbox_bench_on_the_host_through_mlbox(bench_model: Path, tmp_path: Path) -> None:
+    from mlbox.cli import main as mlbox_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        mlbox_main(["bench", "--modelpath", str(bench_model), "--scenario", "SingleStream", "--duration", "0.05",
+                    "--output-dir", str(tmp_path)])  # fmt: skip
+    assert exit_info.value.code == 0
+    assert result_of(tmp_path)["validity"] == "VALID"
+
+
+def test_synthetic_samples_are_deterministic_and_shaped(bench_model: Path) -> None:
+    from mlbox_bench.backend import SessionConfig, open_session
+    from mlbox_bench.data import SyntheticData
+
+    _, io = open_session(SessionConfig(str(bench_model), "CPUExecutionProvider", "sequential", 0, 0))
+    a, b = SyntheticData(io, 10), SyntheticData(io, 10)
+    a.load([1, 2, 3])
+    b.load([1, 2, 3])
+    assert a.batch(np.array([3, 1])).shape == (2, 3, 32, 32)
+    assert np.array_equal(a.data, b.data)
+    a.unload([1, 2, 3])
+    with pytest.raises(Exception, match="not loaded"):
+        a.batch(np.array([1]))

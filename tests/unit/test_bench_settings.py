@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_misspelt_mlbox_variable_is_refused_by_name() -> None:
     ("argv", "env", "message"),
     [
         (["--concurrency", "two"], {}, "flag --concurrency: 'two' is not a whole number"),
-        ([], {"CM_MLPERF_INTRAOP": "-1"}, "CM_MLPERF_INTRAOP: '-1' must be 0 or more"),
+        ([], {"CM_MLPERF_INTRAOP": "-1"}, "CM_MLPERF_INTRAOP: '-1' must be at least 0"),
         ([], {"MLBOX_SCENARIO": "Servr"}, "MLBOX_SCENARIO: 'Servr' is not one of .*did you mean 'Server'"),
         (["--duration", "0"], {}, "must be greater than 0"),
     ],
@@ -96,3 +97,153 @@ def test_bad_env_exits_2_with_the_name(capsys: pytest.CaptureFixture[str], monke
     monkeypatch.setenv("MLBOX_DURATON", "5")
     assert main([]) == 2
     assert "MLBOX_DURATON" in capsys.readouterr().err
+
+
+# One value per option that differs from its default; flags that take no value are None.
+SAMPLE_VALUES = {
+    "scenario": "Server",
+    "mode": "accuracy",
+    "modelpath": "m.onnx",
+    "model": "retinanet",
+    "dataset": "/data/imagenet",
+    "preprocessed_dir": "/tmp/prep",
+    "duration": "2.5",
+    "target_qps": "40",
+    "target_latency": "12.5",
+    "latency_percentile": "90",
+    "min_query_count": "100",
+    "max_query_count": "1000",
+    "samples": "500",
+    "performance_sample_count": "64",
+    "samples_per_query": "4",
+    "user_conf": "/etc/user.conf",
+    "max_batchsize": "8",
+    "runner": "processpool",
+    "concurrency": "4",
+    "ep": "CUDAExecutionProvider",
+    "execmode": "parallel",
+    "intraop": "3",
+    "interop": "2",
+    "output_dir": "/out",
+    "submission_layout": None,
+    "system_name": "box1",
+    "allow_invalid": None,
+    "weights": "synthetic",
+    "device": "cuda",
+    "backend": "onnxruntime",
+}
+
+
+def test_every_option_is_in_the_table_above() -> None:
+    from mlbox_bench.settings import OPTIONS
+
+    assert {o.name for o in OPTIONS} == set(SAMPLE_VALUES)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_VALUES))
+def test_flag_variable_alias_and_image_default_give_the_same_value(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlbox_bench.settings import BY_NAME
+
+    monkeypatch.setattr("mlbox_bench.settings.read_user_conf", lambda *a: {})  # /etc/user.conf need not exist
+    opt = BY_NAME[name]
+    raw = SAMPLE_VALUES[name]
+    flag_args = [opt.all_flags[0]] if raw is None else [opt.all_flags[0], raw]
+    env_value = "1" if raw is None else raw
+    via_flag, _ = parse_settings(flag_args, {})
+    ways = {
+        opt.env: parse_settings([], {opt.env: env_value})[0],
+        "MLBOX_DEFAULT_" + name.upper() + " (image)": parse_settings([], {"MLBOX_DEFAULT_" + name.upper(): env_value})[
+            0
+        ],
+    }
+    if opt.cm:
+        ways[opt.cm] = parse_settings([], {opt.cm: env_value})[0]
+    default = getattr(parse_settings([], {})[0], name)
+    if name != "backend":  # onnxruntime is the only backend so far: nothing else to pick
+        assert getattr(via_flag, name) != default
+    for source, settings in ways.items():
+        assert getattr(settings, name) == getattr(via_flag, name), source
+        assert settings.sources[name] == source
+
+
+def test_find_peak_is_only_for_server() -> None:
+    with pytest.raises(SettingsError, match="find-peak searches Server"):
+        parse_settings(["--mode", "find-peak"], {})
+    s, _ = parse_settings(["--mode", "find-peak", "--scenario", "Server"], {})
+    assert s.mode == "find-peak"
+
+
+def test_performance_sample_count_cannot_exceed_samples() -> None:
+    with pytest.raises(SettingsError, match="larger than --samples"):
+        parse_settings(["--samples", "10", "--performance-sample-count", "20"], {})
+
+
+def test_unknown_image_default_is_refused() -> None:
+    with pytest.raises(SettingsError, match="MLBOX_DEFAULT_MODLEPATH; did you mean MLBOX_DEFAULT_MODELPATH"):
+        parse_settings([], {"MLBOX_DEFAULT_MODLEPATH": "x"})
+
+
+def test_user_conf_sits_between_variables_and_image_defaults(tmp_path: Path) -> None:
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.Server.target_qps = 75\nresnet50.*.min_query_count = 300  # comment\n*.*.mode = 1\n")
+    image = {"MLBOX_DEFAULT_TARGET_QPS": "5", "MLBOX_DEFAULT_MODE": "performance"}
+    s, _ = parse_settings(["--user-conf", str(conf), "--scenario", "Server"], image)
+    assert (s.target_qps, s.sources["target_qps"]) == (75.0, f"user.conf {conf}")
+    assert (s.min_query_count, s.mode) == (300, "accuracy")
+    assert not s.set_by_user("target_qps")  # LoadGen reads it from the file itself
+    s, _ = parse_settings(["--user-conf", str(conf), "--scenario", "Server"], {**image, "MLBOX_TARGET_QPS": "9"})
+    assert (s.target_qps, s.sources["target_qps"]) == (9.0, "MLBOX_TARGET_QPS")
+    assert s.set_by_user("target_qps")
+    s, _ = parse_settings(["--scenario", "Server"], image)
+    assert (s.target_qps, s.sources["target_qps"]) == (5.0, "MLBOX_DEFAULT_TARGET_QPS (image)")
+
+
+def test_user_conf_lookup_order_is_loadgens(tmp_path: Path) -> None:
+    from mlbox_bench.settings import read_user_conf
+
+    conf = tmp_path / "user.conf"
+    conf.write_text(
+        "*.*.target_qps = 1\nresnet50.*.target_qps = 2\n*.Offline.target_qps = 3\n"
+        "resnet50.Offline.target_qps = 4\nretinanet.Server.target_qps = 5\n"
+    )
+    assert read_user_conf(str(conf), "resnet50", "Offline")["target_qps"] == "4"
+    assert read_user_conf(str(conf), "bert", "Offline")["target_qps"] == "3"
+    assert read_user_conf(str(conf), "resnet50", "Server")["target_qps"] == "2"
+    assert read_user_conf(str(conf), "bert", "Server")["target_qps"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("*.*.target_qps=5\n", "line 1: expected 'model.scenario.key = value'"),
+        ("*.*.mode = 0\n", "mode = 0 is not supported"),
+        ("*.*.min_duration = soon\n", "not a number of milliseconds"),
+    ],
+)
+def test_bad_user_conf_lines_are_refused(text: str, message: str, tmp_path: Path) -> None:
+    conf = tmp_path / "user.conf"
+    conf.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(["--user-conf", str(conf)], {})
+
+
+def test_missing_user_conf_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read it"):
+        parse_settings(["--user-conf", str(tmp_path / "nope.conf")], {})
+
+
+def test_user_conf_reaches_loadgen_once_per_process(bench_model: Path, tmp_path: Path) -> None:
+    """Run in a fresh process: LoadGen reads mlperf.conf only on the first FromConfig."""
+    import subprocess
+    import sys
+
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.SingleStream.min_query_count = 100\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(bench_model), "--scenario", "SingleStream",
+           "--duration", "0.05", "--samples", "64", "--user-conf", str(conf), "--output-dir", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["effective_settings"]["min_query_count"] == 100
+    assert result["sources"]["user_conf"] == "flag --user-conf"

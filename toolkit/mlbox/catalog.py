@@ -44,6 +44,8 @@ class Defaults(_Frozen):
     loadgen: Version
     backend: Name
     registry: ImageRef = "mlbox"
+    # What mlbox-bench itself imports besides the backend's packages (dataset decoding).
+    harness_packages: tuple[Pin, ...] = ()
 
 
 class Device(_Frozen):

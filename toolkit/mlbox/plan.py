@@ -87,7 +87,7 @@ def select(
         device=device,
         backend=backend,
         execution_provider=catalog.devices[device].execution_provider,
-        packages=packages,
+        packages=(*packages, *defaults.harness_packages),
         loadgen=defaults.loadgen,
         python=defaults.python,
         wheel_platform=defaults.wheel_platform,

@@ -1,0 +1,57 @@
+"""ImageNet preprocessing as MLPerf's reference does it (vision/classification_and_detection,
+``pre_process_vgg``): decode to RGB, resize the short side to 256 keeping the aspect ratio
+with area interpolation, centre-crop 224, float32, subtract the channel means, no scaling,
+NCHW for ONNX (NHWC for TF/TFLite models).
+
+Pillow's BOX filter is area interpolation: each output pixel is the area-weighted mean of
+the input pixels it covers, which is what OpenCV's INTER_AREA computes when shrinking.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mlbox_bench.errors import BenchError
+
+PREPROCESSING_VERSION = 1  # bump when the output changes: it keys the .npy cache
+CHANNEL_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)  # R, G, B
+RESIZE_SCALE = 87.5  # the reference resizes to 100/87.5 of the crop: 224 -> 256
+
+
+def image_layout(shape: tuple[int, ...]) -> tuple[str, int]:
+    """(layout, size) of a one-sample image input shape: (3,H,W) or (H,W,3), H == W."""
+    if len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2]:
+        return "NCHW", shape[1]
+    if len(shape) == 3 and shape[2] == 3 and shape[0] == shape[1]:
+        return "NHWC", shape[0]
+    msg = f"the model's input shape {shape} is not a square RGB image; --dataset needs an image classifier"
+    raise BenchError(msg)
+
+
+def resized_size(width: int, height: int, crop: int) -> tuple[int, int]:
+    """The reference's resize_with_aspectratio arithmetic (int truncation included)."""
+    target = int(100.0 * crop / RESIZE_SCALE)
+    if height > width:
+        return target, int(target * height / width)
+    return int(target * width / height), target
+
+
+def preprocess_imagenet(path: Path, crop: int = 224, layout: str = "NCHW") -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")  # grayscale and CMYK JPEGs exist in ImageNet
+    except (OSError, ValueError) as err:
+        msg = f"cannot decode image {path}: {err}"
+        raise BenchError(msg) from None
+    width, height = resized_size(rgb.width, rgb.height, crop)
+    resized = np.asarray(rgb.resize((width, height), Image.Resampling.BOX))
+    top, left = int((height - crop) / 2), int((width - crop) / 2)
+    cropped = resized[top : top + crop, left : left + crop].astype(np.float32)
+    cropped -= CHANNEL_MEANS
+    if layout == "NCHW":
+        return np.ascontiguousarray(cropped.transpose(2, 0, 1))
+    return np.ascontiguousarray(cropped)

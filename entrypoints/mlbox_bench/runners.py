@@ -1,0 +1,298 @@
+"""Runners: where inference happens. All share one interface (submit, wait_idle, close).
+
+- ``inline``: in the caller's thread (LoadGen's issue thread), no hand-off cost.
+- ``threadpool``: worker threads share one onnxruntime session (``run`` is thread-safe).
+- ``threadpool+replication``: one session per worker thread.
+- ``processpool``: worker processes, each with its own session; loaded samples are
+  published once per LoadGen load as a memory-mapped .npy that every worker maps, so
+  a task carries only row numbers.
+
+Each runner records what it observed (workers that ran inference, batch sizes), which
+result.json reports: a setting that did not take effect shows up there.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlbox_bench.backend import OnnxRuntimeBackend, SessionConfig, open_session
+from mlbox_bench.data import SampleLibrary, take_rows
+from mlbox_bench.errors import BenchError
+
+log = logging.getLogger("mlbox-bench")
+
+Complete = Callable[[np.ndarray, np.ndarray], None]
+WORKER_START_TIMEOUT_S = 300.0
+
+
+class Runner:
+    name = "runner"
+
+    def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary) -> None:
+        self.backend = backend
+        self.data = data
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._workers_seen: set[str] = set()
+        self._batch_sizes: set[int] = set()
+        self._samples = 0
+
+    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+        raise NotImplementedError
+
+    def wait_idle(self) -> None:
+        """Return when every submitted batch has completed."""
+
+    def close(self) -> None:
+        """Stop workers; safe to call twice."""
+
+    def observed(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "runner": self.name,
+                "workers_used": len(self._workers_seen),
+                "largest_batch": max(self._batch_sizes, default=0),
+                "samples_run": self._samples,
+            }
+
+    def _note(self, worker: str, batch: int) -> None:
+        with self._lock:
+            self._workers_seen.add(worker)
+            self._batch_sizes.add(batch)
+            self._samples += batch
+
+    def _run_and_complete(self, session: Any, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+        try:
+            out = self.backend.run(session, self.data.batch(indices))
+        except Exception as err:  # keep LoadGen from waiting forever; fail after the run
+            self.errors.append(f"{type(err).__name__}: {err}")
+            out = np.zeros(len(ids), dtype=np.int64)
+        self._note(threading.current_thread().name, len(ids))
+        complete(ids, np.ascontiguousarray(out.reshape(len(ids), -1)))
+
+
+class InlineRunner(Runner):
+    name = "inline"
+
+    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+        self._run_and_complete(self.backend.session, ids, indices, complete)
+
+
+class ThreadRunner(Runner):
+    """Worker threads fed from a queue: LoadGen's issue thread only enqueues.
+
+    queue.SimpleQueue is C code: a put/get hand-off costs a few microseconds where
+    queue.Queue (Python, with task tracking) costs several times that; idleness is
+    tracked with a counter instead.
+    """
+
+    def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int, *, replicate: bool) -> None:
+        super().__init__(backend, data)
+        self.name = "threadpool+replication" if replicate else "threadpool"
+        self._queue: queue.SimpleQueue[tuple[np.ndarray, np.ndarray, Complete] | None] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        # Sessions are made before the run starts so the first queries don't pay for it.
+        sessions = [backend.session]
+        sessions += [backend.new_session() if replicate else backend.session for _ in range(workers - 1)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(s,), name=f"mlbox-worker-{i}", daemon=True)
+            for i, s in enumerate(sessions)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+        with self._idle:
+            self._in_flight += 1
+        self._queue.put((ids, indices, complete))
+
+    def wait_idle(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _work(self, session: Any) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._run_and_complete(session, *item)
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self._idle.notify_all()
+
+
+class ProcessRunner(Runner):
+    """Worker processes (spawned: forking a process that runs onnxruntime and LoadGen
+    threads is unsafe). A collector thread completes queries as results come back."""
+
+    name = "processpool"
+
+    def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int) -> None:
+        super().__init__(backend, data)
+        ctx = multiprocessing.get_context("spawn")
+        self._tasks: Any = ctx.Queue()
+        self._results: Any = ctx.Queue()
+        self._pending: dict[int, tuple[np.ndarray, Complete]] = {}
+        self._idle = threading.Condition(self._lock)
+        self._seq = 0
+        self._published: tuple[int, str] | None = None  # (generation, path)
+        self._scratch = Path(tempfile.mkdtemp(prefix="mlbox-samples-", dir=_scratch_parent()))
+        config = backend.config
+        self._procs = [
+            ctx.Process(target=_process_main, args=(config, self._tasks, self._results), name=f"mlbox-worker-{i}")
+            for i in range(workers)
+        ]
+        try:
+            for proc in self._procs:
+                proc.daemon = True
+                proc.start()
+            self._await_workers()
+        except BaseException:
+            self.close()
+            raise
+        self._collector = threading.Thread(target=self._collect, name="mlbox-collector", daemon=True)
+        self._collector.start()
+
+    def _await_workers(self) -> None:
+        ready = 0
+        while ready < len(self._procs):
+            try:
+                kind, _, detail = self._results.get(timeout=WORKER_START_TIMEOUT_S)
+            except queue.Empty:
+                msg = f"processpool workers did not start within {WORKER_START_TIMEOUT_S:.0f} s"
+                raise BenchError(msg) from None
+            if kind == "failed":
+                msg = f"a processpool worker could not start: {detail}"
+                raise BenchError(msg)
+            ready += 1
+
+    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+        path = self._publish()
+        rows = self.data.rows(indices)
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._pending[seq] = (ids, complete)
+        self._tasks.put((seq, path, rows))
+
+    def _publish(self) -> str:
+        """Write the loaded samples once per LoadGen load; workers map the file."""
+        generation = self.data.generation
+        if self._published is None or self._published[0] != generation:
+            path = self._scratch / f"samples-{generation}.npy"
+            try:
+                np.save(path, self.data.data)
+            except OSError as err:
+                msg = f"cannot share samples with worker processes in {self._scratch}: {err.strerror}"
+                raise BenchError(msg + " (give the container more --shm-size or a writable /tmp)") from None
+            if self._published is not None:
+                Path(self._published[1]).unlink(missing_ok=True)  # workers keep their mapping
+            self._published = (generation, str(path))
+        return self._published[1]
+
+    def _collect(self) -> None:
+        while True:
+            item = self._results.get()
+            if item is None:
+                return
+            kind, seq, payload = item
+            with self._lock:
+                ids, complete = self._pending.pop(seq)
+            if kind == "error":
+                self.errors.append(str(payload[1]))
+                out = np.zeros((len(ids), 1), dtype=np.int64)
+            else:
+                worker, out = payload
+                self._note(worker, len(ids))
+            complete(ids, np.ascontiguousarray(out.reshape(len(ids), -1)))
+            with self._lock:
+                if not self._pending:
+                    self._idle.notify_all()
+
+    def wait_idle(self) -> None:
+        with self._lock:
+            while self._pending:
+                self._idle.wait(0.5)
+                if not any(p.is_alive() for p in self._procs):
+                    msg = "every processpool worker has exited"
+                    raise BenchError(msg)
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.is_alive():
+                self._tasks.put(None)
+        for proc in self._procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        self._procs = []
+        collector = getattr(self, "_collector", None)
+        if collector is not None and collector.is_alive():
+            self._results.put(None)
+            collector.join()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _scratch_parent() -> str | None:
+    """/dev/shm when it exists and is writable (RAM, shared by design), else the temp dir.
+    Docker's default /dev/shm is 64 MB: `mlbox run` passes a larger --shm-size."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return str(shm)
+    return None
+
+
+def _process_main(config: SessionConfig, tasks: Any, results: Any) -> None:
+    """A worker process: one session; tasks are (seq, samples file, rows)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    name = multiprocessing.current_process().name
+    try:
+        session, io = open_session(config)
+    except Exception as err:
+        results.put(("failed", 0, f"{type(err).__name__}: {err}"))
+        return
+    results.put(("ready", 0, name))
+    mapped: tuple[str, np.ndarray] | None = None
+    while (task := tasks.get()) is not None:
+        seq, path, rows = task
+        try:
+            if mapped is None or mapped[0] != path:
+                mapped = (path, np.load(path, mmap_mode="r"))
+            batch = take_rows(mapped[1], rows)
+            out = np.asarray(session.run([io.output_name], {io.input_name: batch})[0])
+            results.put(("done", seq, (name, out)))
+        except Exception as err:
+            results.put(("error", seq, (name, f"{type(err).__name__}: {err}")))
+
+
+def make_runner(kind: str, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int) -> Runner:
+    if kind == "inline":
+        return InlineRunner(backend, data)
+    if kind in ("threadpool", "threadpool+replication"):
+        return ThreadRunner(backend, data, workers, replicate=kind == "threadpool+replication")
+    if kind == "processpool":
+        return ProcessRunner(backend, data, workers)
+    msg = f"unknown runner {kind}"
+    raise BenchError(msg)
