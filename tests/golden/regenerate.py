@@ -1,33 +1,40 @@
-"""Regenerate the golden Dockerfiles: `make golden`. Review the diff before committing."""
+"""Regenerate the golden Dockerfiles: `make golden`. Review the diff before committing.
+
+The golden set is what `mlbox render --all --out DIR` writes (every buildable image),
+plus one image rendered with --loadgen-from source.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
-from mlbox.catalog import load_catalog
-from mlbox.paths import default_catalog, templates_dir
-from mlbox.plan import make_plan, select
+from mlbox.cli import main as mlbox
 
 GOLDEN = Path(__file__).parent
-
-# (model, device, variant) cells with a checked-in rendering.
-CASES = [("resnet50", "cpu", "onnx-opset11-fp32"), ("resnet50", "cpu", "synthetic")]
+SOURCE_CASE = ["--model", "resnet50", "--loadgen-from", "source"]
 
 
-def golden_path(model: str, device: str, variant: str) -> Path:
-    return GOLDEN / f"{model}-{device}-{variant}.Dockerfile"
-
-
-def render(model: str, device: str, variant: str) -> str:
-    spec = select(load_catalog(default_catalog()), model=model, device=device, variant=variant)
-    return make_plan(spec, templates_dir()).dockerfile
-
-
-def main() -> None:
-    for case in CASES:
-        golden_path(*case).write_text(render(*case))
-        print(golden_path(*case))
+def render_all(out: Path) -> list[Path]:
+    """Write the golden set into ``out``; return the files, sorted. The caller's MLBOX_*
+    variables (make test exports MLBOX_BASE_IMAGE) must not leak into golden files."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.glob("*.Dockerfile"):
+        path.unlink()
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLBOX_")}
+    try:
+        ok = (
+            mlbox(["render", "--all", "--out", str(out)]) == 0
+            and mlbox(["render", *SOURCE_CASE, "--out", str(out)]) == 0
+        )
+    finally:
+        os.environ.update(saved)
+    if not ok:
+        sys.exit("rendering failed (see above)")
+    return sorted(out.glob("*.Dockerfile"))
 
 
 if __name__ == "__main__":
-    main()
+    for path in render_all(GOLDEN):
+        print(path.relative_to(GOLDEN.parents[1]))

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +140,78 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
+
+
+def catalog_with(tmp_path: Path, model: str, variant: str, url: str, md5: str) -> Path:
+    """The repo's catalog plus a test model whose file is served on 127.0.0.1."""
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    data["models"][model] = {
+        "description": "tiny test model with the ResNet50 I/O names (SYNTHETIC weights)",
+        "mlperf_name": "resnet50",
+        "default_variant": variant,
+        "variants": {
+            variant: {
+                "description": "served over HTTP by the test",
+                "framework": "onnx",
+                "precision": "fp32",
+                "backend": "onnxruntime",
+                "file": "tiny.onnx",
+                "url": url,
+                "md5": md5,
+            }
+        },
+    }
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@dataclass(frozen=True)
+class Served:
+    tag: str
+    model: Path
+    catalog: Path  # its model is in the shared cache (the server is gone afterwards)
+
+
+@pytest.fixture(scope="session")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, base_image: str, shared_cache: Path, docker_client: Any
+) -> Served:
+    """The tiny model served over HTTP on 127.0.0.1 and built into mlbox:tiny-cpu, once."""
+    from tests.conftest import FileServer, md5_of
+
+    tmp = tmp_path_factory.mktemp("served")
+    server = FileServer(tmp)
+    (tmp / "tiny.onnx").write_bytes(tiny_model.read_bytes())
+    server.thread.start()
+    try:
+        catalog = catalog_with(tmp, "tiny", "served", server.url("tiny.onnx"), md5_of(tiny_model))
+        result = run_mlbox(
+            "build",
+            "--model",
+            "tiny",
+            "--device",
+            "cpu",
+            "--base-image",
+            base_image,
+            env={"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(shared_cache)},
+        )
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert server.requests, "the model was not downloaded from the test server"
+    assert "Step 1/" in result.stderr  # build output streamed to stderr
+    tag = result.stdout.strip().splitlines()[-1]
+    assert tag == "mlbox:tiny-cpu"
+    return Served(tag, tiny_model, catalog)
+
+
+@pytest.fixture
+def served_image(served: Served) -> tuple[str, Path]:
+    return served.tag, served.model
+
+
+@pytest.fixture
+def served_catalog(served: Served) -> Path:
+    return served.catalog

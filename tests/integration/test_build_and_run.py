@@ -9,70 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlbox.fetch import digests
-from tests.conftest import REPO, FileServer, md5_of
-from tests.integration.conftest import run_container, run_mlbox
+from tests.conftest import FileServer
+from tests.integration.conftest import catalog_with, run_container, run_mlbox
 
 pytestmark = pytest.mark.docker
-
-
-def catalog_with(tmp_path: Path, model: str, variant: str, url: str, md5: str) -> Path:
-    """The repo's catalog plus a test model whose file is served on 127.0.0.1."""
-    data = yaml.safe_load((REPO / "images.yaml").read_text())
-    data["models"][model] = {
-        "description": "tiny test model with the ResNet50 I/O names (SYNTHETIC weights)",
-        "mlperf_name": "resnet50",
-        "default_variant": variant,
-        "variants": {
-            variant: {
-                "description": "served over HTTP by the test",
-                "framework": "onnx",
-                "precision": "fp32",
-                "backend": "onnxruntime",
-                "file": "tiny.onnx",
-                "url": url,
-                "md5": md5,
-            }
-        },
-    }
-    path = tmp_path / "images.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture(scope="module")
-def served_image(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, base_image: str, shared_cache: Path, docker_client: Any
-) -> tuple[str, Path]:
-    from tests.conftest import FileServer
-
-    tmp = tmp_path_factory.mktemp("served")
-    server = FileServer(tmp)
-    (tmp / "tiny.onnx").write_bytes(tiny_model.read_bytes())
-    server.thread.start()
-    try:
-        catalog = catalog_with(tmp, "tiny", "served", server.url("tiny.onnx"), md5_of(tiny_model))
-        result = run_mlbox(
-            "build",
-            "--model",
-            "tiny",
-            "--device",
-            "cpu",
-            "--base-image",
-            base_image,
-            env={"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(shared_cache)},
-        )
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert server.requests, "the model was not downloaded from the test server"
-    assert "Step 1/" in result.stderr  # build output streamed to stderr
-    tag = result.stdout.strip().splitlines()[-1]
-    assert tag == "mlbox:tiny-cpu"
-    return tag, tiny_model
 
 
 def test_built_image_runs_loadgen_without_network(

@@ -81,3 +81,24 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("models: [\n")
     with pytest.raises(CatalogError, match="not valid YAML"):
         load_catalog(bad)
+
+
+def test_a_variant_on_an_unknown_backend_names_the_path_and_the_closest() -> None:
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    data["models"]["resnet50"]["variants"]["synthetic"]["backend"] = "onnxruntim"
+    with pytest.raises(
+        CatalogError, match=r"models\.resnet50\.variants\.synthetic\.backend 'onnxruntim'.*did you mean 'onnxruntime'"
+    ):
+        parse_catalog(yaml.safe_dump(data))
+
+
+def test_unknown_checksum_must_be_said_and_cannot_contradict_a_digest() -> None:
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    variant = data["models"]["resnet50"]["variants"]["tflite-noargmax"]
+    del variant["checksum"]
+    with pytest.raises(CatalogError, match="needs 'md5' or 'sha256'"):
+        parse_catalog(yaml.safe_dump(data))
+    variant["checksum"] = "unknown"
+    variant["md5"] = "0" * 32
+    with pytest.raises(CatalogError, match="contradicts"):
+        parse_catalog(yaml.safe_dump(data))

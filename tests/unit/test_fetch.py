@@ -106,3 +106,51 @@ def test_synthetic_model_is_deterministic_and_labelled(cache: Path) -> None:
     assert "SYNTHETIC" in model.doc_string
     assert [i.name for i in model.graph.input] == ["input_tensor:0"]
     assert [o.name for o in model.graph.output] == ["ArgMax:0", "softmax_tensor:0"]
+
+
+def test_mirror_serves_the_cache_layout(file_server: FileServer, tiny_model: Path, cache: Path) -> None:
+    """A mirror is a copy of an mlbox cache's models/ over HTTP: MIRROR/<checksum>/<file>."""
+    md5 = md5_of(tiny_model)
+    (file_server.root / md5).mkdir()
+    (file_server.root / md5 / "tiny.onnx").write_bytes(tiny_model.read_bytes())
+    variant = Variant(
+        description="published elsewhere", framework="onnx", precision="fp32", backend="onnxruntime",
+        file="tiny.onnx", url="https://unreachable.invalid/tiny.onnx", md5=md5,
+    )  # fmt: skip
+    model = obtain_model(variant, cache, mirror=file_server.url("").rstrip("/"))
+    assert model.source == file_server.url(f"{md5}/tiny.onnx")
+    assert model.path.read_bytes() == tiny_model.read_bytes()
+
+
+def test_a_file_without_a_published_checksum_is_never_downloaded(
+    file_server: FileServer, tiny_model: Path, cache: Path, tmp_path: Path
+) -> None:
+    (file_server.root / "m.tflite").write_bytes(b"weights")
+    variant = Variant(
+        description="no checksum", framework="tflite", precision="fp32", backend="tflite",
+        file="m.tflite", url=file_server.url("m.tflite"), checksum="unknown",
+    )  # fmt: skip
+    with pytest.raises(FetchError, match="no published checksum, so mlbox will not download it"):
+        obtain_model(variant, cache)
+    assert not file_server.requests
+    assert not (cache / "models").exists()
+    own = tmp_path / "m.tflite"
+    own.write_bytes(b"weights")
+    assert obtain_model(variant, cache, model_file=own).path == own  # the user's own file is accepted
+
+
+def test_gzip_published_files_are_verified_then_decompressed(file_server: FileServer, cache: Path) -> None:
+    import gzip
+    import hashlib
+
+    packed = gzip.compress(b"model bytes" * 1000)
+    (file_server.root / "m.tflite.gz").write_bytes(packed)
+    variant = Variant(
+        description="gzipped", framework="tflite", precision="fp32", backend="tflite", file="m.tflite",
+        url=file_server.url("m.tflite.gz"), compression="gzip", sha256=hashlib.sha256(packed).hexdigest(),
+    )  # fmt: skip
+    model = obtain_model(variant, cache)
+    assert model.path.name == "m.tflite"
+    assert model.path.read_bytes() == b"model bytes" * 1000
+    assert obtain_model(variant, cache).path == model.path  # cached: no second request
+    assert len(file_server.requests) == 1

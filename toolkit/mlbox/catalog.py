@@ -42,8 +42,12 @@ class Defaults(_Frozen):
     python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")]
     wheel_platform: Annotated[str, Field(pattern=r"^manylinux_2_[0-9]+_x86_64$")]
     loadgen: Version
+    loadgen_build_requires: tuple[Pin, ...] = ()
     backend: Name
     registry: ImageRef = "mlbox"
+    # A model mirror for air-gapped sites: a copy of an mlbox cache's models/ directory
+    # served over HTTP (MIRROR/<checksum>/<file>). --mirror / MLBOX_MIRROR override it.
+    mirror: Url | None = None
     # What mlbox-bench itself imports besides the backend's packages (dataset decoding).
     harness_packages: tuple[Pin, ...] = ()
 
@@ -73,6 +77,10 @@ class Variant(_Frozen):
     url: Url | None = None
     md5: Md5 | None = None
     sha256: Sha256 | None = None
+    # Some published files have no published checksum: say so explicitly; mlbox then
+    # downloads nothing it cannot verify (a user's --model-file is accepted).
+    checksum: Literal["unknown"] | None = None
+    compression: Literal["gzip"] | None = None  # the URL serves the file compressed
     synthetic: Synthetic | None = None
 
     @model_validator(mode="after")
@@ -80,8 +88,12 @@ class Variant(_Frozen):
         if (self.url is None) == (self.synthetic is None):
             msg = "give exactly one of 'url' (published weights) or 'synthetic'"
             raise ValueError(msg)
-        if self.url is not None and self.md5 is None and self.sha256 is None:
-            msg = "a downloaded model needs 'md5' or 'sha256' to verify it"
+        has_digest = self.md5 is not None or self.sha256 is not None
+        if self.url is not None and not has_digest and self.checksum is None:
+            msg = "a downloaded model needs 'md5' or 'sha256' to verify it (or 'checksum: unknown', said out loud)"
+            raise ValueError(msg)
+        if has_digest and self.checksum is not None:
+            msg = "'checksum: unknown' contradicts the md5/sha256 given"
             raise ValueError(msg)
         return self
 
@@ -113,14 +125,28 @@ class Catalog(_Frozen):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Catalog:
+        def unknown(what: str, name: str, choices: Sequence[str]) -> ValueError:
+            close = difflib.get_close_matches(name, choices, n=1)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
+            return ValueError(f"{what} {name!r} is not one of {', '.join(choices)}{guess}")
+
+        problems: list[tuple[str, str, list[str]]] = []
         if self.defaults.backend not in self.backends:
-            msg = f"defaults.backend {self.defaults.backend!r} is not a backend"
-            raise ValueError(msg)
+            problems.append(("defaults.backend", self.defaults.backend, list(self.backends)))
         for backend_name, backend in self.backends.items():
-            for device in backend.packages:
-                if device not in self.devices:
-                    msg = f"backends.{backend_name}.packages names unknown device {device!r}"
-                    raise ValueError(msg)
+            problems += [
+                (f"backends.{backend_name}.packages: device", device, list(self.devices))
+                for device in backend.packages
+                if device not in self.devices
+            ]
+        for model_name, model in self.models.items():
+            problems += [
+                (f"models.{model_name}.variants.{variant_name}.backend", variant.backend, list(self.backends))
+                for variant_name, variant in model.variants.items()
+                if variant.backend not in self.backends
+            ]
+        if problems:
+            raise unknown(*problems[0])
         return self
 
 

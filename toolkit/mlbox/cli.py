@@ -69,10 +69,14 @@ def cli(ctx: click.Context, catalog: Path, debug: bool) -> None:
 
 
 def selection_options(func: F) -> F:
-    """The options that pick one cell of the image matrix (shared by render and build)."""
+    """The options that pick cells of the image matrix (shared by list, render and build).
+
+    One image: --model (and optionally --device, --variant, --backend). With --all, every
+    buildable image, and the same options become filters.
+    """
     options = [
-        click.option("--model", "-m", required=True, envvar="MLBOX_MODEL", help="Model name, e.g. resnet50."),
-        click.option("--device", "-d", default="cpu", show_default=True, envvar="MLBOX_DEVICE", help="Device: cpu."),
+        click.option("--model", "-m", default=None, envvar="MLBOX_MODEL", help="Model name, e.g. resnet50."),
+        click.option("--device", "-d", default=None, envvar="MLBOX_DEVICE", help="Device: cpu or cuda [default: cpu]."),
         click.option(
             "--variant", default=None, envvar="MLBOX_VARIANT", help="Model variant [default: the model's default]."
         ),
@@ -83,80 +87,203 @@ def selection_options(func: F) -> F:
             envvar="MLBOX_BASE_IMAGE",
             help="Base image reference (e.g. from `mlbox base`) [default: the catalog's].",
         ),
+        click.option(
+            "--loadgen-from",
+            type=click.Choice(["wheel", "source"]),
+            default="wheel",
+            show_default=True,
+            envvar="MLBOX_LOADGEN_FROM",
+            help="LoadGen from PyPI's wheel, or compiled from PyPI's sdist in a builder stage.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _plan(
-    ctx: Context, model: str, device: str, variant: str | None, backend: str | None, base_image: str | None
-) -> BuildPlan:
+@dataclass(frozen=True)
+class Selection:
+    model: str | None
+    device: str | None
+    variant: str | None
+    backend: str | None
+    base_image: str | None
+    loadgen_from: str
+
+
+def selection(**kwargs: Any) -> Selection:
+    return Selection(**{k: kwargs[k] for k in Selection.__dataclass_fields__})
+
+
+def _plans(ctx: Context, sel: Selection, *, all_: bool) -> list[BuildPlan]:
+    """One plan (a --model selection) or, with --all, every buildable cell the filters allow."""
     from mlbox.catalog import check_image_ref
+    from mlbox.errors import CatalogError
     from mlbox.paths import templates_dir
-    from mlbox.plan import make_plan, select
+    from mlbox.plan import make_plan, matrix, select
 
-    if base_image is not None:
-        check_image_ref(base_image, what="--base-image")
-    spec = select(ctx.catalog(), model=model, device=device, variant=variant, backend=backend, base_image=base_image)
-    return make_plan(spec, templates_dir())
+    if sel.base_image is not None:
+        check_image_ref(sel.base_image, what="--base-image")
+    catalog = ctx.catalog()
+    if all_:
+        cells = matrix(
+            catalog, model=sel.model, device=sel.device, variant=sel.variant, backend=sel.backend,
+            base_image=sel.base_image,
+        )  # fmt: skip
+        for c in cells:
+            if c.spec is None:
+                log.info(
+                    "skipping %s/%s on %s: mlbox cannot build it yet (needs %s)",
+                    c.model,
+                    c.variant,
+                    c.device,
+                    c.missing,
+                )
+        specs = [c.spec for c in cells if c.spec is not None]
+        if not specs:
+            msg = "no buildable image matches these filters"
+            raise CatalogError(msg, hint="`mlbox list` shows every image and why some cannot be built")
+    else:
+        if sel.model is None:
+            msg = "pick an image with --model (and --device, --variant), or pass --all"
+            raise CatalogError(msg, hint="`mlbox list` shows what exists")
+        specs = [
+            select(
+                catalog, model=sel.model, device=sel.device or "cpu", variant=sel.variant, backend=sel.backend,
+                base_image=sel.base_image,
+            )
+        ]  # fmt: skip
+    build_requires = catalog.defaults.loadgen_build_requires
+    return [
+        make_plan(spec, templates_dir(), loadgen_from=sel.loadgen_from, loadgen_build_requirements=build_requires)
+        for spec in specs
+    ]
 
 
-@cli.command()
+@cli.command(name="list")
 @selection_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_ctx
-def render(
-    ctx: Context, model: str, device: str, variant: str | None, backend: str | None, base_image: str | None
-) -> None:
-    """Print the rendered Dockerfile for one image (no engine needed)."""
-    plan = _plan(ctx, model, device, variant, backend, base_image)
-    click.echo(plan.dockerfile, nl=False)
+def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
+    """Every image in the catalog: model, variant, device, backend, tag, built?, pushed?
+
+    Filters: --model, --device, --variant, --backend. Images mlbox cannot build yet are
+    listed with what they need. Built? asks the engine; without one it says unknown.
+    """
+    import json
+
+    from mlbox.inventory import inventory
+
+    sel = selection(**kwargs)
+    rows = inventory(ctx.catalog(), model=sel.model, device=sel.device, variant=sel.variant, backend=sel.backend)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from mlbox import ui
+
+    def yes_no(value: Any) -> str:
+        return "?" if value is None else ("yes" if value else "no")
+
+    ui.table(
+        ["MODEL", "VARIANT", "DEVICE", "BACKEND", "TAG", "BUILT", "PUSHED", "NOTE"],
+        [
+            [
+                r["model"], r["variant"], r["device"], r["backend"], r["tag"], yes_no(r["built"]),
+                yes_no(bool(r["pushed"])), "" if r["buildable"] else "needs " + str(r["missing"]),
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 @cli.command()
 @selection_options
+@click.option("--all", "all_", is_flag=True, help="Every buildable image (the selection options filter).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write <tag>.Dockerfile files here instead of printing (required with --all).",
+)
+@pass_ctx
+def render(ctx: Context, /, all_: bool, out: Path | None, **kwargs: Any) -> None:
+    """Render Dockerfiles (no engine needed): one to stdout, or --all --out DIR."""
+    plans = _plans(ctx, selection(**kwargs), all_=all_)
+    if out is None:
+        if len(plans) > 1:
+            msg = "--all renders many Dockerfiles: pass --out DIR"
+            raise click.UsageError(msg)
+        click.echo(plans[0].dockerfile, nl=False)
+        return
+    from mlbox.render import write_dockerfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    for plan in plans:
+        click.echo(write_dockerfile(out, plan))
+
+
+@cli.command()
+@selection_options
+@click.option("--all", "all_", is_flag=True, help="Every buildable image (the selection options filter).")
 @click.option(
     "--model-file",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="MLBOX_MODEL_FILE",
     help="Use this local model file (verified against the catalog's checksum).",
 )
-@click.option("--model-url", envvar="MLBOX_MODEL_URL", help="Download the model from this URL (a mirror) instead.")
+@click.option("--model-url", envvar="MLBOX_MODEL_URL", help="Download the model from this URL instead.")
+@click.option(
+    "--mirror",
+    envvar="MLBOX_MIRROR",
+    help="Base URL of a model mirror (air-gapped sites): files are fetched as MIRROR/<file>, then verified.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @pass_ctx
 def build(
     ctx: Context,
-    model: str,
-    device: str,
-    variant: str | None,
-    backend: str | None,
-    base_image: str | None,
+    /,
+    all_: bool,
     model_file: Path | None,
     model_url: str | None,
+    mirror: str | None,
+    as_json: bool,
+    **kwargs: Any,
 ) -> None:
-    """Fetch the model, resolve the wheelhouse and build the image.
+    """Fetch the model, resolve the wheelhouse and build the image(s).
 
     Build output streams to stderr; the image reference is the last line on stdout.
     """
-    from mlbox.build import build_image
+    import json
+
+    from mlbox import ui
+    from mlbox.build import build_image, prepare_inputs
     from mlbox.catalog import check_url
     from mlbox.engine import DockerEngine
     from mlbox.paths import cache_dir
 
-    if model_url is not None:
-        check_url(model_url, what="--model-url")
-    plan = _plan(ctx, model, device, variant, backend, base_image)
+    for value, what in ((model_url, "--model-url"), (mirror, "--mirror")):
+        if value is not None:
+            check_url(value, what=what)
+    plans = _plans(ctx, selection(**kwargs), all_=all_)
+    mirror = mirror or ctx.catalog().defaults.mirror
+    if len(plans) > 1 and (model_file or model_url):
+        msg = "--model-file/--model-url name one file: build one image at a time with them"
+        raise click.UsageError(msg)
     engine = DockerEngine()
     engine.api_version()  # fail fast, before downloads, when no engine is running
-    result = build_image(
-        plan,
-        engine,
-        cache=cache_dir(),
-        on_line=lambda line: click.echo(f"  | {line}", err=True),
-        model_file=model_file,
-        model_url=model_url,
-    )
-    log.info("built %s (%s)", result.tag, result.image_id)
-    click.echo(result.tag)
+    results = []
+    for plan in plans:
+        with ui.download_bar(plan.spec.variant_spec.file) as bar:
+            inputs = prepare_inputs(
+                plan, cache_dir(), model_file=model_file, model_url=model_url, mirror=mirror, progress=bar
+            )
+        with ui.build_display(plan.spec.tag) as on_line:
+            result = build_image(plan, engine, inputs, on_line=on_line)
+        log.info("built %s (%s)", result.tag, result.image_id)
+        results.append(result)
+        if not as_json:
+            click.echo(result.tag)
+    if as_json:
+        click.echo(json.dumps([r.describe() for r in results], indent=2))
 
 
 @cli.command()

@@ -26,7 +26,9 @@ class Engine(Protocol):
 
     def api_version(self) -> str: ...
 
-    def build(self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink) -> str: ...
+    def build(
+        self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink, nocache: bool = False
+    ) -> str: ...
 
     def image_exists(self, ref: str) -> bool: ...
 
@@ -66,13 +68,16 @@ class DockerEngine:
         with _engine_errors("query the engine version"):
             return str(self.client.api.version()["ApiVersion"])
 
-    def build(self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink) -> str:
+    def build(
+        self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink, nocache: bool = False
+    ) -> str:
         with _engine_errors("build the image"):
             stream = self.client.api.build(
                 path=str(context),
                 tag=tag,
                 buildargs=dict(buildargs),
                 decode=True,
+                nocache=nocache,
                 rm=True,
                 forcerm=True,  # remove intermediate containers of failed steps too
                 pull=False,

@@ -15,6 +15,20 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "mlbox"
 
 
+def state_dir() -> Path:
+    """$MLBOX_STATE_DIR, else $XDG_STATE_HOME/mlbox, else ~/.local/state/mlbox: records
+    that are not a cache (what was published, with digests)."""
+    explicit = os.environ.get("MLBOX_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "mlbox"
+
+
+def publish_records() -> Path:
+    return state_dir() / "published.jsonl"
+
+
 def repo_root() -> Path:
     """The source tree (catalog and templates live beside the package in a checkout)."""
     return Path(__file__).resolve().parents[2]

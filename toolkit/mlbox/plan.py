@@ -15,6 +15,11 @@ from mlbox.errors import CatalogError
 # Backends whose images mlbox can build today. Variants on other backends stay in the
 # catalog (users see them in `mlbox list`) but selecting them is refused, naming the gap.
 BUILDABLE_BACKENDS = frozenset({"onnxruntime"})
+MISSING = {
+    "pytorch": "a PyTorch backend in mlbox-bench",
+    "tensorflow": "a TensorFlow backend in mlbox-bench",
+    "tflite": "a TFLite backend in mlbox-bench",
+}
 
 # Where things live inside every image. The entrypoint reads the MLBOX_* defaults.
 IMAGE_ROOT = "/opt/mlbox"
@@ -52,6 +57,85 @@ class ImageSpec:
         return "synthetic" if self.variant_spec.is_synthetic else "published"
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One row of the image matrix: buildable (``spec``) or not (``missing`` says why)."""
+
+    model: str
+    variant: str
+    device: str
+    backend: str
+    tag: str
+    spec: ImageSpec | None
+    missing: str | None
+
+
+def cell(catalog: Catalog, model: str, variant: str, device: str, *, base_image: str | None = None) -> Cell:
+    """Plan one (model, variant, device); names are already known to be in the catalog."""
+    entry = catalog.models[model]
+    vspec = entry.variants[variant]
+    backend = vspec.backend
+    defaults = catalog.defaults
+    tag = image_tag(
+        defaults.registry,
+        model=model,
+        device=device,
+        variant=None if variant == entry.default_variant else variant,
+        backend=None if backend == defaults.backend else backend,
+    )
+    missing: str | None = None
+    packages = catalog.backends[backend].packages.get(device)
+    if backend not in BUILDABLE_BACKENDS:
+        missing = MISSING.get(backend, f"a {backend} backend in mlbox-bench")
+    elif packages is None:
+        missing = f"pinned {backend} packages for {device}"
+    if missing is not None or packages is None:
+        return Cell(model, variant, device, backend, tag, None, missing)
+    spec = ImageSpec(
+        model=model,
+        mlperf_name=entry.mlperf_name,
+        variant=variant,
+        variant_spec=vspec,
+        device=device,
+        backend=backend,
+        execution_provider=catalog.devices[device].execution_provider,
+        packages=(*packages, *defaults.harness_packages),
+        loadgen=defaults.loadgen,
+        python=defaults.python,
+        wheel_platform=defaults.wheel_platform,
+        base_image=base_image or defaults.base_image,
+        tag=tag,
+    )
+    return Cell(model, variant, device, backend, tag, spec, None)
+
+
+def matrix(
+    catalog: Catalog,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    variant: str | None = None,
+    backend: str | None = None,
+    base_image: str | None = None,
+) -> list[Cell]:
+    """Every (model, variant, device) the filters allow, buildable or not, in catalog order."""
+    models = [choose("model", model, list(catalog.models))] if model else list(catalog.models)
+    devices = [choose("device", device, list(catalog.devices))] if device else list(catalog.devices)
+    if backend:
+        choose("backend", backend, list(catalog.backends))
+    cells = []
+    for m in models:
+        variants = list(catalog.models[m].variants)
+        if variant:
+            variants = [choose(f"variant of {m}", variant, variants)]
+        for v in variants:
+            for d in devices:
+                c = cell(catalog, m, v, d, base_image=base_image)
+                if backend is None or c.backend == backend:
+                    cells.append(c)
+    return cells
+
+
 def select(
     catalog: Catalog,
     *,
@@ -61,45 +145,25 @@ def select(
     backend: str | None = None,
     base_image: str | None = None,
 ) -> ImageSpec:
-    """Resolve a user's selection against the catalog, refusing unknown names."""
+    """Resolve a user's selection against the catalog, refusing unknown names and cells
+    mlbox cannot build (with what is missing)."""
     model = choose("model", model, list(catalog.models))
     entry = catalog.models[model]
     device = choose("device", device, list(catalog.devices))
     variant = choose(f"variant of {model}", variant or entry.default_variant, list(entry.variants))
-    spec = entry.variants[variant]
-    backend = backend or spec.backend
-    if backend != spec.backend:
-        msg = f"variant {model}/{variant} runs on backend {spec.backend!r}, not {backend!r}"
-        raise CatalogError(msg, hint=f"drop --backend or pass --backend {spec.backend}")
-    if backend not in BUILDABLE_BACKENDS or backend not in catalog.backends:
-        msg = f"variant {model}/{variant} needs the {backend!r} backend, which mlbox cannot build images for yet"
-        raise CatalogError(msg, hint=f"buildable backends: {', '.join(sorted(BUILDABLE_BACKENDS))}")
-    packages = catalog.backends[backend].packages.get(device)
-    if packages is None:
-        msg = f"backend {backend!r} has no packages for device {device!r} in the catalog"
-        raise CatalogError(msg, hint=f"add backends.{backend}.packages.{device}")
-    defaults = catalog.defaults
-    return ImageSpec(
-        model=model,
-        mlperf_name=entry.mlperf_name,
-        variant=variant,
-        variant_spec=spec,
-        device=device,
-        backend=backend,
-        execution_provider=catalog.devices[device].execution_provider,
-        packages=(*packages, *defaults.harness_packages),
-        loadgen=defaults.loadgen,
-        python=defaults.python,
-        wheel_platform=defaults.wheel_platform,
-        base_image=base_image or defaults.base_image,
-        tag=image_tag(
-            defaults.registry,
-            model=model,
-            device=device,
-            variant=None if variant == entry.default_variant else variant,
-            backend=None if backend == defaults.backend else backend,
-        ),
-    )
+    own = entry.variants[variant].backend
+    if backend is not None and backend != own:
+        msg = f"variant {model}/{variant} runs on backend {own!r}, not {backend!r}"
+        raise CatalogError(msg, hint=f"drop --backend or pass --backend {own}")
+    c = cell(catalog, model, variant, device, base_image=base_image)
+    if c.spec is None:
+        msg = f"mlbox cannot build {model}/{variant} for {device} yet: it needs {c.missing}"
+        if c.backend not in BUILDABLE_BACKENDS:
+            hint = "mlbox-bench runs ONNX models with onnxruntime only (entrypoints/mlbox_bench/backend.py)"
+        else:
+            hint = f"add backends.{c.backend}.packages.{device} to the catalog"
+        raise CatalogError(msg, hint=hint + "; `mlbox list` shows what can be built")
+    return c.spec
 
 
 def image_tag(repository: str, *, model: str, device: str, variant: str | None, backend: str | None) -> str:
@@ -116,11 +180,13 @@ class BuildPlan:
     dockerfile: str
     requirements: tuple[str, ...]  # resolved into the wheelhouse on the host
     loadgen_requirement: str
+    loadgen_from: str  # "wheel" (PyPI's wheel) or "source" (PyPI's sdist, compiled in a builder stage)
+    loadgen_build_requirements: tuple[str, ...]  # what compiling the sdist needs (source only)
     labels: tuple[tuple[str, str], ...]
     build_args: tuple[str, ...]  # names of the ARGs the executor must fill (label values)
 
 
-def labels_for(spec: ImageSpec, template_hash: str) -> tuple[tuple[str, str], ...]:
+def labels_for(spec: ImageSpec, template_hash: str, loadgen_from: str = "wheel") -> tuple[tuple[str, str], ...]:
     """Static labels: known before any file is fetched. Per-build values come as ARGs."""
     v = spec.variant_spec
     if v.synthetic is not None:
@@ -144,7 +210,9 @@ def labels_for(spec: ImageSpec, template_hash: str) -> tuple[tuple[str, str], ..
         ("mlbox.device", spec.device),
         ("mlbox.backend", spec.backend),
         ("mlbox.backend.packages", " ".join(spec.packages)),
+        ("mlbox.backend.version", _pinned_version(spec.packages, spec.backend)),
         ("mlbox.loadgen.version", spec.loadgen),
+        ("mlbox.loadgen.from", loadgen_from),
         ("mlbox.template.sha256", template_hash),
     )
 
@@ -154,17 +222,37 @@ def labels_for(spec: ImageSpec, template_hash: str) -> tuple[tuple[str, str], ..
 BUILD_ARGS = ("MLBOX_CREATED", "MLBOX_MODEL_SHA256")
 
 
-def make_plan(spec: ImageSpec, templates_dir: Path) -> BuildPlan:
+def _pinned_version(packages: tuple[str, ...], backend: str) -> str:
+    """The backend's own pin (onnxruntime==1.32.0 -> 1.32.0; onnxruntime-gpu counts too)."""
+    for pin in packages:
+        name, _, version = pin.partition("==")
+        if name.split("[")[0].lower() in (backend, f"{backend}-gpu"):
+            return version
+    return "unknown"
+
+
+def make_plan(
+    spec: ImageSpec,
+    templates_dir: Path,
+    *,
+    loadgen_from: str = "wheel",
+    loadgen_build_requirements: tuple[str, ...] = (),
+) -> BuildPlan:
     from mlbox.render import render_dockerfile, template_hash
 
+    if loadgen_from not in ("wheel", "source"):
+        msg = f"--loadgen-from {loadgen_from!r}: expected 'wheel' or 'source'"
+        raise CatalogError(msg)
     thash = template_hash(templates_dir)
-    labels = labels_for(spec, thash)
-    dockerfile = render_dockerfile(templates_dir, spec, labels)
+    labels = labels_for(spec, thash, loadgen_from)
+    dockerfile = render_dockerfile(templates_dir, spec, labels, loadgen_from=loadgen_from)
     return BuildPlan(
         spec=spec,
         dockerfile=dockerfile,
         requirements=spec.packages,
         loadgen_requirement=f"mlcommons-loadgen=={spec.loadgen}",
+        loadgen_from=loadgen_from,
+        loadgen_build_requirements=loadgen_build_requirements if loadgen_from == "source" else (),
         labels=labels,
         build_args=BUILD_ARGS,
     )

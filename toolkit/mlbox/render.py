@@ -17,7 +17,7 @@ from mlbox.errors import TemplateError
 from mlbox.plan import BUILD_ARGS, IMAGE_ROOT, IMAGE_UID, MODEL_DIR, RESULTS_DIR
 
 if TYPE_CHECKING:
-    from mlbox.plan import ImageSpec
+    from mlbox.plan import BuildPlan, ImageSpec
 
 ENTRY_TEMPLATE = "Dockerfile.j2"
 
@@ -46,8 +46,11 @@ def template_hash(templates_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def render_dockerfile(templates_dir: Path, spec: ImageSpec, labels: tuple[tuple[str, str], ...]) -> str:
+def render_dockerfile(
+    templates_dir: Path, spec: ImageSpec, labels: tuple[tuple[str, str], ...], *, loadgen_from: str = "wheel"
+) -> str:
     context = _context(spec, labels)
+    context["loadgen_from"] = loadgen_from
     try:
         return _environment(templates_dir).get_template(ENTRY_TEMPLATE).render(**context)
     except jinja2.TemplateNotFound as err:
@@ -74,6 +77,30 @@ def _context(spec: ImageSpec, labels: tuple[tuple[str, str], ...]) -> dict[str, 
     }
     _refuse_line_breaks(context)
     return context
+
+
+def dockerfile_name(plan: BuildPlan) -> str:
+    """`mlbox:resnet50-cpu-synthetic` -> `resnet50-cpu-synthetic.Dockerfile`."""
+    name = plan.spec.tag.rsplit(":", 1)[-1]
+    return name + ("-loadgen-source" if plan.loadgen_from == "source" else "") + ".Dockerfile"
+
+
+def write_dockerfile(directory: Path, plan: BuildPlan) -> Path:
+    """Write atomically (a half-written Dockerfile is never left behind); return the path."""
+    import os
+    import tempfile
+
+    target = directory / dockerfile_name(plan)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(plan.dockerfile)
+        Path(tmp).chmod(0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _refuse_line_breaks(value: object, path: str = "") -> None:

@@ -21,6 +21,7 @@ from mlbox.errors import WheelhouseError
 
 LOCK_FILE = "requirements.lock"
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.+\.whl$")
+_SDIST_NAME = re.compile(r"^(?P<name>.+)-(?P<version>[^-]+)\.tar\.gz$")
 
 
 def platform_tags(newest: str) -> list[str]:
@@ -38,10 +39,20 @@ def platform_tags(newest: str) -> list[str]:
 
 
 def wheelhouse(
-    requirements: tuple[str, ...], *, python: str, platform: str, cache: Path, no_deps: bool = False
+    requirements: tuple[str, ...],
+    *,
+    python: str,
+    platform: str,
+    cache: Path,
+    no_deps: bool = False,
+    sdist: str | None = None,
 ) -> Path:
-    """Return a directory of wheels plus a hash-pinned ``requirements.lock``."""
-    key_src = "\n".join([python, platform, str(no_deps), *sorted(requirements)])
+    """Return a directory of wheels plus a hash-pinned ``requirements.lock``.
+
+    With ``sdist``, that requirement is fetched as PyPI's source distribution (for a
+    builder stage to compile) and ``requirements`` are its build requirements.
+    """
+    key_src = "\n".join([python, platform, str(no_deps), f"sdist={sdist}", *sorted(requirements)])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     target = cache / "wheels" / f"py{python}-{key}"
     if (target / LOCK_FILE).exists():
@@ -49,8 +60,11 @@ def wheelhouse(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _pip_download(requirements, tmp, python=python, platform=platform, no_deps=no_deps)
-        (tmp / LOCK_FILE).write_text(lock_text(tmp))
+        if requirements:
+            _pip_download(requirements, tmp, python=python, platform=platform, no_deps=no_deps)
+        if sdist is not None:
+            _pip_download_sdist(sdist, tmp)
+        (tmp / LOCK_FILE).write_text(lock_text(tmp, only=sdist))
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first: theirs is as good as ours
@@ -90,13 +104,32 @@ def _pip_download(requirements: tuple[str, ...], dest: Path, *, python: str, pla
         raise WheelhouseError(msg, hint="check the pins in images.yaml and that PyPI (or your index) is reachable")
 
 
-def lock_text(directory: Path) -> str:
-    """``name==version --hash=sha256:...`` for every wheel: pip verifies each in the image."""
+def _pip_download_sdist(requirement: str, dest: Path) -> None:
+    name = requirement.split("==")[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--dest", str(dest)]
+    cmd += ["--no-deps", "--no-binary", name, requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        detail = "\n".join(line for line in proc.stderr.splitlines() if "ERROR" in line)
+        msg = f"pip could not fetch the source distribution of {requirement}:\n{detail or proc.stderr[-2000:]}"
+        raise WheelhouseError(msg, hint="check that PyPI (or your index) is reachable and has the sdist")
+
+
+def lock_text(directory: Path, *, only: str | None = None) -> str:
+    """``name==version --hash=sha256:...`` for every wheel and sdist: pip verifies each in
+    the image. With ``only`` (a source build), just that sdist: the builder installs its
+    build requirements itself (pip does not hash-check those), from the same directory."""
     lines = []
-    for wheel in sorted(directory.glob("*.whl")):
-        match = _WHEEL_NAME.match(wheel.name)
+    for path in sorted([*directory.glob("*.whl"), *directory.glob("*.tar.gz")]):
+        match = _WHEEL_NAME.match(path.name) or _SDIST_NAME.match(path.name)
         if match is None:
             continue
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if only is not None and _normal(match["name"]) != _normal(only.split("==")[0]):
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         lines.append(f"{match['name']}=={match['version']} --hash=sha256:{digest}")
     return "\n".join(lines) + "\n"
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -6,18 +6,21 @@
 # ---- deps: the backend's Python packages, installed from the wheelhouse ------------
 FROM python:3.11-slim-bookworm AS deps
 COPY wheels/ /tmp/wheels/
-# pip lives in a throwaway venv of this stage only; the runtime stage gets the packages.
+# pip lives in a throwaway venv of this stage only; the runtime stage gets the packages
+# and the lock file (exact versions and sha256 of every wheel) beside them.
 RUN python3 -m venv /tmp/pip \
     && /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
        --require-hashes --target /opt/mlbox/deps \
-       --find-links /tmp/wheels --requirement /tmp/wheels/requirements.lock
+       --find-links /tmp/wheels --requirement /tmp/wheels/requirements.lock \
+    && cp /tmp/wheels/requirements.lock /opt/mlbox/deps/requirements.lock
 
 # ---- loadgen: MLPerf LoadGen 6.0.17 --------------------------------------------
 FROM deps AS loadgen
 COPY loadgen/ /tmp/loadgen/
 RUN /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
        --no-deps --require-hashes --target /opt/mlbox/loadgen \
-       --find-links /tmp/loadgen --requirement /tmp/loadgen/requirements.lock
+       --find-links /tmp/loadgen --requirement /tmp/loadgen/requirements.lock \
+    && cp /tmp/loadgen/requirements.lock /opt/mlbox/loadgen/requirements.lock
 
 # ---- runtime: no pip, no compilers, no caches; runs as a non-root user -----------------
 FROM python:3.11-slim-bookworm AS runtime
@@ -44,11 +47,13 @@ ENV MLBOX_DEFAULT_MODEL=resnet50 \
     MLBOX_DEFAULT_WEIGHTS=published \
     MLBOX_DEFAULT_OUTPUT_DIR=/results
 
-# The harness (mlbox-bench): small, changes most often, so it goes last but for labels.
-COPY app/ /opt/mlbox/app/
 USER 10001:10001
 WORKDIR /results
 ENTRYPOINT ["mlbox-bench"]
+
+# The harness (mlbox-bench): small, changes most often, so it goes last but for labels:
+# a code change rebuilds this layer and the labels, nothing else.
+COPY app/ /opt/mlbox/app/
 
 ARG MLBOX_CREATED=unknown
 ARG MLBOX_MODEL_SHA256=unknown
@@ -69,7 +74,9 @@ LABEL \
       mlbox.device="cpu" \
       mlbox.backend="onnxruntime" \
       mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
+      mlbox.backend.version="1.32.0" \
       mlbox.loadgen.version="6.0.17" \
-      mlbox.template.sha256="6782090e97a9a8b31b1dc777d9480e0b899cf239363bf3498e28ea7057188201" \
+      mlbox.loadgen.from="wheel" \
+      mlbox.template.sha256="f0e7a762a8ab9a52a462eebe4a2ed5478490010f3b02229e64a6d7ea5019ae62" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -1,0 +1,99 @@
+# mlbox image: resnet50 (onnx-opset11-fp32, published weights) on cpu with onnxruntime.
+# Rendered by mlbox from dockerfiles/Dockerfile.j2; edit the templates, not this file.
+# Builds with the classic builder too (no RUN --mount) and needs no network:
+# Python packages come from a wheelhouse resolved on the host, the model is fetched
+# and verified on the host. Layers go from least to most often changed.
+# ---- deps: the backend's Python packages, installed from the wheelhouse ------------
+FROM python:3.11-slim-bookworm AS deps
+COPY wheels/ /tmp/wheels/
+# pip lives in a throwaway venv of this stage only; the runtime stage gets the packages
+# and the lock file (exact versions and sha256 of every wheel) beside them.
+RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
+       --require-hashes --target /opt/mlbox/deps \
+       --find-links /tmp/wheels --requirement /tmp/wheels/requirements.lock \
+    && cp /tmp/wheels/requirements.lock /opt/mlbox/deps/requirements.lock
+
+# ---- loadgen-build: MLPerf LoadGen 6.0.17 compiled from PyPI's sdist -------------
+# A throwaway builder: compilers never reach the runtime stage, only the built wheel does.
+# The sdist and its build requirements come from the host (hash-checked lock file); apt
+# reaches Debian's mirror over http.
+FROM python:3.11-slim-bookworm AS loadgen-build
+# Compilers are unpinned on purpose: they live only in this stage, and Debian's stable
+# mirror keeps one version per release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ python3-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY loadgen-src/ /tmp/src/
+RUN python3 -m venv /tmp/build \
+    && /tmp/build/bin/pip wheel --no-index --no-cache-dir --disable-pip-version-check --no-deps \
+       --find-links /tmp/src --require-hashes --requirement /tmp/src/requirements.lock \
+       --wheel-dir /tmp/built
+
+# ---- loadgen: install the wheel built above -------------------------------------------
+FROM deps AS loadgen
+COPY --from=loadgen-build /tmp/built/ /tmp/loadgen/
+COPY loadgen-src/requirements.lock /tmp/src/requirements.lock
+RUN /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
+       --no-deps --target /opt/mlbox/loadgen /tmp/loadgen/mlcommons_loadgen-*.whl \
+    && cp /tmp/src/requirements.lock /opt/mlbox/loadgen/requirements.lock
+
+# ---- runtime: no pip, no compilers, no caches; runs as a non-root user -----------------
+FROM python:3.11-slim-bookworm AS runtime
+# World-writable results dir (sticky) so the image also runs as any --user without a mount.
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent mlbox \
+    && mkdir -p /results && chmod 1777 /results
+COPY --from=deps /opt/mlbox/deps /opt/mlbox/deps
+COPY --from=loadgen /opt/mlbox/loadgen /opt/mlbox/loadgen
+ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
+    PATH=/opt/mlbox/app/bin:/opt/mlbox/deps/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# device: cpu
+ENV MLBOX_DEFAULT_DEVICE=cpu
+# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
+ENV MLBOX_DEFAULT_BACKEND=onnxruntime \
+    MLBOX_DEFAULT_EP=CPUExecutionProvider
+
+# The model: its own layer, below the harness code, so a code change never re-copies it.
+COPY model/ /opt/mlbox/model/
+# Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
+ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
+    MLBOX_DEFAULT_WEIGHTS=published \
+    MLBOX_DEFAULT_OUTPUT_DIR=/results
+
+USER 10001:10001
+WORKDIR /results
+ENTRYPOINT ["mlbox-bench"]
+
+# The harness (mlbox-bench): small, changes most often, so it goes last but for labels:
+# a code change rebuilds this layer and the labels, nothing else.
+COPY app/ /opt/mlbox/app/
+
+ARG MLBOX_CREATED=unknown
+ARG MLBOX_MODEL_SHA256=unknown
+LABEL \
+      org.opencontainers.image.title="mlbox resnet50 (onnx-opset11-fp32) on cpu" \
+      org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 ONNX opset 11, fp32 (MLCommons reference weights)" \
+      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
+      mlbox.model="resnet50" \
+      mlbox.model.mlperf_name="resnet50" \
+      mlbox.variant="onnx-opset11-fp32" \
+      mlbox.model.file="resnet50_v1.onnx" \
+      mlbox.model.framework="onnx" \
+      mlbox.model.precision="fp32" \
+      mlbox.weights="published" \
+      mlbox.weights.source="https://zenodo.org/record/4735647/files/resnet50_v1.onnx" \
+      mlbox.device="cpu" \
+      mlbox.backend="onnxruntime" \
+      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
+      mlbox.backend.version="1.32.0" \
+      mlbox.loadgen.version="6.0.17" \
+      mlbox.loadgen.from="source" \
+      mlbox.template.sha256="f0e7a762a8ab9a52a462eebe4a2ed5478490010f3b02229e64a6d7ea5019ae62" \
+      org.opencontainers.image.created="${MLBOX_CREATED}" \
+      mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -1,0 +1,105 @@
+"""The build pipeline end to end: labels, list, resumed downloads, LoadGen from source."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlbox.fetch import digests
+from tests.conftest import FileServer, md5_of
+from tests.integration.conftest import Served, catalog_with, run_container, run_mlbox
+
+pytestmark = pytest.mark.docker
+
+
+def test_built_image_carries_oci_and_mlbox_labels_last(served_image: tuple[str, Path], docker_client: Any) -> None:
+    tag, model = served_image
+    image = docker_client.images.get(tag)
+    labels = image.labels
+    created = datetime.strptime(labels["org.opencontainers.image.created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 3600
+    for key in ("version", "source", "title", "description", "base.name"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+    expected = {
+        "mlbox.model": "tiny",
+        "mlbox.variant": "served",
+        "mlbox.weights": "published",
+        "mlbox.model.sha256": digests(model)[1],
+        "mlbox.device": "cpu",
+        "mlbox.backend": "onnxruntime",
+        "mlbox.backend.version": "1.32.0",
+        "mlbox.loadgen.version": "6.0.17",
+        "mlbox.loadgen.from": "wheel",
+    }
+    assert {k: labels.get(k) for k in expected} == expected
+    assert labels["mlbox.weights.source"].startswith("http://127.0.0.1:")
+    assert len(labels["mlbox.template.sha256"]) == 64
+    newest = docker_client.api.history(tag)[0]["CreatedBy"]
+    assert "LABEL" in newest  # labels are the last layer: a new build date rebuilds only that
+
+
+def test_list_json_shows_what_is_built(served_image: tuple[str, Path], served_catalog: Path) -> None:
+    result = run_mlbox("list", "--json", env={"MLBOX_CATALOG": str(served_catalog)})
+    assert result.returncode == 0, result.stderr
+    rows = {(r["model"], r["variant"], r["device"]): r for r in json.loads(result.stdout)}
+    assert rows[("tiny", "served", "cpu")]["built"] is True
+    assert rows[("resnet50", "pytorch-fp32", "cpu")]["buildable"] is False
+    assert rows[("resnet50", "pytorch-fp32", "cpu")]["built"] is False
+
+
+def test_interrupted_download_resumes_and_the_build_succeeds(
+    tmp_path: Path, tiny_model: Path, base_image: str, shared_cache: Path, file_server: FileServer
+) -> None:
+    """The server drops the connection after one 64 KiB read; mlbox resumes with a Range request."""
+    cache = tmp_path / "cache"
+    shutil.copytree(shared_cache / "wheels", cache / "wheels")  # the wheelhouse is not under test here
+    (file_server.root / "tiny.onnx").write_bytes(tiny_model.read_bytes())
+    size = tiny_model.stat().st_size
+    file_server.drop_after = size - 1000  # past the first 64 KiB chunk, short of the end
+    catalog = catalog_with(tmp_path, "tiny", "served", file_server.url("tiny.onnx"), md5_of(tiny_model))
+    env = {"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(cache)}
+    result = run_mlbox("build", "--model", "tiny", "--base-image", base_image, "--json", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "download interrupted" in result.stderr
+    assert [rng for _, rng in file_server.requests] == [None, "bytes=65536-"]
+    built = json.loads(result.stdout)
+    assert built[0]["model_sha256"] == digests(tiny_model)[1]
+    assert (cache / "models" / md5_of(tiny_model) / "tiny.onnx").read_bytes() == tiny_model.read_bytes()
+
+
+@pytest.mark.slow
+def test_loadgen_compiled_from_source_runs(
+    tmp_path: Path, served: Served, base_image: str, shared_cache: Path, docker_client: Any
+) -> None:
+    """--loadgen-from source: PyPI's sdist compiled in a builder stage (apt for g++ over
+    http); the runtime stage gets only the installed wheel, and LoadGen works."""
+    # Its own tag, so the session's mlbox:tiny-cpu stays as other tests expect it; the
+    # model file is already in the shared cache (same md5).
+    catalog = catalog_with(tmp_path, "tinysrc", "served", "http://127.0.0.1:9/unused", md5_of(served.model))
+    env = {"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(shared_cache)}
+    args = ["build", "--model", "tinysrc", "--base-image", base_image, "--loadgen-from", "source", "--json"]
+    result = run_mlbox(*args, env=env, timeout=1200)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert " : FROM " + base_image + " AS loadgen-build" in result.stderr
+    assert "pip wheel --no-index" in result.stderr
+    tag = json.loads(result.stdout)[0]["tag"]
+    try:
+        assert docker_client.images.get(tag).labels["mlbox.loadgen.from"] == "source"
+        code, logs = run_container(
+            docker_client, tag, ["--scenario", "SingleStream", "--duration", "0.2", "--samples", "16"],
+            results=tmp_path / "results",
+        )  # fmt: skip
+        assert code == 0, logs
+        probe = docker_client.containers.run(
+            tag, ["-c", "command -v g++ cc gcc || echo no-compiler; cat /opt/mlbox/loadgen/requirements.lock"],
+            entrypoint="sh", remove=True, network_mode="none",
+        ).decode()  # fmt: skip
+        assert probe.startswith("no-compiler")
+        assert "mlcommons_loadgen==6.0.17 --hash=sha256:" in probe
+    finally:
+        docker_client.images.remove(tag, force=True)

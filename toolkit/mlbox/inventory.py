@@ -1,0 +1,69 @@
+"""`mlbox list`: the image matrix joined with what the engine has and what was published."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from mlbox.catalog import Catalog
+from mlbox.errors import EngineError
+from mlbox.paths import publish_records
+from mlbox.plan import matrix
+
+log = logging.getLogger(__name__)
+
+
+def inventory(
+    catalog: Catalog,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    variant: str | None = None,
+    backend: str | None = None,
+) -> list[dict[str, Any]]:
+    cells = matrix(catalog, model=model, device=device, variant=variant, backend=backend)
+    built = _built({c.tag for c in cells})
+    pushed = _pushed()
+    return [
+        {
+            "model": c.model,
+            "variant": c.variant,
+            "device": c.device,
+            "backend": c.backend,
+            "tag": c.tag,
+            "buildable": c.spec is not None,
+            "missing": c.missing,
+            "weights": "synthetic" if catalog.models[c.model].variants[c.variant].is_synthetic else "published",
+            "built": None if built is None else c.tag in built,
+            "pushed": pushed.get(c.tag, []),
+        }
+        for c in cells
+    ]
+
+
+def _built(tags: set[str]) -> set[str] | None:
+    """Tags the engine has; None when no engine answers (`built?` is then unknown)."""
+    from mlbox.engine import DockerEngine
+
+    engine = DockerEngine()
+    try:
+        return {tag for tag in sorted(tags) if engine.image_exists(tag)}
+    except EngineError as err:
+        log.warning("cannot ask the Docker engine which images exist (%s): built? is unknown", err)
+        return None
+
+
+def _pushed() -> dict[str, list[str]]:
+    """Local tag -> references it was pushed as (with digests), from the publish records."""
+    out: dict[str, list[str]] = {}
+    path = publish_records()
+    if not path.is_file():
+        return out
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            out.setdefault(str(record["image"]), []).extend(str(r) for r in record["references"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s line %d is not a publish record; skipped", path, number)
+    return out

@@ -1,0 +1,62 @@
+"""What the user sees while mlbox works: build output line by line, and on a terminal a
+live status line (current step, elapsed time) and a download bar. Everything goes to
+stderr; stdout carries only results. Not a terminal (CI, pipes): plain lines only."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def build_display(tag: str) -> Iterator[Callable[[str], None]]:
+    """Yield a sink for build output lines."""
+    with console.status(f"building {tag}", spinner="dots") as status:
+
+        def on_line(line: str) -> None:
+            console.print(f"  | {escape(line)}")
+            match = _STEP.match(line)
+            if match:
+                step, total, what = match.groups()
+                status.update(f"building {escape(tag)}: step {step}/{total} {escape(what[:60])}")
+
+        yield on_line
+
+
+@contextmanager
+def download_bar(name: str) -> Iterator[Callable[[int, int | None], None]]:
+    """Yield a progress callback (bytes done, total or None) for one download."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"download {escape(name)}", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    """Print a table to stdout (it is the command's result)."""
+    from rich.table import Table
+
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for name in columns:
+        t.add_column(name, no_wrap=True)
+    for row in rows:
+        t.add_row(*(escape(c) for c in row))
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, width=1000)  # a pipe or file: never wrap or truncate
+    out.print(t)
