@@ -151,14 +151,19 @@ def loadgen_complete(lg: Any) -> Complete:
     return complete
 
 
-def measure(runner: Runner, data: SampleLibrary, batch_size: int, workers: int, seconds: float) -> tuple[float, float]:
+def measure(
+    runner: Runner, data: SampleLibrary, batch_size: int, workers: int, seconds: float, *, per_worker: int = 1
+) -> tuple[float, float]:
     """(samples/s, seconds per batch) of the real runner, from the fastest of several
     rounds after a warm-up. The fastest round errs on the safe side: a higher expected
     rate or a lower expected latency makes LoadGen issue more work, never too little."""
     loaded = np.flatnonzero(data.slot >= 0)
     indices = np.resize(loaded, batch_size)
     ids = np.zeros(batch_size, dtype=np.uint64)
-    rounds = max(1, workers)  # one batch per worker per round
+    # ``per_worker`` batches per worker per round: Offline queues many at once, so it
+    # measures with several (hand-offs and the end-of-round wait then do not dominate
+    # small batches of a fast model); Server and the streams measure one at a time.
+    rounds = max(1, workers) * per_worker
     for _ in range(2):  # warm-up: the first runs allocate memory and pick kernels
         for _ in range(rounds):
             runner.submit(ids, indices, lambda *_: None)
@@ -187,7 +192,7 @@ def calibrate(
     # A short run gets a short calibration: at most a quarter of it, at least 0.2 s.
     seconds = CALIBRATION_S if s.duration is None else min(CALIBRATION_S, max(0.2, s.duration / 4))
     if sc == "Offline" and not s.set_by_user("target_qps") and "target_qps" not in conf:
-        rate, _ = measure(runner, data, s.max_batchsize, workers, seconds)
+        rate, _ = measure(runner, data, s.max_batchsize, workers, seconds, per_worker=max(1, 32 // s.max_batchsize))
         ts.offline_expected_qps = float(rate * CALIBRATION_MARGIN)
         log.info(
             "calibrated Offline: %.1f samples/s measured; expected QPS set to %.1f", rate, rate * CALIBRATION_MARGIN

@@ -20,6 +20,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,9 @@ class Runner:
         self.data = data
         self.errors: list[str] = []
         self._lock = threading.Lock()
-        self._workers_seen: set[str] = set()
-        self._batch_sizes: set[int] = set()
-        self._samples = 0
+        # Per worker: [batches, samples, largest batch]. Each entry has one writer (its
+        # worker, or the collector thread), so the hot path takes no lock.
+        self._stats: dict[str, list[int]] = {}
 
     def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
         raise NotImplementedError
@@ -58,19 +59,22 @@ class Runner:
         """Stop workers; safe to call twice."""
 
     def observed(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "runner": self.name,
-                "workers_used": len(self._workers_seen),
-                "largest_batch": max(self._batch_sizes, default=0),
-                "samples_run": self._samples,
-            }
+        stats = list(self._stats.values())
+        return {
+            "runner": self.name,
+            "workers_used": sum(1 for s in stats if s[0]),
+            "largest_batch": max((s[2] for s in stats), default=0),
+            "samples_run": sum(s[1] for s in stats),
+        }
 
     def _note(self, worker: str, batch: int) -> None:
-        with self._lock:
-            self._workers_seen.add(worker)
-            self._batch_sizes.add(batch)
-            self._samples += batch
+        stats = self._stats.get(worker)
+        if stats is None:
+            stats = self._stats[worker] = [0, 0, 0]
+        stats[0] += 1
+        stats[1] += batch
+        if batch > stats[2]:
+            stats[2] = batch
 
     def _run_and_complete(self, session: Any, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
         try:
@@ -101,26 +105,27 @@ class ThreadRunner(Runner):
         super().__init__(backend, data)
         self.name = "threadpool+replication" if replicate else "threadpool"
         self._queue: queue.SimpleQueue[tuple[np.ndarray, np.ndarray, Complete] | None] = queue.SimpleQueue()
-        self._in_flight = 0
-        self._idle = threading.Condition()
+        # Idleness without a lock on the hot path: one thread submits at a time (LoadGen's
+        # issue thread, or calibration before the run), and each worker counts its own.
+        self._submitted = 0
+        self._done = [0] * workers
         # Sessions are made before the run starts so the first queries don't pay for it.
         sessions = [backend.session]
         sessions += [backend.new_session() if replicate else backend.session for _ in range(workers - 1)]
         self._threads = [
-            threading.Thread(target=self._work, args=(s,), name=f"mlbox-worker-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i, s), name=f"mlbox-worker-{i}", daemon=True)
             for i, s in enumerate(sessions)
         ]
         for thread in self._threads:
             thread.start()
 
     def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
-        with self._idle:
-            self._in_flight += 1
+        self._submitted += 1
         self._queue.put((ids, indices, complete))
 
     def wait_idle(self) -> None:
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0)
+        while sum(self._done) < self._submitted:  # only calibration waits: a yielding poll is fine
+            time.sleep(0)
 
     def close(self) -> None:
         for _ in self._threads:
@@ -129,15 +134,12 @@ class ThreadRunner(Runner):
             thread.join()
         self._threads = []
 
-    def _work(self, session: Any) -> None:
+    def _work(self, slot: int, session: Any) -> None:
         while (item := self._queue.get()) is not None:
             try:
                 self._run_and_complete(session, *item)
             finally:
-                with self._idle:
-                    self._in_flight -= 1
-                    if self._in_flight == 0:
-                        self._idle.notify_all()
+                self._done[slot] += 1
 
 
 class ProcessRunner(Runner):
