@@ -51,8 +51,14 @@ class SampleLibrary:
             raise BenchError(msg)
         return rows
 
-    def batch(self, indices: np.ndarray) -> np.ndarray:
-        return take_rows(self.data, self.rows(indices))
+    def batch(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        if isinstance(indices, list) and len(indices) == 1:  # one sample (Server, SingleStream): a view
+            row = int(self.slot[indices[0]])
+            if row < 0:
+                msg = "LoadGen asked for a sample that is not loaded (a harness bug)"
+                raise BenchError(msg)
+            return self.data[row : row + 1]
+        return take_rows(self.data, self.rows(np.asarray(indices)))
 
     def _rows(self, indices: np.ndarray) -> np.ndarray:
         raise NotImplementedError

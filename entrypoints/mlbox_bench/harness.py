@@ -141,12 +141,11 @@ def contiguous_batches(rows: np.ndarray, limit: int) -> list[np.ndarray]:
 
 
 def loadgen_complete(lg: Any) -> Complete:
-    def complete(ids: np.ndarray, outputs: np.ndarray) -> None:
+    def complete(ids: np.ndarray | list[int], outputs: np.ndarray) -> None:
         # `outputs` must stay alive until QuerySamplesComplete returns: it does (local).
         base, stride = outputs.ctypes.data, outputs.strides[0]
-        lg.QuerySamplesComplete(
-            [lg.QuerySampleResponse(q, base + k * stride, stride) for k, q in enumerate(ids.tolist())]
-        )
+        id_list = ids if isinstance(ids, list) else ids.tolist()
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(q, base + k * stride, stride) for k, q in enumerate(id_list)])
 
     return complete
 
@@ -257,8 +256,8 @@ def run_loadgen(
     def issue(ids_list: list[int], indices_list: list[int]) -> None:
         # ConstructFastSUT hands over plain lists of ids and indices: no per-sample
         # QuerySample objects to build and read back.
-        if len(ids_list) == 1:  # SingleStream and Server: the common case, kept short
-            runner.submit(np.array(ids_list, dtype=np.uint64), np.array(indices_list, dtype=np.int64), complete)
+        if len(ids_list) == 1:  # SingleStream and Server: LoadGen's own lists go straight through
+            runner.submit(ids_list, indices_list, complete)
             return
         ids = np.array(ids_list, dtype=np.uint64)
         idx = np.array(indices_list, dtype=np.int64)

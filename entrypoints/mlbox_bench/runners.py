@@ -33,7 +33,9 @@ from mlbox_bench.errors import BenchError
 
 log = logging.getLogger("mlbox-bench")
 
-Complete = Callable[[np.ndarray, np.ndarray], None]
+# Sample ids and QSL indices: numpy arrays, or LoadGen's own lists for one-sample queries.
+Ids = np.ndarray | list[int]
+Complete = Callable[[Ids, np.ndarray], None]
 WORKER_START_TIMEOUT_S = 300.0
 
 
@@ -49,7 +51,7 @@ class Runner:
         # worker, or the collector thread), so the hot path takes no lock.
         self._stats: dict[str, list[int]] = {}
 
-    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+    def submit(self, ids: Ids, indices: Ids, complete: Complete) -> None:
         raise NotImplementedError
 
     def wait_idle(self) -> None:
@@ -76,7 +78,7 @@ class Runner:
         if batch > stats[2]:
             stats[2] = batch
 
-    def _run_and_complete(self, session: Any, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+    def _run_and_complete(self, session: Any, ids: Ids, indices: Ids, complete: Complete) -> None:
         try:
             out = self.backend.run(session, self.data.batch(indices))
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
@@ -89,7 +91,7 @@ class Runner:
 class InlineRunner(Runner):
     name = "inline"
 
-    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+    def submit(self, ids: Ids, indices: Ids, complete: Complete) -> None:
         self._run_and_complete(self.backend.session, ids, indices, complete)
 
 
@@ -104,7 +106,7 @@ class ThreadRunner(Runner):
     def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int, *, replicate: bool) -> None:
         super().__init__(backend, data)
         self.name = "threadpool+replication" if replicate else "threadpool"
-        self._queue: queue.SimpleQueue[tuple[np.ndarray, np.ndarray, Complete] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Ids, Ids, Complete] | None] = queue.SimpleQueue()
         # Idleness without a lock on the hot path: one thread submits at a time (LoadGen's
         # issue thread, or calibration before the run), and each worker counts its own.
         self._submitted = 0
@@ -119,7 +121,7 @@ class ThreadRunner(Runner):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+    def submit(self, ids: Ids, indices: Ids, complete: Complete) -> None:
         self._submitted += 1
         self._queue.put((ids, indices, complete))
 
@@ -153,11 +155,11 @@ class ProcessRunner(Runner):
         ctx = multiprocessing.get_context("spawn")
         self._tasks: Any = ctx.Queue()
         self._results: Any = ctx.Queue()
-        self._pending: dict[int, tuple[np.ndarray, Complete]] = {}
+        self._pending: dict[int, tuple[Ids, Complete]] = {}
         self._idle = threading.Condition(self._lock)
         self._seq = 0
         self._published: tuple[int, str] | None = None  # (generation, path)
-        self._scratch = Path(tempfile.mkdtemp(prefix="mlbox-samples-", dir=_scratch_parent()))
+        self._scratch = Path(tempfile.mkdtemp(prefix="mlbox-samples-", dir=_scratch_parent(data)))
         config = backend.config
         self._procs = [
             ctx.Process(target=_process_main, args=(config, self._tasks, self._results), name=f"mlbox-worker-{i}")
@@ -187,9 +189,9 @@ class ProcessRunner(Runner):
                 raise BenchError(msg)
             ready += 1
 
-    def submit(self, ids: np.ndarray, indices: np.ndarray, complete: Complete) -> None:
+    def submit(self, ids: Ids, indices: Ids, complete: Complete) -> None:
         path = self._publish()
-        rows = self.data.rows(indices)
+        rows = self.data.rows(np.asarray(indices))
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -255,12 +257,19 @@ class ProcessRunner(Runner):
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _scratch_parent() -> str | None:
-    """/dev/shm when it exists and is writable (RAM, shared by design), else the temp dir.
-    Docker's default /dev/shm is 64 MB: `mlbox run` passes a larger --shm-size."""
+def _scratch_parent(data: SampleLibrary) -> str | None:
+    """/dev/shm (RAM, shared by design) when it is writable and has room for the loaded
+    samples with some to spare, else the temp dir (page cache: as fast once read).
+    Docker's default /dev/shm is 64 MB; ResNet50's 1024 samples take 616 MB."""
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
+    needed = len(data.slot) * int(np.prod(data.io.input_shape)) * np.dtype(data.io.input_dtype).itemsize
+    try:
+        stat = os.statvfs(shm)
+    except OSError:
+        return None
+    if os.access(shm, os.W_OK) and stat.f_bavail * stat.f_frsize > 1.5 * needed:
         return str(shm)
+    log.info("processpool: /dev/shm is too small for the samples; sharing them through %s", tempfile.gettempdir())
     return None
 
 
