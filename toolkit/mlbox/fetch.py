@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import requests
 
 from mlbox.catalog import Variant
 from mlbox.errors import FetchError
+from mlbox.files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +129,12 @@ def obtain_model(
 def _gunzip_atomic(source: Path, target: Path) -> None:
     import gzip
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, gzip.open(source, "rb") as src:
+        with atomic_file(target) as (out, _), gzip.open(source, "rb") as src:
             shutil.copyfileobj(src, out, CHUNK)
-        Path(tmp).chmod(0o644)
-        os.replace(tmp, target)
     except (OSError, EOFError) as err:
-        Path(tmp).unlink(missing_ok=True)
         msg = f"cannot decompress {source}: {err}"
         raise FetchError(msg, hint="the download is not a gzip file; check the catalog's compression") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download(
@@ -154,18 +147,13 @@ def download(
 ) -> None:
     """Stream ``url`` to a partial file beside ``target``, resuming with HTTP Range after a
     dropped connection, verify, then move it into place atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     http = session or requests.Session()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_file(target) as (out, tmp):
             _stream_with_retries(http, url, out, progress)
-        verify(tmp, variant, what=f"download of {url}")
-        tmp.chmod(0o644)  # mkstemp makes 0600; the image's non-root user must read it
-        os.replace(tmp, target)
+            out.flush()
+            verify(tmp, variant, what=f"download of {url}")  # a mismatch leaves nothing behind
     except BaseException:
-        tmp.unlink(missing_ok=True)
         _remove_if_empty(target.parent)
         raise
 

@@ -87,19 +87,11 @@ def dockerfile_name(plan: BuildPlan) -> str:
 
 def write_dockerfile(directory: Path, plan: BuildPlan) -> Path:
     """Write atomically (a half-written Dockerfile is never left behind); return the path."""
-    import os
-    import tempfile
+    from mlbox.files import atomic_file
 
     target = directory / dockerfile_name(plan)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(plan.dockerfile)
-        Path(tmp).chmod(0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as (out, _):
+        out.write(plan.dockerfile.encode())
     return target
 
 

@@ -9,14 +9,13 @@ the file's metadata, the image labels and result.json all say ``synthetic``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlbox.catalog import Synthetic
+from mlbox.files import atomic_file
 
 # Bump when the generated graph changes: it is part of the cache key.
 GENERATOR_VERSION = 1
@@ -33,16 +32,8 @@ def synthetic_model(spec: Synthetic, file_name: str, cache: Path) -> Path:
     if target.exists():
         return target
     model = build(spec.generator, spec.seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(model.SerializeToString())
-        Path(tmp).chmod(0o644)  # mkstemp makes 0600; the image's non-root user must read it
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as (out, _):
+        out.write(model.SerializeToString())
     return target
 
 
