@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +98,15 @@ def run_container(
         container.remove(force=True)
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real registry (Debian's docker-registry, CNCF distribution) on 127.0.0.1,
-    stopped when the session ends. Yields HOST:PORT."""
+@dataclass(frozen=True)
+class AuthRegistry:
+    address: str
+    username: str
+    password: str = field(repr=False)
+
+
+def _serve_registry(root: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start Debian's docker-registry (CNCF distribution) on a free 127.0.0.1 port."""
     import shutil
     import socket
     import time
@@ -113,33 +118,65 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    root = tmp_path_factory.mktemp("registry")
+    auth = f"auth: {{htpasswd: {{realm: mlbox-test, path: {htpasswd}}}}}\n" if htpasswd else ""
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\n"
         "log: {level: error}\n"
         f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n" + auth
     )
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     address = f"127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if requests.get(f"http://{address}/v2/", timeout=1).status_code in (200, 401):
+                return proc, address
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail("the registry exited: " + (proc.stderr.read().decode() if proc.stderr else ""))
+        time.sleep(0.1)
+    proc.terminate()
+    pytest.fail("the registry did not answer on /v2/ within 10 s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real registry on 127.0.0.1 without auth, stopped when the session ends. Yields HOST:PORT."""
+    proc, address = _serve_registry(tmp_path_factory.mktemp("registry"))
     try:
-        for _ in range(100):
-            try:
-                if requests.get(f"http://{address}/v2/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "registry exited"
-            time.sleep(0.1)
-        else:
-            pytest.fail("the registry did not answer on /v2/ within 10 s")
         yield address
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
+    """A real registry with htpasswd (bcrypt) auth on 127.0.0.1."""
+    import secrets
+    import shutil
+
+    htpasswd_bin = shutil.which("htpasswd")
+    assert htpasswd_bin, "htpasswd is in Debian's apache2-utils: scripts/with-engine.sh installs it"
+    root = tmp_path_factory.mktemp("auth-registry")
+    password = "pw-" + secrets.token_hex(12)  # unique: the secrets test searches for it
+    entry = subprocess.run(
+        [htpasswd_bin, "-Bbn", "mlbox", password], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (root / "htpasswd").write_text(entry + "\n")
+    proc, address = _serve_registry(root, root / "htpasswd")
+    try:
+        yield AuthRegistry(address, "mlbox", password)
+    finally:
+        _stop(proc)
 
 
 def catalog_with(tmp_path: Path, model: str, variant: str, url: str, md5: str) -> Path:

@@ -6,7 +6,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class BuildResult:
     image_id: str
     model: ModelFile
     plan: BuildPlan
+    pushed: list[str] = field(default_factory=list)  # NAME@DIGEST, filled by --push
 
     def describe(self) -> dict[str, object]:
         """The machine-readable result (`mlbox build --json`)."""
@@ -57,6 +58,7 @@ class BuildResult:
             "model_source": self.model.source,
             "loadgen": {"version": spec.loadgen, "from": self.plan.loadgen_from},
             "labels": dict(self.plan.labels),
+            "pushed": list(self.pushed),
         }
 
 

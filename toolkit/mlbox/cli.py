@@ -20,6 +20,7 @@ from mlbox.errors import MlboxError
 if TYPE_CHECKING:
     from mlbox.catalog import Catalog
     from mlbox.plan import BuildPlan
+    from mlbox.publish import Credentials, Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,6 +161,55 @@ def _plans(ctx: Context, sel: Selection, *, all_: bool) -> list[BuildPlan]:
     ]
 
 
+def registry_options(func: F) -> F:
+    options = [
+        click.option("--registry", envvar="MLBOX_REGISTRY", help="Where to push: HOST[:PORT]/NAMESPACE."),
+        click.option("--username", help="Registry user; the password comes from --password-stdin."),
+        click.option("--password-stdin", is_flag=True, help="Read the registry password from standard input."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _registry_and_credentials(
+    registry: str | None, username: str | None, password_stdin: bool
+) -> tuple[Registry, Credentials | None]:
+    """Checked before anything is built or pushed; the password stays in this process."""
+    from mlbox.errors import PushError
+    from mlbox.publish import credentials, parse_registry
+
+    if not registry:
+        msg = "no registry given"
+        raise PushError(msg, hint="pass --registry HOST[:PORT]/NAMESPACE (or set MLBOX_REGISTRY)")
+    return parse_registry(registry), credentials(username, password_stdin)
+
+
+def _push(tags: list[str], target: Registry, creds: Credentials | None) -> list[str]:
+    """Push local tags; print NAME@DIGEST per image on stdout; return the references."""
+    from mlbox import ui
+    from mlbox.engine import DockerEngine
+    from mlbox.paths import publish_records
+    from mlbox.publish import push_image
+
+    engine = DockerEngine()
+    engine.api_version()
+    references = []
+    for tag in tags:
+        log.info("pushing %s to %s/%s", tag, target.host, target.namespace)
+        published = push_image(
+            engine,
+            tag,
+            target,
+            creds,
+            records=publish_records(),
+            on_progress=lambda line: ui.console.print(f"  | {line}"),
+        )
+        click.echo(published.reference)
+        references.append(published.reference)
+    return references
+
+
 @cli.command(name="list")
 @selection_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -237,6 +287,8 @@ def render(ctx: Context, /, all_: bool, out: Path | None, **kwargs: Any) -> None
     help="Base URL of a model mirror (air-gapped sites): files are fetched as MIRROR/<file>, then verified.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option("--push", "push_after", is_flag=True, help="Push each image after it is built (needs --registry).")
+@registry_options
 @pass_ctx
 def build(
     ctx: Context,
@@ -246,6 +298,10 @@ def build(
     model_url: str | None,
     mirror: str | None,
     as_json: bool,
+    push_after: bool,
+    registry: str | None,
+    username: str | None,
+    password_stdin: bool,
     **kwargs: Any,
 ) -> None:
     """Fetch the model, resolve the wheelhouse and build the image(s).
@@ -263,6 +319,8 @@ def build(
     for value, what in ((model_url, "--model-url"), (mirror, "--mirror")):
         if value is not None:
             check_url(value, what=what)
+    # A bad --registry or a missing password is refused before anything is built.
+    target = _registry_and_credentials(registry, username, password_stdin) if push_after else None
     plans = _plans(ctx, selection(**kwargs), all_=all_)
     mirror = mirror or ctx.catalog().defaults.mirror
     if len(plans) > 1 and (model_file or model_url):
@@ -282,8 +340,144 @@ def build(
         results.append(result)
         if not as_json:
             click.echo(result.tag)
+    if target is not None:
+        references = _push([r.tag for r in results], *target)
+        for result, reference in zip(results, references, strict=True):
+            result.pushed.append(reference)
     if as_json:
         click.echo(json.dumps([r.describe() for r in results], indent=2))
+
+
+@cli.command()
+@selection_options
+@click.option("--all", "all_", is_flag=True, help="Every buildable image the filters allow (all must be built).")
+@registry_options
+@pass_ctx
+def push(
+    ctx: Context, /, all_: bool, registry: str | None, username: str | None, password_stdin: bool, **kwargs: Any
+) -> None:
+    """Push built image(s) to a registry; print NAME@DIGEST for each on stdout.
+
+    Credentials: your docker config (docker login), --username with --password-stdin, or
+    MLBOX_REGISTRY_USERNAME / MLBOX_REGISTRY_PASSWORD. A publish record (JSON lines) is
+    appended after each successful push.
+    """
+    target, creds = _registry_and_credentials(registry, username, password_stdin)
+    plans = _plans(ctx, selection(**kwargs), all_=all_)
+    _push([plan.spec.tag for plan in plans], target, creds)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@selection_options
+@click.option("--image", help="Run this image reference instead of a catalog selection.")
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Results directory, mounted at /results [default: results/<image>-<time>].",
+)
+@click.option("--network", default="none", show_default=True, help="Container network: none, bridge, host, ...")
+@click.option(
+    "--shm-size", default="2g", show_default=True, help="Size of /dev/shm (processpool shares samples there)."
+)
+@click.option("--cpuset-cpus", help="Pin the container to these CPUs, e.g. 0-3.")
+@click.option("--read-only", is_flag=True, help="Read-only root filesystem (the results mount stays writable).")
+@click.option(
+    "--gpus",
+    type=click.Choice(["auto", "all", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: all GPUs for cuda images.",
+)
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def run(
+    ctx: Context,
+    /,
+    image: str | None,
+    results: Path | None,
+    network: str,
+    shm_size: str,
+    cpuset_cpus: str | None,
+    read_only: bool,
+    gpus: str,
+    bench_args: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Run a benchmark image: `mlbox run -m resnet50 -- --scenario Server --target-qps 20`.
+
+    Runs as you (--user), with no network, streams the log, prints where result.json is
+    and exits with the benchmark's exit code (0 VALID, 4 INVALID, ...).
+    """
+    from mlbox import ui
+    from mlbox.catalog import check_image_ref
+    from mlbox.engine import DockerEngine
+    from mlbox.run import RunOptions, default_results_dir, run_benchmark
+
+    if image is None:
+        image = _plans(ctx, selection(**kwargs), all_=False)[0].spec.tag
+    check_image_ref(image, what="--image")
+    out = results or default_results_dir(image)
+    opts = RunOptions(out, network, shm_size, cpuset_cpus, read_only, gpus)
+    log.info("running %s; results in %s", image, out)
+    code = run_benchmark(DockerEngine(), image, bench_args, opts, on_line=lambda line: ui.console.print(line))
+    result = out / "result.json"
+    if result.is_file():
+        click.echo(result)
+    else:
+        log.warning("no result.json in %s (exit code %d)", out, code)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write latency percentiles as HTML here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def results(dirs: tuple[Path, ...], plot: Path | None, as_json: bool) -> None:
+    """A table across result.json files under DIRS (default: ./results), and a plot."""
+    import json
+
+    from mlbox import ui
+    from mlbox.files import atomic_file
+    from mlbox.results import collect, plot_html, table_rows
+
+    runs = collect(list(dirs) or [Path("results")])
+    if not runs:
+        msg = "no result.json under " + ", ".join(str(d) for d in dirs or [Path("results")])
+        raise MlboxError(msg, hint="run a benchmark first: `mlbox run` or `make demo`")
+    columns = ["RUN", "IMAGE", "DIGEST", "SCENARIO", "METRIC", "VALIDITY", "P99 MS"]
+    rows = table_rows(runs)
+    if as_json:
+        click.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2))
+    else:
+        ui.table(columns, rows)
+    if plot is not None:
+        with atomic_file(plot) as (f, _):
+            f.write(plot_html(runs).encode())
+        log.info("latency plot: %s", plot)
+
+
+@cli.command()
+@click.option(
+    "--registry", envvar="MLBOX_REGISTRY", help="Also check this registry (HOST[:PORT]/NAMESPACE) and your login."
+)
+@click.option("--cuda", is_flag=True, help="Also check the GPU runtime (for cuda images).")
+@click.option("--base-image", envvar="MLBOX_BASE_IMAGE", help="Also check this base image.")
+@pass_ctx
+def doctor(ctx: Context, /, registry: str | None, cuda: bool, base_image: str | None) -> None:
+    """Check the engine, base image, registry login, disk space and GPU runtime; say what to fix."""
+    from mlbox import ui
+    from mlbox.doctor import credentials_from_env, run_checks
+    from mlbox.paths import cache_dir
+
+    bases = [ctx.catalog().defaults.base_image, *([base_image] if base_image else [])]
+    user, password = credentials_from_env()
+    checks = run_checks(
+        base_images=bases, cache=cache_dir(), registry=registry, username=user, password=password, cuda=cuda
+    )
+    marks = {True: "ok", False: "FAIL", None: "-"}
+    ui.table(["CHECK", "", "DETAIL", "FIX"], [[c.name, marks[c.ok], c.detail, c.fix] for c in checks])
+    if any(c.ok is False for c in checks):
+        sys.exit(1)
 
 
 @cli.command()

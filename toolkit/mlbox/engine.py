@@ -9,6 +9,7 @@ either buffer the log until the end or, for push, do not raise at all).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlbox.errors import BuildError, EngineError
+from mlbox.errors import BuildError, EngineError, PushError
 
 LineSink = Callable[[str], None]
 
@@ -29,6 +30,12 @@ class Engine(Protocol):
     def build(
         self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink, nocache: bool = False
     ) -> str: ...
+
+    def tag(self, source: str, repository: str, tag: str) -> None: ...
+
+    def untag(self, ref: str) -> None: ...
+
+    def push(self, repository: str, tag: str, *, auth: Mapping[str, str] | None, on_progress: LineSink) -> str: ...
 
     def image_exists(self, ref: str) -> bool: ...
 
@@ -84,6 +91,33 @@ class DockerEngine:
             )
             return follow_build(stream, on_line)
 
+    def tag(self, source: str, repository: str, tag: str) -> None:
+        from docker.errors import ImageNotFound
+
+        with _engine_errors(f"tag {source} as {repository}:{tag}"):
+            try:
+                self.client.api.tag(source, repository, tag)
+            except ImageNotFound:
+                msg = f"image {source} not found"
+                raise EngineError(
+                    msg, hint="build it first with `mlbox build` (or push --all only what exists)"
+                ) from None
+
+    def untag(self, ref: str) -> None:
+        from docker.errors import ImageNotFound
+
+        with _engine_errors(f"remove the tag {ref}"), contextlib.suppress(ImageNotFound):
+            self.client.api.remove_image(ref, noprune=True)
+
+    def push(self, repository: str, tag: str, *, auth: Mapping[str, str] | None, on_progress: LineSink) -> str:
+        """Push and return the manifest digest. docker-py does not raise when the registry
+        refuses: the error is a chunk in the stream, so every chunk is checked."""
+        with _engine_errors(f"push {repository}:{tag}"):
+            stream = self.client.api.push(
+                repository, tag=tag, stream=True, decode=True, auth_config=dict(auth) if auth else None
+            )
+            return follow_push(stream, f"{repository}:{tag}", on_progress)
+
     def image_exists(self, ref: str) -> bool:
         from docker.errors import ImageNotFound
 
@@ -113,6 +147,35 @@ class DockerEngine:
                 msg = f"the engine did not return an image id for the import: {out!r}"
                 raise EngineError(msg)
             return match.group(0)
+
+
+def follow_push(stream: Iterator[Mapping[str, Any]], ref: str, on_progress: LineSink) -> str:
+    """Walk a decoded push stream; return the digest or raise PushError with the
+    registry's own message."""
+    digest = ""
+    last: dict[str, str] = {}
+    for chunk in stream:
+        if "error" in chunk or "errorDetail" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            message = str(detail.get("message") or chunk.get("error") or "unknown error").strip()
+            msg = f"the registry refused the push of {ref}: {message}"
+            hint = "check the registry address and your login (docker login, --username/--password-stdin)"
+            if "unauthorized" in message.lower() or "authentication" in message.lower():
+                hint = "log in: `docker login`, --username with --password-stdin, or MLBOX_REGISTRY_USERNAME/PASSWORD"
+            elif "connection refused" in message.lower() or "no such host" in message.lower():
+                hint = "is the registry running and its address right (HOST[:PORT]/NAMESPACE)?"
+            raise PushError(msg, hint=hint)
+        aux = chunk.get("aux")
+        if isinstance(aux, Mapping) and "Digest" in aux:
+            digest = str(aux["Digest"])
+        layer, status = chunk.get("id"), chunk.get("status")
+        if isinstance(layer, str) and isinstance(status, str) and last.get(layer) != status:
+            last[layer] = status  # one line per layer per state, not per progress tick
+            on_progress(f"{layer}: {status}")
+    if not digest.startswith("sha256:"):
+        msg = f"the push of {ref} ended without a digest from the registry"
+        raise PushError(msg, hint="see the push output above")
+    return digest
 
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
@@ -157,7 +220,7 @@ def _engine_errors(action: str) -> Iterator[None]:
 
     try:
         yield
-    except (BuildError, EngineError):
+    except (BuildError, EngineError, PushError):
         raise
     except RequestsConnectionError as err:
         msg = f"lost the Docker engine while trying to {action}: {_short(err)}"

@@ -59,6 +59,12 @@ class PushError(MlboxError):
     exit_code = 16
 
 
+class RunError(MlboxError):
+    """A benchmark container could not be started or watched."""
+
+    exit_code = 18
+
+
 class BaseImageError(MlboxError):
     """``mlbox base`` could not bootstrap a base image."""
 

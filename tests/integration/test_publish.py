@@ -1,0 +1,196 @@
+"""Publishing and running on real parts: Debian's docker-registry on 127.0.0.1 (with and
+without htpasswd auth), pull back by digest, `mlbox run` as a non-root user, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.integration.conftest import AuthRegistry, Served, catalog_with, run_mlbox
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry]
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def registry_digest(address: str, repository: str, tag: str, auth: tuple[str, str] | None = None) -> str:
+    """The digest as the registry itself reports it (an independent client)."""
+    resp = requests.get(
+        f"http://{address}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_V2}, auth=auth, timeout=10
+    )
+    resp.raise_for_status()
+    return resp.headers["Docker-Content-Digest"]
+
+
+def env_for(served: Served, state: Path, **extra: str) -> dict[str, str]:
+    return {"MLBOX_CATALOG": str(served.catalog), "MLBOX_STATE_DIR": str(state), **extra}
+
+
+def records(state: Path) -> list[dict[str, Any]]:
+    path = state / "published.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["open", "htpasswd"])
+def test_push_pull_by_digest_and_run(
+    auth: bool,
+    served: Served,
+    registry: str,
+    auth_registry: AuthRegistry,
+    tmp_path: Path,
+    docker_client: Any,
+) -> None:
+    address = auth_registry.address if auth else registry
+    creds = {"MLBOX_REGISTRY_USERNAME": auth_registry.username, "MLBOX_REGISTRY_PASSWORD": auth_registry.password}
+    env = env_for(served, tmp_path, **(creds if auth else {}))
+    result = run_mlbox("push", "--model", "tiny", "--registry", f"{address}/bench", env=env)
+    assert result.returncode == 0, result.stderr
+    reference = result.stdout.strip().splitlines()[-1]
+    name, _, digest = reference.partition("@")
+    assert name == f"{address}/bench/mlbox"
+    basic = (auth_registry.username, auth_registry.password) if auth else None
+    assert digest == registry_digest(address, "bench/mlbox", "tiny-cpu", basic)
+    assert "Pushed" in result.stderr or "already exists" in result.stderr  # per-layer progress
+    [record] = records(tmp_path)
+    assert record["digest"] == digest
+    assert record["references"] == [reference]
+    assert record["image"] == "mlbox:tiny-cpu"
+    assert record["labels"]["mlbox.model.sha256"]
+
+    # Pull back by digest (the local copy removed first) and run what came back.
+    docker_client.images.remove(f"{name}:tiny-cpu")
+    auth_config = {"username": auth_registry.username, "password": auth_registry.password} if auth else None
+    pulled = docker_client.images.pull(name, tag=digest, auth_config=auth_config)
+    assert reference in pulled.attrs["RepoDigests"]
+    out = tmp_path / "results"
+    out.mkdir()
+    run = run_mlbox("run", "--image", reference, "--results", str(out), "--", "--scenario", "SingleStream",
+                    "--duration", "0.2", "--samples", "16", env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == str(out / "result.json")
+    assert json.loads((out / "mlbox-run.json").read_text())["repo_digests"] == [reference]
+    docker_client.images.remove(reference)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong password", "unauthorized"),
+        ("unreachable registry", "refused the push"),
+        ("missing image", "not found"),
+    ],
+)
+def test_refused_pushes_leave_no_record_and_no_tag(
+    case: str, message: str, served: Served, auth_registry: AuthRegistry, tmp_path: Path, docker_client: Any
+) -> None:
+    address, model = auth_registry.address, "tiny"
+    env = env_for(served, tmp_path, MLBOX_REGISTRY_USERNAME="mlbox", MLBOX_REGISTRY_PASSWORD=auth_registry.password)
+    if case == "wrong password":
+        env["MLBOX_REGISTRY_PASSWORD"] = "not-the-password"
+    elif case == "unreachable registry":
+        address = "127.0.0.1:9"
+    else:  # a catalog image that was never built
+        model = "ghost"
+        env["MLBOX_CATALOG"] = str(catalog_with(tmp_path, "ghost", "served", "http://127.0.0.1:9/x", "0" * 32))
+    tags_before = {t for i in docker_client.images.list() for t in i.tags}
+    result = run_mlbox("push", "--model", model, "--registry", f"{address}/bench", env=env)
+    assert result.returncode == 16, result.stderr
+    assert message in result.stderr.lower()
+    assert "hint:" in result.stderr
+    assert result.stdout == ""
+    assert records(tmp_path) == []
+    assert {t for i in docker_client.images.list() for t in i.tags} == tags_before
+
+
+def test_build_and_push_with_a_password_keeps_it_out_of_the_image(
+    served: Served, base_image: str, shared_cache: Path, auth_registry: AuthRegistry, tmp_path: Path, docker_client: Any
+) -> None:
+    env = {**env_for(served, tmp_path), "MLBOX_CACHE_DIR": str(shared_cache)}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")} | env
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbox", "build", "--model", "tiny", "--base-image", base_image, "--push",
+         "--registry", f"{auth_registry.address}/secret", "--username", auth_registry.username, "--password-stdin"],
+        input=auth_registry.password + "\n", capture_output=True, text=True, env=full_env, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    secret = auth_registry.password
+    assert secret not in proc.stdout + proc.stderr
+    assert secret not in (tmp_path / "published.jsonl").read_text()
+    for cmd in (["history", "--no-trunc", "mlbox:tiny-cpu"], ["inspect", "mlbox:tiny-cpu"]):
+        shown = subprocess.run(["docker", *cmd], capture_output=True, text=True, check=True).stdout
+        assert secret not in shown, cmd
+    layers = docker_client.api.get_image("mlbox:tiny-cpu")  # the image's whole content, as a tar stream
+    assert not any(secret.encode() in chunk for chunk in layers)
+
+
+def test_mlbox_run_as_a_non_root_user_leaves_files_owned_by_that_user(
+    served: Served, tmp_path: Path, docker_client: Any
+) -> None:
+    """Run the CLI itself as uid/gid 65534 (with the docker socket's group), read-only root."""
+    import shutil
+    import tempfile
+
+    uid = gid = 65534
+    # pytest's own temp dirs are private to root: use a directory the user can reach.
+    out = Path(tempfile.mkdtemp(prefix="mlbox-nonroot-")) / "results"
+    out.parent.chmod(0o755)
+    request_cleanup = out.parent
+    out.mkdir()
+    os.chown(out, uid, gid)
+    socket_gid = Path("/var/run/docker.sock").stat().st_gid
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")}
+    env["HOME"] = str(out)
+    cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}", sys.executable, "-m", "mlbox",
+           "run", "--image", served.tag, "--results", str(out), "--read-only", "--",
+           "--scenario", "Offline", "--duration", "0.2", "--samples", "16"]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=out)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.strip() == str(out / "result.json")
+        files = [p for p in out.rglob("*") if p.is_file()]
+        names = {p.name for p in files}
+        assert {"result.json", "mlperf_log_detail.txt", "mlperf_log_summary.txt", "mlbox-run.json"} <= names
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in files} == {(uid, gid)}
+        assert json.loads((out / "mlbox-run.json").read_text())["read_only"] is True
+    finally:
+        shutil.rmtree(request_cleanup)
+
+
+def test_run_exits_with_the_benchmarks_code_and_results_tabulates(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    invalid = ["--scenario", "Server", "--target-qps", "500", "--duration", "0.1", "--target-latency", "0.001"]
+    proc = run_mlbox("run", "--image", served.tag, "--results", str(out / "a"), "--", *invalid)
+    assert proc.returncode == 4, proc.stderr[-2000:]  # INVALID, passed through
+    proc = run_mlbox("run", "--image", served.tag, "--results", str(out / "b"), "--", "--scenario", "SingleStream",
+                     "--duration", "0.2", "--samples", "16")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plot = tmp_path / "latency.html"
+    table = run_mlbox("results", str(out), "--plot", str(plot))
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.strip().splitlines()
+    assert lines[0].split() == ["RUN", "IMAGE", "DIGEST", "SCENARIO", "METRIC", "VALIDITY", "P99", "MS"]
+    assert any("Server" in line and "INVALID" in line for line in lines)
+    assert any("SingleStream" in line and "VALID" in line and "INVALID" not in line for line in lines)
+    html = plot.read_text()
+    assert html.count("<polyline") == 2
+    assert "p99.9" in html
+
+
+def test_doctor_checks_engine_registry_and_login(auth_registry: AuthRegistry, base_image: str) -> None:
+    env = {"MLBOX_REGISTRY_USERNAME": auth_registry.username, "MLBOX_REGISTRY_PASSWORD": auth_registry.password}
+    ok = run_mlbox("doctor", "--registry", f"{auth_registry.address}/x", "--base-image", base_image, env=env)
+    assert "engine" in ok.stdout
+    assert f"base image {base_image}" in ok.stdout
+    assert "login accepted" in ok.stdout
+    wrong = run_mlbox(
+        "doctor", "--registry", f"{auth_registry.address}/x", "--base-image", base_image,
+        env={**env, "MLBOX_REGISTRY_PASSWORD": "nope"},
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert "login refused" in wrong.stdout

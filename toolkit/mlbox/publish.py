@@ -1,0 +1,132 @@
+"""Publishing: tag, push through the engine, and record what the registry now holds.
+
+A publish record (JSON lines, one per pushed image) is appended only after the registry
+confirmed the push with a digest; a refused push leaves no record and no new tag.
+Credentials travel only in the engine API's auth header: never in argv, logs, build
+arguments, labels or layers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlbox.engine import Engine, LineSink
+from mlbox.errors import EngineError, PushError
+
+# HOST[:PORT]/NAMESPACE[/...], lower case as registries require; no scheme, no tag.
+_REGISTRY = re.compile(r"^(?P<host>[a-z0-9.-]+(?::[0-9]{1,5})?)/(?P<namespace>[a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    namespace: str
+
+    def repository(self, local_repository: str) -> str:
+        return f"{self.host}/{self.namespace}/{local_repository}"
+
+
+def parse_registry(text: str) -> Registry:
+    match = _REGISTRY.match(text)
+    if match is None:
+        msg = f"--registry {text!r} is not HOST[:PORT]/NAMESPACE (for example registry.example.com/ml)"
+        raise PushError(msg, hint="no scheme (http://) and no tag; lower-case letters, digits, '.', '_', '-'")
+    return Registry(match["host"], match["namespace"])
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)  # never printed, even in a traceback's locals
+
+    def auth(self, registry: Registry) -> dict[str, str]:
+        return {"username": self.username, "password": self.password, "serveraddress": registry.host}
+
+
+def credentials(
+    username: str | None, password_stdin: bool, environ: Mapping[str, str] | None = None
+) -> Credentials | None:
+    """--username with --password-stdin, else MLBOX_REGISTRY_USERNAME/PASSWORD, else None
+    (the engine then uses the user's docker config, as `docker push` does)."""
+    env = os.environ if environ is None else environ
+    if password_stdin:
+        if not username:
+            msg = "--password-stdin needs --username"
+            raise PushError(msg)
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            msg = "--password-stdin: no password on standard input"
+            raise PushError(msg, hint='echo "$TOKEN" | mlbox push ... --username USER --password-stdin')
+        return Credentials(username, password)
+    if username:
+        msg = "--username needs --password-stdin (a password is never taken as an argument)"
+        raise PushError(msg, hint="or set MLBOX_REGISTRY_USERNAME and MLBOX_REGISTRY_PASSWORD")
+    user, password = env.get("MLBOX_REGISTRY_USERNAME"), env.get("MLBOX_REGISTRY_PASSWORD")
+    if bool(user) != bool(password):
+        msg = "set both MLBOX_REGISTRY_USERNAME and MLBOX_REGISTRY_PASSWORD, or neither"
+        raise PushError(msg)
+    return Credentials(user, password) if user and password else None
+
+
+@dataclass(frozen=True)
+class Published:
+    image: str  # the local tag
+    reference: str  # repository@digest
+    record: dict[str, Any]
+
+
+def push_image(
+    engine: Engine,
+    local_tag: str,
+    registry: Registry,
+    creds: Credentials | None,
+    *,
+    records: Path,
+    on_progress: LineSink,
+) -> Published:
+    try:
+        image = engine.inspect_image(local_tag)
+    except EngineError as err:
+        msg = f"cannot push {local_tag}: {err}"
+        raise PushError(msg, hint="build it first: `mlbox build` with the same selection") from None
+    local_repository, _, tag = local_tag.rpartition(":")
+    repository = registry.repository(local_repository)
+    remote = f"{repository}:{tag}"
+    engine.tag(local_tag, repository, tag)
+    try:
+        digest = engine.push(repository, tag, auth=creds.auth(registry) if creds else None, on_progress=on_progress)
+    except BaseException:
+        engine.untag(remote)  # a refused push leaves no tag behind
+        raise
+    record = {
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "image": local_tag,
+        "image_id": image.get("Id"),
+        "registry": f"{registry.host}/{registry.namespace}",
+        "tags": [remote],
+        "digest": digest,
+        "references": [f"{repository}@{digest}"],
+        "labels": (image.get("Config") or {}).get("Labels") or {},
+    }
+    append_record(records, record)
+    return Published(local_tag, f"{repository}@{digest}", record)
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """One line, written with a single append and fsynced: a reader never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
