@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_push_pull_by_digest_and_run(
     assert name == f"{address}/bench/mlbox"
     basic = (auth_registry.username, auth_registry.password) if auth else None
     assert digest == registry_digest(address, "bench/mlbox", "tiny-cpu", basic)
-    assert "Pushed" in result.stderr or "already exists" in result.stderr  # per-layer progress
+    # Per-layer progress: each layer ends pushed, already there, or mounted from another repository.
+    assert re.search(r"\| \w+: (Pushed|Layer already exists|Mounted from)", result.stderr), result.stderr
     [record] = records(tmp_path)
     assert record["digest"] == digest
     assert record["references"] == [reference]
@@ -74,7 +76,7 @@ def test_push_pull_by_digest_and_run(
                     "--duration", "0.2", "--samples", "16", env=env)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == str(out / "result.json")
-    assert json.loads((out / "mlbox-run.json").read_text())["repo_digests"] == [reference]
+    assert reference in json.loads((out / "mlbox-run.json").read_text())["repo_digests"]
     docker_client.images.remove(reference)
 
 
