@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 image=$(.venv/bin/mlbox build --model resnet50 --device cpu --variant synthetic \
           --base-image "${MLBOX_BASE_IMAGE:?set by scripts/with-engine.sh}" | tail -n 1)
-mkdir -p results
-docker run --rm --network none --user "$(id -u):$(id -g)" \
-  -v "$PWD/results:/results" "$image" --scenario Offline --duration "${DURATION:-10}"
-echo "results: $PWD/results (result.json, mlperf_log_summary.txt, mlperf_log_detail.txt)"
+# mlbox run: as you (--user), no network, results mounted; exits with the benchmark's code.
+.venv/bin/mlbox run --image "$image" --results results -- --scenario Offline --duration "${DURATION:-10}"
+echo "results: $PWD/results (result.json, mlperf_log_summary.txt, mlperf_log_detail.txt); table: .venv/bin/mlbox results"
