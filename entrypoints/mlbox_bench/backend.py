@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,8 @@ def open_session(config: SessionConfig) -> tuple[Any, ModelIO]:
     if config.ep not in available:
         msg = f"execution provider {config.ep} is not available in this onnxruntime (available: {', '.join(available)})"
         raise BenchError(msg + _provider_hint(config.ep))
+    if config.ep.startswith(("CUDA", "Tensorrt")):
+        _require_gpu(ort, config.ep)
     options = ort.SessionOptions()
     options.execution_mode = (
         ort.ExecutionMode.ORT_PARALLEL if config.execmode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
@@ -69,6 +72,24 @@ def open_session(config: SessionConfig) -> tuple[Any, ModelIO]:
         msg = f"requested {config.ep} but onnxruntime is running on {', '.join(active) or 'nothing'}"
         raise BenchError(msg + _provider_hint(config.ep))
     return session, _describe_io(session)
+
+
+def _require_gpu(ort: Any, ep: str) -> None:
+    """Fail before onnxruntime silently falls back to CPU: no device node, no GPU."""
+    from pathlib import Path
+
+    if not (Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))):
+        msg = (
+            f"{ep} was requested but this host has no NVIDIA GPU visible (no /dev/nvidia* devices); "
+            "run on a GPU machine, and pass the GPUs to the container (`mlbox run` does: --gpus all)"
+        )
+        raise BenchError(msg)
+    if hasattr(ort, "preload_dlls"):
+        # CUDA and cuDNN from NVIDIA's pip wheels, when the loader path does not name them.
+        try:
+            ort.preload_dlls()
+        except Exception as err:  # onnxruntime reports what it could not load; the session check decides
+            logging.getLogger("mlbox-bench").warning("onnxruntime could not preload CUDA libraries: %s", err)
 
 
 def _provider_hint(ep: str) -> str:

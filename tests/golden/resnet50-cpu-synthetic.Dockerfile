@@ -77,6 +77,6 @@ LABEL \
       mlbox.backend.version="1.32.0" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.template.sha256="f0e7a762a8ab9a52a462eebe4a2ed5478490010f3b02229e64a6d7ea5019ae62" \
+      mlbox.template.sha256="f2346389c360445b223e53d547cbf1688240d20cc5c7bd3ac9501349c60ec1f3" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -103,3 +103,36 @@ def test_loadgen_compiled_from_source_runs(
         assert "mlcommons_loadgen==6.0.17 --hash=sha256:" in probe
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+@pytest.mark.slow
+def test_cuda_image_from_nvidia_wheels_builds_and_refuses_to_run_without_a_gpu(
+    tmp_path: Path, served: Served, base_image: str, shared_cache: Path, docker_client: Any
+) -> None:
+    """--cuda-from pip: no NVIDIA base image, NVIDIA's CUDA/cuDNN wheels (1.6 GB). The image's
+    onnxruntime offers CUDAExecutionProvider; on this GPU-less host the benchmark refuses
+    to fall back to CPU, and `mlbox run` asks the engine for GPUs."""
+    env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_CACHE_DIR": str(shared_cache)}
+    args = ["build", "--model", "tiny", "--device", "cuda", "--cuda-from", "pip", "--base-image", base_image, "--json"]
+    result = run_mlbox(*args, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-4000:]
+    tag = json.loads(result.stdout)[0]["tag"]
+    assert tag == "mlbox:tiny-cuda-cudapip"
+    try:
+        image = docker_client.images.get(tag)
+        assert image.labels["mlbox.cuda.from"] == "pip"
+        assert "nvidia/cuda" not in image.labels["org.opencontainers.image.base.name"]
+        probe = docker_client.containers.run(
+            tag, ["-c", "import onnxruntime as o; print(o.get_available_providers())"],
+            entrypoint="python3", remove=True, network_mode="none",
+        ).decode()  # fmt: skip
+        assert "CUDAExecutionProvider" in probe
+        code, logs = run_container(docker_client, tag, ["--duration", "0.2"], results=tmp_path / "results")
+        assert code == 3, logs
+        assert "no NVIDIA GPU visible" in logs
+        run = run_mlbox("run", "--image", tag, "--results", str(tmp_path / "run"), "--", "--duration", "0.2")
+        assert run.returncode == 18, run.stderr
+        assert "cannot give GPUs" in run.stderr
+        assert not docker_client.containers.list(all=True, filters={"ancestor": tag})  # nothing left behind
+    finally:
+        docker_client.images.remove(tag, force=True)

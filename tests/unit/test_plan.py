@@ -39,7 +39,6 @@ def test_unknown_names_are_refused_with_a_suggestion(catalog, kwargs, message) -
         ("pytorch-fp32", "cpu", "a PyTorch backend in mlbox-bench"),
         ("tensorflow-fp32", "cpu", "a TensorFlow backend"),
         ("tflite-noargmax", "cpu", "a TFLite backend"),
-        ("onnx-opset11-fp32", "cuda", "pinned onnxruntime packages for cuda"),
     ],
 )
 def test_unbuildable_cells_are_listed_but_refused_naming_what_is_missing(
@@ -52,6 +51,24 @@ def test_unbuildable_cells_are_listed_but_refused_naming_what_is_missing(
     assert missing in (row.missing or "")
     with pytest.raises(CatalogError, match=f"cannot build resnet50/{variant} for {device} yet: it needs {missing}"):
         select(catalog, model="resnet50", device=device, variant=variant)
+
+
+def test_cuda_routes(catalog) -> None:  # type: ignore[no-untyped-def]
+    """NVIDIA's base image (its own Python and glibc) by default; NVIDIA's wheels with pip."""
+    nvidia = select(catalog, model="resnet50", device="cuda")
+    assert nvidia.base_image.startswith("nvidia/cuda:")
+    assert (nvidia.python, nvidia.wheel_platform, nvidia.python_from_apt) == ("3.12", "manylinux_2_39_x86_64", True)
+    assert nvidia.tag == "mlbox:resnet50-cuda"
+    assert "onnxruntime-gpu==1.31.1" in nvidia.packages
+    assert not any(p.startswith("nvidia-") for p in nvidia.packages)
+    pip = select(catalog, model="resnet50", device="cuda", cuda_from="pip")
+    assert pip.base_image == catalog.defaults.base_image
+    assert (pip.python, pip.python_from_apt, pip.cuda_from) == ("3.11", False, "pip")
+    assert pip.tag == "mlbox:resnet50-cuda-cudapip"
+    assert "nvidia-cudnn-cu13==9.28.1.4" in pip.packages
+    assert pip.library_dirs == ("nvidia/cu13/lib", "nvidia/cudnn/lib")
+    with pytest.raises(CatalogError, match="--cuda-from pip applies to cuda devices"):
+        select(catalog, model="resnet50", device="cpu", cuda_from="pip")
 
 
 def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # type: ignore[no-untyped-def]

@@ -47,6 +47,19 @@ def test_loadgen_from_source_compiles_in_a_builder_stage_and_ships_only_the_whee
     assert "loadgen-build" not in runtime
 
 
+def test_cuda_renders_differ_and_only_the_default_uses_an_nvidia_base() -> None:
+    nvidia = (GOLDEN / "resnet50-cuda.Dockerfile").read_text()
+    pip = (GOLDEN / "resnet50-cuda-cudapip.Dockerfile").read_text()
+    assert nvidia != pip
+    assert "FROM nvidia/cuda:" in nvidia
+    assert "nvidia/cuda" not in pip.replace("nvidia/cu13", "").replace("nvidia/cudnn", "")
+    assert "ENV LD_LIBRARY_PATH=/opt/mlbox/deps/nvidia/cu13/lib:/opt/mlbox/deps/nvidia/cudnn/lib" in pip
+    assert "nvidia-cudnn-cu13==9.28.1.4" in pip
+    for text in (nvidia, pip):
+        assert "MLBOX_DEFAULT_EP=CUDAExecutionProvider" in text
+        assert "NVIDIA_VISIBLE_DEVICES=all" in text
+
+
 def test_render_cli_prints_the_dockerfile(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--model", "resnet50", "--variant", "synthetic"]) == 0
     assert capsys.readouterr().out == (GOLDEN / "resnet50-cpu-synthetic.Dockerfile").read_text()

@@ -52,9 +52,25 @@ class Defaults(_Frozen):
     harness_packages: tuple[Pin, ...] = ()
 
 
+class CudaPip(_Frozen):
+    """--cuda-from pip: NVIDIA's CUDA and cuDNN runtime wheels on the plain base image."""
+
+    packages: tuple[Pin, ...]
+    # Where those wheels put their shared libraries, relative to the packages dir: the
+    # image's LD_LIBRARY_PATH, so onnxruntime finds them without an NVIDIA base image.
+    library_dirs: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")], ...]
+
+
 class Device(_Frozen):
     description: Text
     execution_provider: Annotated[str, Field(pattern=r"^[A-Za-z]+ExecutionProvider$")]
+    # A device may need its own base (NVIDIA's CUDA runtime image), which brings its own
+    # Python and glibc, so the wheelhouse must target them too.
+    base_image: ImageRef | None = None
+    python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")] | None = None
+    wheel_platform: Annotated[str, Field(pattern=r"^manylinux_2_[0-9]+_x86_64$")] | None = None
+    python_from_apt: bool = False  # the base has no Python: install Debian/Ubuntu's in a stage
+    cuda_pip: CudaPip | None = None
 
 
 class Backend(_Frozen):

@@ -89,6 +89,14 @@ def selection_options(func: F) -> F:
             help="Base image reference (e.g. from `mlbox base`) [default: the catalog's].",
         ),
         click.option(
+            "--cuda-from",
+            type=click.Choice(["nvidia", "pip"]),
+            default="nvidia",
+            show_default=True,
+            envvar="MLBOX_CUDA_FROM",
+            help="cuda images: NVIDIA's CUDA runtime base image, or NVIDIA's CUDA/cuDNN wheels on the plain base.",
+        ),
+        click.option(
             "--loadgen-from",
             type=click.Choice(["wheel", "source"]),
             default="wheel",
@@ -110,6 +118,7 @@ class Selection:
     backend: str | None
     base_image: str | None
     loadgen_from: str
+    cuda_from: str
 
 
 def selection(**kwargs: Any) -> Selection:
@@ -129,7 +138,7 @@ def _plans(ctx: Context, sel: Selection, *, all_: bool) -> list[BuildPlan]:
     if all_:
         cells = matrix(
             catalog, model=sel.model, device=sel.device, variant=sel.variant, backend=sel.backend,
-            base_image=sel.base_image,
+            base_image=sel.base_image, cuda_from=sel.cuda_from,
         )  # fmt: skip
         for c in cells:
             if c.spec is None:
@@ -151,7 +160,7 @@ def _plans(ctx: Context, sel: Selection, *, all_: bool) -> list[BuildPlan]:
         specs = [
             select(
                 catalog, model=sel.model, device=sel.device or "cpu", variant=sel.variant, backend=sel.backend,
-                base_image=sel.base_image,
+                base_image=sel.base_image, cuda_from=sel.cuda_from,
             )
         ]  # fmt: skip
     build_requires = catalog.defaults.loadgen_build_requires

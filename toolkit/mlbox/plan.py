@@ -46,6 +46,9 @@ class ImageSpec:
     wheel_platform: str
     base_image: str
     tag: str
+    cuda_from: str | None = None  # cuda images: "nvidia" (NVIDIA's base image) or "pip" (NVIDIA's wheels)
+    python_from_apt: bool = False
+    library_dirs: tuple[str, ...] = ()  # LD_LIBRARY_PATH entries under the packages dir
 
     @property
     def model_path(self) -> str:
@@ -70,19 +73,29 @@ class Cell:
     missing: str | None
 
 
-def cell(catalog: Catalog, model: str, variant: str, device: str, *, base_image: str | None = None) -> Cell:
+def cell(
+    catalog: Catalog,
+    model: str,
+    variant: str,
+    device: str,
+    *,
+    base_image: str | None = None,
+    cuda_from: str = "nvidia",
+) -> Cell:
     """Plan one (model, variant, device); names are already known to be in the catalog."""
     entry = catalog.models[model]
     vspec = entry.variants[variant]
     backend = vspec.backend
     defaults = catalog.defaults
+    dev = catalog.devices[device]
+    pip_cuda = dev.cuda_pip is not None and cuda_from == "pip"
     tag = image_tag(
         defaults.registry,
         model=model,
         device=device,
         variant=None if variant == entry.default_variant else variant,
         backend=None if backend == defaults.backend else backend,
-    )
+    ) + ("-cudapip" if pip_cuda else "")
     missing: str | None = None
     packages = catalog.backends[backend].packages.get(device)
     if backend not in BUILDABLE_BACKENDS:
@@ -91,6 +104,17 @@ def cell(catalog: Catalog, model: str, variant: str, device: str, *, base_image:
         missing = f"pinned {backend} packages for {device}"
     if missing is not None or packages is None:
         return Cell(model, variant, device, backend, tag, None, missing)
+    if pip_cuda and dev.cuda_pip is not None:
+        # NVIDIA's runtime wheels on the plain base: the catalog's default Python and glibc.
+        spec = ImageSpec(
+            model=model, mlperf_name=entry.mlperf_name, variant=variant, variant_spec=vspec, device=device,
+            backend=backend, execution_provider=dev.execution_provider,
+            packages=(*packages, *dev.cuda_pip.packages, *defaults.harness_packages), loadgen=defaults.loadgen,
+            python=defaults.python, wheel_platform=defaults.wheel_platform,
+            base_image=base_image or defaults.base_image, tag=tag, cuda_from="pip",
+            library_dirs=dev.cuda_pip.library_dirs,
+        )  # fmt: skip
+        return Cell(model, variant, device, backend, tag, spec, None)
     spec = ImageSpec(
         model=model,
         mlperf_name=entry.mlperf_name,
@@ -98,13 +122,15 @@ def cell(catalog: Catalog, model: str, variant: str, device: str, *, base_image:
         variant_spec=vspec,
         device=device,
         backend=backend,
-        execution_provider=catalog.devices[device].execution_provider,
+        execution_provider=dev.execution_provider,
         packages=(*packages, *defaults.harness_packages),
         loadgen=defaults.loadgen,
-        python=defaults.python,
-        wheel_platform=defaults.wheel_platform,
-        base_image=base_image or defaults.base_image,
+        python=dev.python or defaults.python,
+        wheel_platform=dev.wheel_platform or defaults.wheel_platform,
+        base_image=base_image or dev.base_image or defaults.base_image,
         tag=tag,
+        cuda_from="nvidia" if dev.execution_provider.startswith("CUDA") else None,
+        python_from_apt=dev.python_from_apt and not base_image,
     )
     return Cell(model, variant, device, backend, tag, spec, None)
 
@@ -117,6 +143,7 @@ def matrix(
     variant: str | None = None,
     backend: str | None = None,
     base_image: str | None = None,
+    cuda_from: str = "nvidia",
 ) -> list[Cell]:
     """Every (model, variant, device) the filters allow, buildable or not, in catalog order."""
     models = [choose("model", model, list(catalog.models))] if model else list(catalog.models)
@@ -130,7 +157,7 @@ def matrix(
             variants = [choose(f"variant of {m}", variant, variants)]
         for v in variants:
             for d in devices:
-                c = cell(catalog, m, v, d, base_image=base_image)
+                c = cell(catalog, m, v, d, base_image=base_image, cuda_from=cuda_from)
                 if backend is None or c.backend == backend:
                     cells.append(c)
     return cells
@@ -144,6 +171,7 @@ def select(
     variant: str | None = None,
     backend: str | None = None,
     base_image: str | None = None,
+    cuda_from: str = "nvidia",
 ) -> ImageSpec:
     """Resolve a user's selection against the catalog, refusing unknown names and cells
     mlbox cannot build (with what is missing)."""
@@ -155,7 +183,13 @@ def select(
     if backend is not None and backend != own:
         msg = f"variant {model}/{variant} runs on backend {own!r}, not {backend!r}"
         raise CatalogError(msg, hint=f"drop --backend or pass --backend {own}")
-    c = cell(catalog, model, variant, device, base_image=base_image)
+    if cuda_from not in ("nvidia", "pip"):
+        msg = f"--cuda-from {cuda_from!r}: expected 'nvidia' or 'pip'"
+        raise CatalogError(msg)
+    if cuda_from == "pip" and catalog.devices[device].cuda_pip is None:
+        msg = f"--cuda-from pip applies to cuda devices; {device!r} has no NVIDIA wheels in the catalog"
+        raise CatalogError(msg, hint="drop --cuda-from, or pick --device cuda")
+    c = cell(catalog, model, variant, device, base_image=base_image, cuda_from=cuda_from)
     if c.spec is None:
         msg = f"mlbox cannot build {model}/{variant} for {device} yet: it needs {c.missing}"
         if c.backend not in BUILDABLE_BACKENDS:
@@ -213,6 +247,7 @@ def labels_for(spec: ImageSpec, template_hash: str, loadgen_from: str = "wheel")
         ("mlbox.backend.version", _pinned_version(spec.packages, spec.backend)),
         ("mlbox.loadgen.version", spec.loadgen),
         ("mlbox.loadgen.from", loadgen_from),
+        *((("mlbox.cuda.from", spec.cuda_from),) if spec.cuda_from else ()),
         ("mlbox.template.sha256", template_hash),
     )
 

@@ -39,6 +39,11 @@ def default_results_dir(image: str) -> Path:
     return Path("results") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
+def wants_gpus(choice: str, labels: dict[str, str]) -> bool:
+    """--gpus auto gives every GPU to cuda images (their mlbox.device label), none to others."""
+    return choice == "all" or (choice == "auto" and labels.get("mlbox.device") == "cuda")
+
+
 def run_benchmark(
     engine: DockerEngine, image: str, bench_args: Sequence[str], opts: RunOptions, *, on_line: Callable[[str], None]
 ) -> int:
@@ -48,14 +53,13 @@ def run_benchmark(
     except EngineError as err:
         raise RunError(str(err), hint=err.hint) from None
     labels = (inspected.get("Config") or {}).get("Labels") or {}
-    gpus = opts.gpus == "all" or (opts.gpus == "auto" and labels.get("mlbox.device") == "cuda")
+    gpus = wants_gpus(opts.gpus, labels)
     try:
         opts.results.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         msg = f"cannot create the results directory {opts.results}: {err.strerror}"
         raise RunError(msg) from None
     kwargs: dict[str, Any] = {
-        "detach": True,
         "user": f"{os.getuid()}:{os.getgid()}",
         "network_mode": opts.network,
         "shm_size": opts.shm_size,
@@ -69,8 +73,19 @@ def run_benchmark(
 
         kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     started = datetime.now(UTC)
-    with _engine_errors(f"start a container from {image}"):
-        container = engine.client.containers.run(image, list(bench_args), **kwargs)
+    with _engine_errors(f"create a container from {image}"):
+        container = engine.client.containers.create(image, list(bench_args), **kwargs)
+    try:
+        with _engine_errors(f"start a container from {image}"):
+            container.start()
+    except EngineError as err:
+        with _engine_errors("remove the container that did not start"):
+            container.remove(force=True)  # a refused start must not leave a container behind
+        if gpus and "gpu" in str(err).lower():
+            msg = f"the engine cannot give GPUs to {image}: {err}"
+            hint = "this engine has no NVIDIA runtime: install the driver and nvidia-container-toolkit on a GPU host"
+            raise RunError(msg, hint=hint + " (or pass --gpus none to try without)") from None
+        raise
     code = 1
     try:
         for chunk in container.logs(stream=True, follow=True):
