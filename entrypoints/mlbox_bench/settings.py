@@ -44,6 +44,9 @@ HOST_VARIABLES = frozenset(
         "MLBOX_REGISTRY",
         "MLBOX_REGISTRY_USERNAME",
         "MLBOX_REGISTRY_PASSWORD",
+        "MLBOX_STATE_DIR",
+        "MLBOX_LOADGEN_FROM",
+        "MLBOX_CUDA_FROM",
     }
 )
 

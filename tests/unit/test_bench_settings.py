@@ -247,3 +247,25 @@ def test_user_conf_reaches_loadgen_once_per_process(bench_model: Path, tmp_path:
     result = json.loads((out / "result.json").read_text())
     assert result["effective_settings"]["min_query_count"] == 100
     assert result["sources"]["user_conf"] == "flag --user-conf"
+
+
+def test_every_variable_the_mlbox_cli_reads_is_known_to_mlbox_bench() -> None:
+    """`mlbox bench` runs the harness in the same environment as `mlbox`: a variable set for
+    the host tool must not be refused as a typo by the harness."""
+    import click
+
+    from mlbox.cli import cli
+    from mlbox_bench.settings import BY_NAME, HOST_VARIABLES
+
+    known = HOST_VARIABLES | {o.env for o in BY_NAME.values()}
+    used: set[str] = set()
+    ctx = click.Context(cli)
+    commands = [cli, *(cli.get_command(ctx, name) for name in cli.list_commands(ctx))]
+    for command in commands:
+        assert command is not None
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str) and envvar.startswith("MLBOX_"):
+                used.add(envvar)
+    used |= {"MLBOX_CACHE_DIR", "MLBOX_STATE_DIR", "MLBOX_REGISTRY_USERNAME", "MLBOX_REGISTRY_PASSWORD"}  # read in code
+    assert used - known == set()
