@@ -29,6 +29,17 @@ CALIBRATION_MARGIN = 1.25
 # Server without --target-qps: this fraction of the measured capacity (queueing headroom).
 SERVER_LOAD_FRACTION = 0.5
 MODE_NAMES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly", "find-peak": "FindPeakPerformance"}
+# The TestSettings field each scenario uses for a latency (ns) and its percentile.
+LATENCY_FIELD = {
+    "Server": "server_target_latency_ns",
+    "SingleStream": "single_stream_expected_latency_ns",
+    "MultiStream": "multi_stream_expected_latency_ns",
+}
+PERCENTILE_FIELD = {
+    "Server": "server_target_latency_percentile",
+    "SingleStream": "single_stream_target_latency_percentile",
+    "MultiStream": "multi_stream_target_latency_percentile",
+}
 
 _from_config_calls = 0  # LoadGen loads mlperf.conf once per process: see load_test_settings
 
@@ -90,23 +101,10 @@ def user_overrides(s: Settings) -> dict[str, Any]:
             out["multi_stream_expected_latency_ns"] = int(1e9 / qps)
         elif field:
             out[field] = qps
-    if s.set_by_user("target_latency"):
-        ns = int((s.target_latency or 0) * 1_000_000)
-        field = {
-            "Server": "server_target_latency_ns",
-            "SingleStream": "single_stream_expected_latency_ns",
-            "MultiStream": "multi_stream_expected_latency_ns",
-        }.get(sc)
-        if field:
-            out[field] = ns
-    if s.set_by_user("latency_percentile"):
-        field = {
-            "Server": "server_target_latency_percentile",
-            "SingleStream": "single_stream_target_latency_percentile",
-            "MultiStream": "multi_stream_target_latency_percentile",
-        }.get(sc)
-        if field:
-            out[field] = float(s.latency_percentile or 0) / 100.0
+    if s.set_by_user("target_latency") and sc in LATENCY_FIELD:
+        out[LATENCY_FIELD[sc]] = int((s.target_latency or 0) * 1_000_000)
+    if s.set_by_user("latency_percentile") and sc in PERCENTILE_FIELD:
+        out[PERCENTILE_FIELD[sc]] = float(s.latency_percentile or 0) / 100.0
     return out
 
 
@@ -179,37 +177,34 @@ def measure(
     return rounds * batch_size / best, best / rounds
 
 
-def calibrate(
-    s: Settings, ts: Any, runner: Runner, data: SampleLibrary, workers: int, conf: set[str]
-) -> dict[str, Any]:
-    """Fill what LoadGen needs but the user left open, from a short measurement:
-    Offline's expected QPS (sizes the one query), SingleStream/MultiStream's expected
-    latency (how many queries are generated), Server's arrival rate."""
+def calibrate(s: Settings, ts: Any, runner: Runner, data: SampleLibrary, workers: int) -> dict[str, Any]:
+    """Fill what LoadGen needs but nothing set (no flag, variable, image default or
+    user.conf entry), from a short measurement: Offline's expected QPS (sizes the one
+    query), SingleStream/MultiStream's expected latency (how many queries are generated),
+    Server's arrival rate."""
     sc = s.scenario
     if s.mode == "accuracy":
         return {}
     # A short run gets a short calibration: at most a quarter of it, at least 0.2 s.
     seconds = CALIBRATION_S if s.duration is None else min(CALIBRATION_S, max(0.2, s.duration / 4))
-    if sc == "Offline" and not s.set_by_user("target_qps") and "target_qps" not in conf:
+    if sc == "Offline" and s.target_qps is None:
         rate, _ = measure(runner, data, s.max_batchsize, workers, seconds, per_worker=max(1, 32 // s.max_batchsize))
         ts.offline_expected_qps = float(rate * CALIBRATION_MARGIN)
         log.info(
             "calibrated Offline: %.1f samples/s measured; expected QPS set to %.1f", rate, rate * CALIBRATION_MARGIN
         )
         return {"measured_samples_per_s": rate, "offline_expected_qps": ts.offline_expected_qps}
-    if sc in ("SingleStream", "MultiStream") and not s.set_by_user("target_latency") and "target_latency" not in conf:
-        if sc == "MultiStream" and (s.set_by_user("target_qps") or "target_qps" in conf):
+    if sc in ("SingleStream", "MultiStream") and s.target_latency is None:
+        if sc == "MultiStream" and s.target_qps is not None:
             return {}
         per_query = 1 if sc == "SingleStream" else int(ts.multi_stream_samples_per_query)
         _, seconds = measure(runner, data, per_query, 1, seconds)
         # A lower expected latency makes LoadGen generate more queries: enough for the duration.
         ns = max(1, int(seconds * 1e9 / CALIBRATION_MARGIN))
-        setattr(
-            ts, "single_stream_expected_latency_ns" if sc == "SingleStream" else "multi_stream_expected_latency_ns", ns
-        )
+        setattr(ts, LATENCY_FIELD[sc], ns)
         log.info("calibrated %s: %.3f ms per query measured", sc, seconds * 1000)
         return {"measured_query_latency_ns": int(seconds * 1e9), "expected_latency_ns": ns}
-    if sc == "Server" and not s.set_by_user("target_qps") and "target_qps" not in conf:
+    if sc == "Server" and s.target_qps is None:
         rate, _ = measure(runner, data, 1, workers, seconds)
         ts.server_target_qps = float(rate * SERVER_LOAD_FRACTION)
         log.info(
@@ -233,9 +228,6 @@ def run_loadgen(
     """
     import mlperf_loadgen as lg
 
-    from mlbox_bench.settings import read_user_conf
-
-    conf = set(read_user_conf(s.user_conf, s.model, s.scenario)) if s.user_conf else set()
     ts = load_test_settings(lg, s)  # the one TestSettings of this process
     conf_perf_count = int(ts.performance_sample_count_override) or 1024
     data = make_data(conf_perf_count)
@@ -274,7 +266,7 @@ def run_loadgen(
         calibration: dict[str, Any] = {}
         if s.mode != "accuracy":
             data.load(list(range(perf_count)))
-            calibration = calibrate(s, ts, runner, data, workers, conf)
+            calibration = calibrate(s, ts, runner, data, workers)
         sut = lg.ConstructFastSUT(issue, flush)
         qsl = lg.ConstructQSL(data.count, perf_count, data.load, data.unload)
         log_settings = lg.LogSettings()

@@ -238,7 +238,7 @@ def test_user_conf_reaches_loadgen_once_per_process(bench_model: Path, tmp_path:
     import sys
 
     conf = tmp_path / "user.conf"
-    conf.write_text("*.SingleStream.min_query_count = 100\n")
+    conf.write_text("*.SingleStream.min_query_count = 100\n*.SingleStream.target_latency = 0.005\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(bench_model), "--scenario", "SingleStream",
            "--duration", "0.05", "--samples", "64", "--user-conf", str(conf), "--output-dir", str(out)]  # fmt: skip
@@ -247,6 +247,10 @@ def test_user_conf_reaches_loadgen_once_per_process(bench_model: Path, tmp_path:
     result = json.loads((out / "result.json").read_text())
     assert result["effective_settings"]["min_query_count"] == 100
     assert result["sources"]["user_conf"] == "flag --user-conf"
+    # The file set the expected latency, so mlbox-bench does not calibrate it away.
+    assert result["harness"]["calibration"] == {}
+    detail = (out / "mlperf_log_detail.txt").read_text()
+    assert '"key": "requested_single_stream_expected_latency_ns", "value": 5000' in detail
 
 
 def test_every_variable_the_mlbox_cli_reads_is_known_to_mlbox_bench() -> None:
