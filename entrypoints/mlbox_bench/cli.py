@@ -207,24 +207,18 @@ def _write_user_conf(s: Settings, facts: dict[str, Any]) -> Path:
 
 def conf_entries(s: Settings, calibration: dict[str, Any]) -> dict[str, str]:
     from mlbox_bench.harness import EARLY_STOPPING_MIN_QUERIES
+    from mlbox_bench.settings import BY_NAME
 
     out: dict[str, str] = {}
     if s.set_by_user("duration") and s.duration is not None:
         out["min_duration"] = str(int(s.duration * 1000))
         if s.min_query_count is None:
             out["min_query_count"] = str(EARLY_STOPPING_MIN_QUERIES[s.scenario])
-    for name, key in (
-        ("min_query_count", "min_query_count"),
-        ("max_query_count", "max_query_count"),
-        ("performance_sample_count", "performance_sample_count_override"),
-        ("samples_per_query", "samples_per_query"),
-        ("target_qps", "target_qps"),
-        ("target_latency", "target_latency"),
-        ("latency_percentile", "target_latency_percentile"),
-    ):
+    for name in ("min_query_count", "max_query_count", "performance_sample_count", "samples_per_query",
+                 "target_qps", "target_latency", "latency_percentile"):  # fmt: skip
         # LoadGen's user.conf has no MultiStream target_latency (mlbox-bench maps it itself).
         if s.set_by_user(name) and not (s.scenario == "MultiStream" and name == "target_latency"):
-            out[key] = str(getattr(s, name))
+            out[str(BY_NAME[name].conf_key)] = str(getattr(s, name))
     if "offline_expected_qps" in calibration:
         out["target_qps"] = f"{calibration['offline_expected_qps']:.3f}"
     if "server_target_qps" in calibration:

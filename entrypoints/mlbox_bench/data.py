@@ -194,16 +194,11 @@ def _cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
+    from mlbox_bench.results import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npy.tmp", dir=path.parent)
+        write_atomic(path, lambda out: np.save(out, array), mode=0o600)  # a private cache
     except OSError as err:
         msg = f"cannot write preprocessed samples to {path.parent}: {err.strerror} (see --preprocessed-dir)"
         raise BenchError(msg) from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.save(out, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,8 +10,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 # The headline metric of each scenario, as LoadGen's detail log names it.
 METRIC_KEYS = {
@@ -134,16 +135,22 @@ def build_result(log: dict[str, Any], scenario: str) -> dict[str, Any]:
     }
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, mode: int = 0o644) -> None:
+    """Write through a temp file beside ``path`` and rename it into place: a reader sees
+    the whole file or none. mkstemp makes 0600; results are for the user to read (0644)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        Path(tmp).chmod(0o644)  # mkstemp makes 0600; results are for the user to read
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        Path(tmp).chmod(mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda out: out.write(text.encode()))
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
