@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,11 +31,15 @@ log = logging.getLogger("mlbox")
 class Context:
     catalog_path: Path
     debug: bool
+    _loaded: list[Catalog] = field(default_factory=list, repr=False, compare=False)
 
     def catalog(self) -> Catalog:
-        from mlbox.catalog import load_catalog  # lazy: keeps `mlbox --help` instant
+        """The catalog, read and validated on first use only (a command may ask twice)."""
+        if not self._loaded:
+            from mlbox.catalog import load_catalog  # lazy: keeps `mlbox --help` instant
 
-        return load_catalog(self.catalog_path)
+            self._loaded.append(load_catalog(self.catalog_path))
+        return self._loaded[0]
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -149,15 +149,23 @@ class DockerEngine:
             return match.group(0)
 
 
+def _chunk_error(chunk: Mapping[str, Any]) -> str | None:
+    """The engine's message when a build or push stream chunk reports an error, else None.
+    docker-py raises for neither: the error arrives as an ordinary chunk."""
+    if "error" not in chunk and "errorDetail" not in chunk:
+        return None
+    detail = chunk.get("errorDetail") or {}
+    return str(detail.get("message") or chunk.get("error") or "unknown error").strip()
+
+
 def follow_push(stream: Iterator[Mapping[str, Any]], ref: str, on_progress: LineSink) -> str:
     """Walk a decoded push stream; return the digest or raise PushError with the
     registry's own message."""
     digest = ""
     last: dict[str, str] = {}
     for chunk in stream:
-        if "error" in chunk or "errorDetail" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            message = str(detail.get("message") or chunk.get("error") or "unknown error").strip()
+        message = _chunk_error(chunk)
+        if message is not None:
             msg = f"the registry refused the push of {ref}: {message}"
             hint = "check the registry address and your login (docker login, --username/--password-stdin)"
             if "unauthorized" in message.lower() or "authentication" in message.lower():
@@ -187,9 +195,8 @@ def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
     recent: deque[str] = deque(maxlen=20)
     image_id = ""
     for chunk in stream:
-        if "error" in chunk or "errorDetail" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            message = str(detail.get("message") or chunk.get("error") or "unknown error").strip()
+        message = _chunk_error(chunk)
+        if message is not None:
             where = f" at {step}" if step else ""
             tail = "\n".join(f"    {line}" for line in recent)
             msg = f"docker build failed{where}: {message}" + (f"\n  last output:\n{tail}" if tail else "")
