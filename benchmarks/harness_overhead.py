@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from mlbox_bench.cli import tighten_timer_slack
+
 REPO = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 32)
 SAMPLES = 1024  # mlperf.conf's performance_sample_count for resnet50
@@ -85,9 +87,7 @@ def plain_latency_ns(model: Path, data: np.ndarray, gap_s: float, intraop: int, 
     """Median time of one single-sample session.run, walking over ``data``, pausing
     ``gap_s`` between runs (a run after a pause is slower than back to back: caches
     and clocks cool down, as they do between Server arrivals)."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK: sleep as precisely as mlbox-bench
+    tighten_timer_slack()  # sleep as precisely as mlbox-bench does
     sess = session(model, intraop)
     for i in range(20):
         sess.run(["ArgMax:0"], {"input_tensor:0": data[i : i + 1]})
@@ -114,11 +114,9 @@ def null_sut_p50_ns(work: Path, qps: float, seconds: float) -> float:
 
 
 def run_null_sut(out: Path, qps: float, seconds: float) -> None:
-    import ctypes
-
     import mlperf_loadgen as lg
 
-    ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK, as mlbox-bench does
+    tighten_timer_slack()  # as mlbox-bench does
     answer = np.zeros((1, 1), dtype=np.int64)
 
     def issue(query_samples: list[Any]) -> None:
@@ -139,11 +137,10 @@ def run_null_sut(out: Path, qps: float, seconds: float) -> None:
 def handoff_ns(gap_s: float, runs: int = 3000) -> float:
     """Median time for a thread blocked on a queue to wake up and see an item put there,
     at the Server pace: the floor of any runner that keeps LoadGen's issue thread free."""
-    import ctypes
     import queue
     import threading
 
-    ctypes.CDLL(None).prctl(29, 1, 0, 0, 0)
+    tighten_timer_slack()
     q: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     waits: list[int] = []
 

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(settings.describe(), indent=2))
         return EXIT_VALID
     previous = _stop_on_signals()
-    _tighten_timer_slack()
+    tighten_timer_slack()
     try:
         return run(settings)
     except BenchError as err:
@@ -228,7 +228,7 @@ def conf_entries(s: Settings, calibration: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _tighten_timer_slack() -> None:
+def tighten_timer_slack() -> None:
     """Ask Linux to wake sleeping threads on time. Threads inherit the slack of the thread
     that creates them, so LoadGen's issue threads (created later) get it too. The
     default 50 us slack delays every scheduled Server/MultiStream issue and shows up as
