@@ -29,13 +29,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "toolkit")]
+# The harness is staged from the installed package (importlib.resources): this run edits a
+# copy of it, found first on sys.path, so the checkout is never touched.
+WORK = Path(tempfile.mkdtemp(prefix="mlbox-build-bench-"))
+shutil.copytree(REPO / "entrypoints" / "mlbox_bench", WORK / "code" / "mlbox_bench",
+                ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+sys.path[:0] = [str(WORK / "code"), str(REPO / "toolkit")]
 
-from mlbox import build as build_module  # noqa: E402
 from mlbox.build import build_image, prepare_inputs  # noqa: E402
 from mlbox.catalog import load_catalog  # noqa: E402
 from mlbox.engine import DockerEngine  # noqa: E402
-from mlbox.paths import bench_source, default_catalog, templates_dir  # noqa: E402
+from mlbox.paths import harness_package, packaged_catalog, templates  # noqa: E402
 from mlbox.plan import BuildPlan, make_plan, select  # noqa: E402
 
 
@@ -61,7 +65,7 @@ def layer_ids(engine: DockerEngine, tag: str) -> list[tuple[str, str, int]]:
 
 def plan_for(base_image: str, variant: str, catalog: Any) -> BuildPlan:
     spec = select(catalog, model="resnet50", device="cpu", variant=variant, base_image=base_image)
-    return make_plan(spec, templates_dir())
+    return make_plan(spec, templates())
 
 
 def main() -> int:
@@ -72,17 +76,17 @@ def main() -> int:
     engine.api_version()
     if not engine.image_exists(args.base_image):
         sys.exit(f"base image {args.base_image} not found: run `mlbox base` (or scripts/with-engine.sh) first")
-    with tempfile.TemporaryDirectory(prefix="mlbox-build-bench-") as tmp:
-        work = Path(tmp)
+    code = Path(str(harness_package()))
+    if code != WORK / "code" / "mlbox_bench":
+        sys.exit(f"the harness was imported from {code}, not from this run's copy")
+    try:
+        work = WORK
         cache = work / "cache"
-        code = work / "mlbox_bench"
-        shutil.copytree(bench_source(), code, ignore=shutil.ignore_patterns("__pycache__"))
-        build_module.bench_source = lambda: code  # type: ignore[attr-defined]  # build from the copy we edit
 
         # A second synthetic variant (other seed): "switching variant" changes only the weights.
         import yaml
 
-        data = yaml.safe_load(default_catalog().read_text())
+        data = yaml.safe_load(packaged_catalog().read_text())
         other = dict(data["models"]["resnet50"]["variants"]["synthetic"])
         other["synthetic"] = {"generator": "resnet50", "seed": 1}
         other["file"] = "resnet50_v1_synthetic_seed1.onnx"
@@ -111,6 +115,8 @@ def main() -> int:
         model_size = next(size for _, instr, size in after if "/opt/mlbox/model/" in instr)
         image_size = int(engine.inspect_image(plan.spec.tag)["Size"])
         engine.client.api.remove_image(switched_plan.spec.tag)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
 
     parts = base_size + deps_size + model_size
     print(f"cold build (empty mlbox and pip caches, no layer cache): {cold:6.1f} s")

@@ -34,10 +34,7 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # device: cpu
-ENV MLBOX_DEFAULT_DEVICE=cpu
 # backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
-ENV MLBOX_DEFAULT_BACKEND=onnxruntime \
-    MLBOX_DEFAULT_EP=CPUExecutionProvider
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
@@ -45,7 +42,10 @@ COPY model/ /opt/mlbox/model/
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
-    MLBOX_DEFAULT_OUTPUT_DIR=/results
+    MLBOX_DEFAULT_OUTPUT_DIR=/results \
+    MLBOX_DEFAULT_DEVICE=cpu \
+    MLBOX_DEFAULT_BACKEND=onnxruntime \
+    MLBOX_DEFAULT_EP=CPUExecutionProvider
 
 USER 10001:10001
 WORKDIR /results
@@ -77,6 +77,6 @@ LABEL \
       mlbox.backend.version="1.32.0" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.template.sha256="f2346389c360445b223e53d547cbf1688240d20cc5c7bd3ac9501349c60ec1f3" \
+      mlbox.template.sha256="2fe003c656f4cff48c740778bb01ed55054666953a33a5b5cf1e811fa3ba76b5" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

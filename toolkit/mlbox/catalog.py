@@ -10,6 +10,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -169,8 +170,9 @@ class Catalog(_Frozen):
 # --------------------------------------------------------------------------- loading
 
 
-def load_catalog(path: Path) -> Catalog:
-    """Read and validate a catalog file; raise CatalogError naming every bad field."""
+def load_catalog(path: Path | Traversable) -> Catalog:
+    """Read and validate a catalog file (a path, or the packaged one); raise CatalogError
+    naming every bad field."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

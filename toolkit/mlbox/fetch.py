@@ -63,7 +63,9 @@ def verify(path: Path, variant: Variant, *, what: str) -> tuple[str, str]:
 def model_cache_path(cache: Path, variant: Variant) -> Path:
     # Keyed by the expected checksum: a catalog change can never pick up a stale file.
     key = variant.sha256 or variant.md5
-    assert key is not None  # the schema requires one for downloaded models
+    if key is None:  # the schema requires one for downloaded models; a hand-made Variant may lack it
+        msg = f"{variant.file} has no md5 or sha256 to verify it by"
+        raise FetchError(msg, hint="add one to the catalog")
     return cache / "models" / key / variant.file
 
 
@@ -110,7 +112,9 @@ def obtain_model(
     served = target.with_name(target.name + ".gz") if variant.compression == "gzip" else target
     key = served.parent.name
     source = url or (f"{mirror.rstrip('/')}/{key}/{served.name}" if mirror else None) or variant.url
-    assert source is not None
+    if source is None:  # the schema requires a url for every non-synthetic variant
+        msg = f"{variant.file} has no URL to download it from"
+        raise FetchError(msg, hint="pass --model-file PATH, --model-url URL or --mirror URL")
     if served.exists():
         try:
             verify(served, variant, what=f"cached {served}")

@@ -1,8 +1,16 @@
-"""Where mlbox keeps files on the host."""
+"""Where mlbox keeps files on the host, and where it finds its own data.
+
+The catalog, the templates and the harness source travel inside the package (a wheel
+works as well as a checkout): they are read with importlib.resources. In the source tree
+`mlbox/data/` holds symlinks to the top-level `images.yaml` and `dockerfiles/`, which
+stay the one source; building a wheel copies what they point at.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 
@@ -29,18 +37,25 @@ def publish_records() -> Path:
     return state_dir() / "published.jsonl"
 
 
-def repo_root() -> Path:
-    """The source tree (catalog and templates live beside the package in a checkout)."""
-    return Path(__file__).resolve().parents[2]
+def config_file() -> Path:
+    """$MLBOX_CONFIG, else $XDG_CONFIG_HOME/mlbox/config.yaml, else ~/.config/mlbox/config.yaml."""
+    explicit = os.environ.get("MLBOX_CONFIG")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".config") / "mlbox" / "config.yaml"
 
 
-def default_catalog() -> Path:
-    return repo_root() / "images.yaml"
+def packaged_catalog() -> Traversable:
+    """The catalog shipped with mlbox (images.yaml); --catalog picks another."""
+    return files("mlbox") / "data" / "images.yaml"
 
 
-def templates_dir() -> Path:
-    return repo_root() / "dockerfiles"
+def templates() -> Traversable:
+    """The Dockerfile templates shipped with mlbox (dockerfiles/)."""
+    return files("mlbox") / "data" / "dockerfiles"
 
 
-def bench_source() -> Path:
-    return repo_root() / "entrypoints" / "mlbox_bench"
+def harness_package() -> Traversable:
+    """The in-image harness (mlbox_bench): installed beside mlbox, copied into images."""
+    return files("mlbox_bench")

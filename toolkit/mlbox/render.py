@@ -1,30 +1,35 @@
-"""Render Dockerfiles from the Jinja2 templates in dockerfiles/.
+"""Render Dockerfiles from the Jinja2 templates (mlbox's packaged dockerfiles/).
 
 Templates hold layout; every value they receive was validated by the catalog schema,
-and ``_context`` re-checks that no string can start a new Dockerfile line.
+and ``_context`` re-checks that no string can start a new Dockerfile line. Templates are
+read through importlib.resources' Traversable, so a wheel install renders the same as a
+checkout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from importlib.resources.abc import Traversable
+from typing import Any
 
 import jinja2
 
+from mlbox import layout
 from mlbox.errors import TemplateError
-from mlbox.plan import BUILD_ARGS, IMAGE_ROOT, IMAGE_UID, MODEL_DIR, RESULTS_DIR
-
-if TYPE_CHECKING:
-    from mlbox.plan import BuildPlan, ImageSpec
+from mlbox.spec import ImageSpec
 
 ENTRY_TEMPLATE = "Dockerfile.j2"
 
 
-def _environment(templates_dir: Path) -> jinja2.Environment:
+def _environment(templates: Traversable) -> jinja2.Environment:
+    def load(name: str) -> str | None:
+        path = templates.joinpath(*name.split("/"))
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=jinja2.FunctionLoader(load),
         undefined=jinja2.StrictUndefined,  # a missing value is an error, never empty text
         autoescape=False,  # Dockerfiles, not HTML
         keep_trailing_newline=True,
@@ -36,63 +41,70 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     return env
 
 
-def template_hash(templates_dir: Path) -> str:
+def _template_files(root: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            yield from _template_files(entry, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".j2"):
+            yield prefix + entry.name, entry
+
+
+def template_names(templates: Traversable) -> list[str]:
+    """Every template file, as the loader names it (`partials/backend-onnxruntime.j2`)."""
+    return [name for name, _ in _template_files(templates)]
+
+
+def template_hash(templates: Traversable) -> str:
     """sha256 over every template file: labels the image with the layout it was built from."""
     digest = hashlib.sha256()
-    for path in sorted(templates_dir.rglob("*.j2")):
-        digest.update(path.relative_to(templates_dir).as_posix().encode())
+    for name, path in _template_files(templates):
+        digest.update(name.encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def render_dockerfile(
-    templates_dir: Path, spec: ImageSpec, labels: tuple[tuple[str, str], ...], *, loadgen_from: str = "wheel"
+    templates: Traversable,
+    spec: ImageSpec,
+    labels: tuple[tuple[str, str], ...],
+    defaults: tuple[tuple[str, str], ...],
+    *,
+    loadgen_from: str = "wheel",
 ) -> str:
-    context = _context(spec, labels)
-    context["loadgen_from"] = loadgen_from
+    """The Dockerfile of one image. ``defaults`` are (mlbox-bench option, value) pairs the
+    image sets as MLBOX_DEFAULT_<OPTION>."""
+    context = _context(spec, labels, defaults, loadgen_from)
     try:
-        return _environment(templates_dir).get_template(ENTRY_TEMPLATE).render(**context)
+        return _environment(templates).get_template(ENTRY_TEMPLATE).render(**context)
     except jinja2.TemplateNotFound as err:
-        msg = f"template {err.name!r} not found under {templates_dir}"
-        raise TemplateError(msg, hint="check that dockerfiles/ is complete") from None
+        msg = f"template {err.name!r} not found among mlbox's templates"
+        raise TemplateError(msg, hint="reinstall mlbox, or check that dockerfiles/ is complete") from None
     except jinja2.UndefinedError as err:
         msg = f"template {ENTRY_TEMPLATE} uses an undefined value: {err.message}"
         raise TemplateError(msg) from None
     except jinja2.TemplateSyntaxError as err:
-        msg = f"template {err.filename}:{err.lineno}: {err.message}"
+        msg = f"template {err.filename or err.name}:{err.lineno}: {err.message}"
         raise TemplateError(msg) from None
 
 
-def _context(spec: ImageSpec, labels: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def _context(
+    spec: ImageSpec,
+    labels: tuple[tuple[str, str], ...],
+    defaults: tuple[tuple[str, str], ...],
+    loadgen_from: str,
+) -> dict[str, Any]:
     context: dict[str, Any] = {
         "spec": spec,
         "variant": spec.variant_spec,
         "labels": labels,
-        "build_args": BUILD_ARGS,
-        "image_root": IMAGE_ROOT,
-        "model_dir": MODEL_DIR,
-        "results_dir": RESULTS_DIR,
-        "uid": IMAGE_UID,
+        "defaults": tuple((layout.default_variable(name), value) for name, value in defaults),
+        "build_args": layout.BUILD_ARG_LABELS,
+        "loadgen_from": loadgen_from,
+        "L": layout,  # paths, uid and context folder names: the one layout contract
     }
-    _refuse_line_breaks(context)
+    _refuse_line_breaks({k: v for k, v in context.items() if k != "L"})
     return context
-
-
-def dockerfile_name(plan: BuildPlan) -> str:
-    """`mlbox:resnet50-cpu-synthetic` -> `resnet50-cpu-synthetic.Dockerfile`."""
-    name = plan.spec.tag.rsplit(":", 1)[-1]
-    return name + ("-loadgen-source" if plan.loadgen_from == "source" else "") + ".Dockerfile"
-
-
-def write_dockerfile(directory: Path, plan: BuildPlan) -> Path:
-    """Write atomically (a half-written Dockerfile is never left behind); return the path."""
-    from mlbox.files import atomic_file
-
-    target = directory / dockerfile_name(plan)
-    with atomic_file(target) as (out, _):
-        out.write(plan.dockerfile.encode())
-    return target
 
 
 def _refuse_line_breaks(value: object, path: str = "") -> None:

@@ -98,9 +98,8 @@ def _pip_download(requirements: tuple[str, ...], dest: Path, *, python: str, pla
     cmd += list(requirements)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        detail = "\n".join(line for line in proc.stderr.splitlines() if "ERROR" in line)
         wanted = " ".join(requirements)
-        msg = f"pip could not resolve {wanted} for Python {python} on {platform}:\n{detail or proc.stderr[-2000:]}"
+        msg = f"pip could not resolve {wanted} for Python {python} on {platform}:\n{_pip_failure(proc.stderr)}"
         raise WheelhouseError(msg, hint="check the pins in images.yaml and that PyPI (or your index) is reachable")
 
 
@@ -110,9 +109,18 @@ def _pip_download_sdist(requirement: str, dest: Path) -> None:
     cmd += ["--no-deps", "--no-binary", name, requirement]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        detail = "\n".join(line for line in proc.stderr.splitlines() if "ERROR" in line)
-        msg = f"pip could not fetch the source distribution of {requirement}:\n{detail or proc.stderr[-2000:]}"
+        msg = f"pip could not fetch the source distribution of {requirement}:\n{_pip_failure(proc.stderr)}"
         raise WheelhouseError(msg, hint="check that PyPI (or your index) is reachable and has the sdist")
+
+
+def _pip_failure(stderr: str) -> str:
+    """pip's ERROR lines, and its last line (a crash ends in a traceback, whose last line
+    is the only one that says what happened)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    picked = [line for line in lines if "ERROR" in line]
+    if lines and lines[-1] not in picked:
+        picked.append(lines[-1])
+    return "\n".join(picked)[-2000:]
 
 
 def lock_text(directory: Path, *, only: str | None = None) -> str:

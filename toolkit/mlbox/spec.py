@@ -1,0 +1,39 @@
+"""One cell of the image matrix, resolved: what the planner decides and the templates read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlbox.catalog import Variant
+from mlbox.layout import MODEL_DIR
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A model variant on a device with a backend, with everything its image needs."""
+
+    model: str
+    mlperf_name: str
+    variant: str
+    variant_spec: Variant
+    device: str
+    backend: str
+    execution_provider: str
+    packages: tuple[str, ...]
+    loadgen: str
+    python: str
+    wheel_platform: str
+    base_image: str
+    tag: str
+    cuda_from: str | None = None  # cuda images: "nvidia" (NVIDIA's base image) or "pip" (NVIDIA's wheels)
+    python_from_apt: bool = False
+    library_dirs: tuple[str, ...] = ()  # LD_LIBRARY_PATH entries under the packages dir
+
+    @property
+    def model_path(self) -> str:
+        return f"{MODEL_DIR}/{self.variant_spec.file}"
+
+    @property
+    def weights(self) -> str:
+        """'synthetic' or 'published': shown on every surface a model appears on."""
+        return "synthetic" if self.variant_spec.is_synthetic else "published"
