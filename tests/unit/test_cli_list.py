@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlbox.cli import main
+from tests.support.fake_engine import FakeEngine, use_fake_engine
 
 
 def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
@@ -20,14 +21,9 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     (tmp_path / "published.jsonl").write_text(
         json.dumps({"image": "mlbox:resnet50-cpu", "references": ["r.example/ml/resnet50@sha256:" + "a" * 64]}) + "\n"
     )
-    from mlbox.engine import DockerEngine
     from mlbox.errors import EngineError
 
-    def no_engine(self: DockerEngine, ref: str) -> bool:
-        msg = "cannot reach the Docker engine"
-        raise EngineError(msg)
-
-    monkeypatch.setattr(DockerEngine, "image_exists", no_engine)
+    use_fake_engine(monkeypatch, FakeEngine(fail={"image_exists": EngineError("cannot reach the Docker engine")}))
     assert main(["list", "--json"]) == 0
     assert "built? is unknown" in caplog.text
     rows = json.loads(capsys.readouterr().out)
@@ -44,9 +40,7 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
 
 
 def test_list_table_filters(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import mlbox.inventory
-
-    monkeypatch.setattr(mlbox.inventory, "_built", lambda tags: set())
+    use_fake_engine(monkeypatch, FakeEngine())
     assert main(["list", "--model", "retinanet", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:5] == ["MODEL", "VARIANT", "DEVICE", "BACKEND", "TAG"]

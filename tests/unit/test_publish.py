@@ -34,16 +34,17 @@ def test_credentials_come_from_stdin_or_the_environment(monkeypatch: pytest.Monk
     creds = credentials("me", True, {})
     assert creds == Credentials("me", "s3cret")
     assert "s3cret" not in repr(creds)
-    assert credentials(None, False, {"MLBOX_REGISTRY_USERNAME": "u", "MLBOX_REGISTRY_PASSWORD": "p"}) == Credentials(
-        "u", "p"
-    )
+    # The user from --username or MLBOX_REGISTRY_USERNAME (click reads it), the password
+    # from MLBOX_REGISTRY_PASSWORD.
+    assert credentials("u", False, {"MLBOX_REGISTRY_PASSWORD": "p"}) == Credentials("u", "p")
     assert credentials(None, False, {}) is None  # the engine uses the user's docker config
-    with pytest.raises(PushError, match="needs --password-stdin"):
+    with pytest.raises(PushError, match="needs both a user and a password") as no_password:
         credentials("me", False, {})
+    assert "--password-stdin" in (no_password.value.hint or "")
     with pytest.raises(PushError, match="needs --username"):
         credentials(None, True, {})
-    with pytest.raises(PushError, match="both"):
-        credentials(None, False, {"MLBOX_REGISTRY_USERNAME": "u"})
+    with pytest.raises(PushError, match="needs both a user and a password"):
+        credentials(None, False, {"MLBOX_REGISTRY_PASSWORD": "p"})
 
 
 def test_push_stream_errors_raise_with_the_registrys_message() -> None:

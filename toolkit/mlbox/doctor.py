@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlbox.engine import DockerEngine
+from mlbox.engine import Engine
 from mlbox.errors import MlboxError
 
 MIN_FREE_BYTES = 5 * 1024**3  # a CPU image with its wheelhouse and model is ~1 GB; builds need room
@@ -23,6 +23,7 @@ class Check:
 
 
 def run_checks(
+    engine: Engine,
     *,
     base_images: list[str],
     cache: Path,
@@ -31,12 +32,11 @@ def run_checks(
     password: str | None,
     cuda: bool,
 ) -> list[Check]:
-    engine = DockerEngine()
     checks: list[Check] = []
     info: dict[str, object] = {}
     try:
         version = engine.api_version()
-        info = dict(engine.client.info())
+        info = engine.info()
         checks.append(Check("engine", True, f"Docker engine API {version}, server {info.get('ServerVersion')}"))
     except MlboxError as err:
         checks.append(Check("engine", False, str(err), err.hint or "start dockerd"))
@@ -45,7 +45,7 @@ def run_checks(
             checks.append(Check(f"base image {ref}", None, "unknown: no engine"))
             continue
         present = engine.image_exists(ref)
-        fix = f"docker pull {ref}, or make one offline with `mlbox base` and pass --base-image mlbox-base:bookworm"
+        fix = f"docker pull {ref}; offline, make one with `mlbox base --set-default`"
         checks.append(
             Check(f"base image {ref}", present, "present" if present else "not in the engine", "" if present else fix)
         )

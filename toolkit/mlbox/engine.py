@@ -14,6 +14,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +23,37 @@ from mlbox.errors import BuildError, EngineError, PushError
 LineSink = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host directory bind-mounted into a container."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """How to run one container: what `mlbox run` decides, engine-neutral."""
+
+    image: str
+    command: tuple[str, ...]
+    user: str
+    network: str = "none"
+    shm_size: str | None = None
+    read_only: bool = False
+    mounts: tuple[Mount, ...] = ()
+    cpuset_cpus: str | None = None
+    gpus: bool = False  # every GPU, through the engine's NVIDIA runtime
+
+
 class Engine(Protocol):
-    """What mlbox needs from a container engine; tests substitute a fake."""
+    """What mlbox needs from a container engine; unit tests substitute a fake
+    (tests/support/fake_engine.py)."""
 
     def api_version(self) -> str: ...
+
+    def info(self) -> dict[str, Any]: ...
 
     def build(
         self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink, nocache: bool = False
@@ -42,6 +70,26 @@ class Engine(Protocol):
     def inspect_image(self, ref: str) -> dict[str, Any]: ...
 
     def import_rootfs(self, tarball: Path, *, repository: str, tag: str, changes: list[str]) -> str: ...
+
+    def create_container(self, spec: ContainerSpec) -> str: ...
+
+    def start_container(self, container: str) -> None: ...
+
+    def container_logs(self, container: str) -> Iterator[str]:
+        """The container's output, line by line, until it exits."""
+        ...
+
+    def wait_container(self, container: str) -> int: ...
+
+    def stop_container(self, container: str, *, timeout: int) -> None: ...
+
+    def remove_container(self, container: str) -> None: ...
+
+
+def connect() -> Engine:
+    """The engine mlbox talks to (DOCKER_HOST or the local socket). Made lazily: nothing
+    is contacted until the first call."""
+    return DockerEngine()
 
 
 class DockerEngine:
@@ -74,6 +122,10 @@ class DockerEngine:
     def api_version(self) -> str:
         with _engine_errors("query the engine version"):
             return str(self.client.api.version()["ApiVersion"])
+
+    def info(self) -> dict[str, Any]:
+        with _engine_errors("query the engine"):
+            return dict(self.client.info())
 
     def build(
         self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink, nocache: bool = False
@@ -147,6 +199,52 @@ class DockerEngine:
                 msg = f"the engine did not return an image id for the import: {out!r}"
                 raise EngineError(msg)
             return match.group(0)
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        kwargs: dict[str, Any] = {
+            "user": spec.user,
+            "network_mode": spec.network,
+            "read_only": spec.read_only,
+            "volumes": {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+        }
+        if spec.shm_size:
+            kwargs["shm_size"] = spec.shm_size
+        if spec.cpuset_cpus:
+            kwargs["cpuset_cpus"] = spec.cpuset_cpus
+        if spec.gpus:
+            from docker.types import DeviceRequest
+
+            kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        with _engine_errors(f"create a container from {spec.image}"):
+            return str(self.client.containers.create(spec.image, list(spec.command), **kwargs).id)
+
+    def start_container(self, container: str) -> None:
+        with _engine_errors("start the container"):
+            self.client.api.start(container)
+
+    def container_logs(self, container: str) -> Iterator[str]:
+        with _engine_errors("read the container's log"):
+            pending = ""
+            for chunk in self.client.api.logs(container, stream=True, follow=True):
+                pending += chunk.decode(errors="replace")
+                *lines, pending = pending.split("\n")
+                yield from lines
+            if pending:
+                yield pending
+
+    def wait_container(self, container: str) -> int:
+        with _engine_errors("wait for the container"):
+            return int(self.client.api.wait(container)["StatusCode"])
+
+    def stop_container(self, container: str, *, timeout: int) -> None:
+        with _engine_errors("stop the container"):
+            self.client.api.stop(container, timeout=timeout)
+
+    def remove_container(self, container: str) -> None:
+        from docker.errors import NotFound
+
+        with _engine_errors("remove the container"), contextlib.suppress(NotFound):
+            self.client.api.remove_container(container, force=True)
 
 
 def _chunk_error(chunk: Mapping[str, Any]) -> str | None:

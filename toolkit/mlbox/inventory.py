@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from mlbox.catalog import Catalog
+from mlbox.engine import Engine
 from mlbox.errors import EngineError
 from mlbox.paths import publish_records
 from mlbox.plan import matrix
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 def inventory(
     catalog: Catalog,
+    engine: Engine,
     *,
     model: str | None = None,
     device: str | None = None,
@@ -23,7 +25,7 @@ def inventory(
     backend: str | None = None,
 ) -> list[dict[str, Any]]:
     cells = matrix(catalog, model=model, device=device, variant=variant, backend=backend)
-    built = _built({c.tag for c in cells})
+    built = _built(engine, {c.tag for c in cells})
     pushed = _pushed()
     return [
         {
@@ -42,11 +44,8 @@ def inventory(
     ]
 
 
-def _built(tags: set[str]) -> set[str] | None:
+def _built(engine: Engine, tags: set[str]) -> set[str] | None:
     """Tags the engine has; None when no engine answers (`built?` is then unknown)."""
-    from mlbox.engine import DockerEngine
-
-    engine = DockerEngine()
     try:
         return {tag for tag in sorted(tags) if engine.image_exists(tag)}
     except EngineError as err:

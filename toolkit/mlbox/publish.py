@@ -54,26 +54,25 @@ class Credentials:
 def credentials(
     username: str | None, password_stdin: bool, environ: Mapping[str, str] | None = None
 ) -> Credentials | None:
-    """--username with --password-stdin, else MLBOX_REGISTRY_USERNAME/PASSWORD, else None
-    (the engine then uses the user's docker config, as `docker push` does)."""
+    """--username (or MLBOX_REGISTRY_USERNAME) with --password-stdin or
+    MLBOX_REGISTRY_PASSWORD; else None (the engine then uses the user's docker config, as
+    `docker push` does). A password is never taken as an argument."""
     env = os.environ if environ is None else environ
     if password_stdin:
         if not username:
             msg = "--password-stdin needs --username"
-            raise PushError(msg)
+            raise PushError(msg, hint="or set MLBOX_REGISTRY_USERNAME")
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             msg = "--password-stdin: no password on standard input"
             raise PushError(msg, hint='echo "$TOKEN" | mlbox push ... --username USER --password-stdin')
         return Credentials(username, password)
-    if username:
-        msg = "--username needs --password-stdin (a password is never taken as an argument)"
-        raise PushError(msg, hint="or set MLBOX_REGISTRY_USERNAME and MLBOX_REGISTRY_PASSWORD")
-    user, password = env.get("MLBOX_REGISTRY_USERNAME"), env.get("MLBOX_REGISTRY_PASSWORD")
-    if bool(user) != bool(password):
-        msg = "set both MLBOX_REGISTRY_USERNAME and MLBOX_REGISTRY_PASSWORD, or neither"
-        raise PushError(msg)
-    return Credentials(user, password) if user and password else None
+    password = env.get("MLBOX_REGISTRY_PASSWORD")
+    if bool(username) != bool(password):
+        msg = "a registry login needs both a user and a password"
+        hint = "--username (or MLBOX_REGISTRY_USERNAME) with --password-stdin (or MLBOX_REGISTRY_PASSWORD)"
+        raise PushError(msg, hint=hint)
+    return Credentials(username, password) if username and password else None
 
 
 @dataclass(frozen=True)

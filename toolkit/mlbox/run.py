@@ -2,7 +2,8 @@
 
 The results directory is a bind mount created by (and so owned by) the calling user, and
 the container runs as that user (--user uid:gid), so every file LoadGen writes is theirs.
-No network by default: a benchmark needs none. cuda images get every GPU.
+No network by default: a benchmark needs none. cuda images get every GPU. The container
+is removed on every path out, and once it started, mlbox-run.json records what ran.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlbox.engine import DockerEngine, _engine_errors
+from mlbox import layout
+from mlbox.engine import ContainerSpec, Engine, Mount
 from mlbox.errors import EngineError, RunError
 from mlbox.files import atomic_file
 
 log = logging.getLogger(__name__)
 RUN_RECORD = "mlbox-run.json"
+STOP_TIMEOUT_S = 15  # after Ctrl-C the harness gets SIGTERM and this long to stop its workers
 
 
 @dataclass(frozen=True)
@@ -44,64 +47,59 @@ def wants_gpus(choice: str, labels: dict[str, str]) -> bool:
     return choice == "all" or (choice == "auto" and labels.get("mlbox.device") == "cuda")
 
 
+def container_spec(image: str, bench_args: Sequence[str], opts: RunOptions, *, gpus: bool) -> ContainerSpec:
+    return ContainerSpec(
+        image=image,
+        command=tuple(bench_args),
+        user=f"{os.getuid()}:{os.getgid()}",
+        network=opts.network,
+        shm_size=opts.shm_size,
+        read_only=opts.read_only,
+        mounts=(Mount(opts.results.resolve(), layout.RESULTS_DIR),),
+        cpuset_cpus=opts.cpuset_cpus,
+        gpus=gpus,
+    )
+
+
 def run_benchmark(
-    engine: DockerEngine, image: str, bench_args: Sequence[str], opts: RunOptions, *, on_line: Callable[[str], None]
+    engine: Engine, image: str, bench_args: Sequence[str], opts: RunOptions, *, on_line: Callable[[str], None]
 ) -> int:
-    """Run the image to completion; return the benchmark's exit code."""
-    try:
-        inspected = engine.inspect_image(image)
-    except EngineError as err:
-        raise RunError(str(err), hint=err.hint) from None
+    """Run the image to completion; return the benchmark's exit code. Ctrl-C stops the
+    container (the harness gets SIGTERM) and re-raises KeyboardInterrupt."""
+    inspected = engine.inspect_image(image)  # an absent image or engine is an EngineError (14)
     labels = (inspected.get("Config") or {}).get("Labels") or {}
     gpus = wants_gpus(opts.gpus, labels)
     try:
         opts.results.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         msg = f"cannot create the results directory {opts.results}: {err.strerror}"
-        raise RunError(msg) from None
-    kwargs: dict[str, Any] = {
-        "user": f"{os.getuid()}:{os.getgid()}",
-        "network_mode": opts.network,
-        "shm_size": opts.shm_size,
-        "read_only": opts.read_only,
-        "volumes": {str(opts.results.resolve()): {"bind": "/results", "mode": "rw"}},
-    }
-    if opts.cpuset_cpus:
-        kwargs["cpuset_cpus"] = opts.cpuset_cpus
-    if gpus:
-        from docker.types import DeviceRequest
-
-        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        raise RunError(msg, hint="pass --results DIR somewhere you can write") from None
     started = datetime.now(UTC)
-    with _engine_errors(f"create a container from {image}"):
-        container = engine.client.containers.create(image, list(bench_args), **kwargs)
+    container = engine.create_container(container_spec(image, bench_args, opts, gpus=gpus))
     try:
-        with _engine_errors(f"start a container from {image}"):
-            container.start()
-    except EngineError as err:
-        with _engine_errors("remove the container that did not start"):
-            container.remove(force=True)  # a refused start must not leave a container behind
-        if gpus and "gpu" in str(err).lower():
-            msg = f"the engine cannot give GPUs to {image}: {err}"
-            hint = "this engine has no NVIDIA runtime: install the driver and nvidia-container-toolkit on a GPU host"
-            raise RunError(msg, hint=hint + " (or pass --gpus none to try without)") from None
-        raise
-    code = 1
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            for line in chunk.decode(errors="replace").splitlines():
+        try:
+            engine.start_container(container)
+        except EngineError as err:
+            if gpus and "gpu" in str(err).lower():
+                msg = f"the engine cannot give GPUs to {image}: {err}"
+                hint = "this engine has no NVIDIA runtime: install the driver and nvidia-container-toolkit"
+                raise RunError(msg, hint=hint + " (or pass --gpus none to try without)") from None
+            raise
+        code: list[int] = []  # the exit code, once the engine reported one
+        try:
+            for line in engine.container_logs(container):
                 on_line(line)
-        code = int(container.wait()["StatusCode"])
-    except KeyboardInterrupt:
-        log.warning("interrupted: stopping the container (the benchmark gets SIGTERM)")
-        container.stop(timeout=15)
-        code = int(container.wait()["StatusCode"]) or 130
-        raise SystemExit(code) from None
+            code.append(engine.wait_container(container))
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping the container (the benchmark gets SIGTERM)")
+            engine.stop_container(container, timeout=STOP_TIMEOUT_S)
+            code.append(engine.wait_container(container))
+            raise
+        finally:
+            _record(opts, image, inspected, bench_args, started, code[0] if code else None, gpus)
     finally:
-        _record(opts, image, inspected, bench_args, started, code, gpus)
-        with _engine_errors("remove the container"):
-            container.remove(force=True)
-    return code
+        engine.remove_container(container)  # a refused start leaves no container behind either
+    return code[0]
 
 
 def _record(
@@ -110,10 +108,11 @@ def _record(
     inspected: dict[str, Any],
     bench_args: Sequence[str],
     started: datetime,
-    code: int,
+    code: int | None,
     gpus: bool,
 ) -> None:
-    """mlbox-run.json beside result.json: which image (id and digests) ran, and how."""
+    """mlbox-run.json beside result.json: which image (id and digests) ran, and how.
+    ``exit_code`` is null when mlbox lost track of the container (the engine failed)."""
     record = {
         "image": image,
         "image_id": inspected.get("Id"),
