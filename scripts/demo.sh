@@ -5,6 +5,12 @@
 # network. Results land in ./results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${WITH_ENGINE_BOOTSTRAPPED_BASE:-}" ]; then
+  # This machine cannot pull images: make the bootstrapped base the default of later mlbox
+  # commands (base_image in ~/.config/mlbox/config.yaml), so `mlbox build` and
+  # `mlbox doctor` use it without --base-image. A flag or MLBOX_BASE_IMAGE still wins.
+  .venv/bin/mlbox base --set-default >/dev/null
+fi
 image=$(.venv/bin/mlbox build --model resnet50 --device cpu --variant synthetic \
           --base-image "${MLBOX_BASE_IMAGE:?set by scripts/with-engine.sh}" | tail -n 1)
 # mlbox run: as you (--user), no network, results mounted; exits with the benchmark's code.

@@ -67,7 +67,8 @@ fi
 # Registries are unreachable on offline machines, so bootstrap one from Debian packages.
 if [ -z "${MLBOX_BASE_IMAGE:-}" ]; then
   MLBOX_BASE_IMAGE=$(.venv/bin/mlbox base | tail -n 1)
-  export MLBOX_BASE_IMAGE
+  WITH_ENGINE_BOOTSTRAPPED_BASE=1  # demo.sh makes it the user's default base image
+  export MLBOX_BASE_IMAGE WITH_ENGINE_BOOTSTRAPPED_BASE
 fi
 log "base image: $MLBOX_BASE_IMAGE"
 

@@ -28,27 +28,17 @@ RUNNERS = ("inline", "threadpool", "threadpool+replication", "processpool")
 EXECMODES = ("sequential", "parallel")
 DEFAULT_PREFIX = "MLBOX_DEFAULT_"
 
-# MLBOX_* names the host tool `mlbox` reads; they may be set around `mlbox bench`.
+# MLBOX_* names the host tool `mlbox` reads (each of its options has one); they may be
+# set around `mlbox bench`. A test checks this list against the mlbox CLI.
 HOST_VARIABLES = frozenset(
-    {
-        "MLBOX_CATALOG",
-        "MLBOX_CACHE_DIR",
-        "MLBOX_DEBUG",
-        "MLBOX_VARIANT",
-        "MLBOX_BASE_IMAGE",
-        "MLBOX_MODEL_FILE",
-        "MLBOX_MODEL_URL",
-        "MLBOX_BASE_SUITE",
-        "MLBOX_DEBIAN_MIRROR",
-        "MLBOX_MIRROR",
-        "MLBOX_REGISTRY",
-        "MLBOX_REGISTRY_USERNAME",
-        "MLBOX_REGISTRY_PASSWORD",
-        "MLBOX_STATE_DIR",
-        "MLBOX_LOADGEN_FROM",
-        "MLBOX_CUDA_FROM",
-    }
-)
+    "MLBOX_" + name
+    for name in (
+        "CATALOG", "CONFIG", "CACHE_DIR", "STATE_DIR", "DEBUG", "VARIANT", "BASE_IMAGE", "CUDA_FROM", "LOADGEN_FROM",
+        "ALL", "JSON", "OUT", "MODEL_FILE", "MODEL_URL", "MIRROR", "PUSH", "REGISTRY", "REGISTRY_USERNAME",
+        "REGISTRY_PASSWORD", "PASSWORD_STDIN", "IMAGE", "RESULTS", "NETWORK", "SHM_SIZE", "CPUSET_CPUS", "READ_ONLY",
+        "GPUS", "PLOT", "CUDA", "BASE_SUITE", "DEBIAN_MIRROR", "FORCE", "SET_DEFAULT",
+    )
+)  # fmt: skip
 
 
 class SettingsError(ValueError):

@@ -51,6 +51,7 @@ def test_cuda_on_a_cpu_host_is_refused(bench_model: Path, tmp_path: Path, capsys
     assert not (tmp_path / "result.json").exists()
 
 
+@pytest.mark.subprocess
 def test_accuracy_on_generated_images_equals_the_known_value(
     colour_model: Path, colour_data: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -124,6 +125,7 @@ def test_submission_layout(bench_model: Path, tmp_path: Path) -> None:
     assert "resnet50.Offline.target_qps = " in conf  # the calibrated rate the run used
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_cleanly(signum: int, code: int, bench_model: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")}
@@ -152,13 +154,17 @@ def test_a_signal_stops_the_run_cleanly(signum: int, code: int, bench_model: Pat
 
 
 def test_mlbox_bench_on_the_host_through_mlbox(bench_model: Path, tmp_path: Path) -> None:
+    """`mlbox bench` runs the harness in process and exits with its code (a short run's
+    verdict is not the point: --allow-invalid keeps it 0 on a busy machine)."""
     from mlbox.cli import main as mlbox_main
 
-    with pytest.raises(SystemExit) as exit_info:
-        mlbox_main(["bench", "--modelpath", str(bench_model), "--scenario", "SingleStream", "--duration", "0.05",
-                    "--output-dir", str(tmp_path)])  # fmt: skip
-    assert exit_info.value.code == 0
-    assert result_of(tmp_path)["validity"] == "VALID"
+    rc = mlbox_main(["bench", "--modelpath", str(bench_model), "--scenario", "SingleStream", "--duration", "0.05",
+                     "--output-dir", str(tmp_path), "--allow-invalid"])  # fmt: skip
+    assert rc == 0
+    result = result_of(tmp_path)
+    assert result["effective_settings"]["scenario"] == "SingleStream"
+    assert result["sources"]["allow_invalid"] == "flag --allow-invalid"
+    assert mlbox_main(["bench", "--scenario", "Sideways"]) == 2  # the harness's own usage error, passed through
 
 
 def test_synthetic_samples_are_deterministic_and_shaped(bench_model: Path) -> None:

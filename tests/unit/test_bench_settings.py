@@ -232,6 +232,7 @@ def test_missing_user_conf_is_refused(tmp_path: Path) -> None:
         parse_settings(["--user-conf", str(tmp_path / "nope.conf")], {})
 
 
+@pytest.mark.subprocess
 def test_user_conf_reaches_loadgen_once_per_process(bench_model: Path, tmp_path: Path) -> None:
     """Run in a fresh process: LoadGen reads mlperf.conf only on the first FromConfig."""
     import subprocess

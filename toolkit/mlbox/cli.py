@@ -1,13 +1,17 @@
-"""The ``mlbox`` command line. Commands parse options and call the core; nothing more.
+"""The ``mlbox`` command line. Commands parse options, call the core and print; nothing more.
 
 Logs and build output go to stderr; results (image references) go to stdout, last line.
-Errors from the core (MlboxError) become one message and a fixed exit code, here only.
+Every exit goes through ``main``: errors from the core (MlboxError) become one message
+and a fixed exit code there (errors.exit_codes() is the table), with a traceback under
+--debug / MLBOX_DEBUG. Every option has an MLBOX_* variable, shown by --help, and a
+default the user's configuration file may set (config.py).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +19,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mlbox.errors import MlboxError
+from mlbox.errors import MlboxError, exit_codes
 
 if TYPE_CHECKING:
     from mlbox.catalog import Catalog
+    from mlbox.engine import Engine
     from mlbox.plan import BuildPlan
     from mlbox.publish import Credentials, Registry
 
@@ -27,50 +32,95 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("mlbox")
 
 
+@dataclass
+class _State:
+    """What main() needs to know after a command ran (set by the group's callback)."""
+
+    debug: bool = False
+
+
+_state = _State()
+
+
+def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option with its MLBOX_* variable, shown in --help."""
+    return click.option(*decls, envvar=env, show_envvar=True, **kwargs)
+
+
 @dataclass(frozen=True)
 class Context:
-    catalog_path: Path
-    debug: bool
+    catalog_path: Path | None  # None: the catalog shipped with mlbox
     _loaded: list[Catalog] = field(default_factory=list, repr=False, compare=False)
+    _engines: list[Engine] = field(default_factory=list, repr=False, compare=False)
 
     def catalog(self) -> Catalog:
         """The catalog, read and validated on first use only (a command may ask twice)."""
         if not self._loaded:
             from mlbox.catalog import load_catalog  # lazy: keeps `mlbox --help` instant
+            from mlbox.paths import packaged_catalog
 
-            self._loaded.append(load_catalog(self.catalog_path))
+            self._loaded.append(load_catalog(self.catalog_path or packaged_catalog()))
         return self._loaded[0]
+
+    def engine(self) -> Engine:
+        """The container engine; nothing is contacted until the first call on it."""
+        if not self._engines:
+            from mlbox.engine import connect
+
+            self._engines.append(connect())
+        return self._engines[0]
 
 
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def _default_catalog() -> str:
-    from mlbox.paths import default_catalog
+def _epilog() -> str:
+    lines = ["Exit codes:"] + [f"  {code:>3}  {meaning}" for code, meaning in exit_codes()]
+    return "\b\n" + "\n".join(lines)
 
-    return str(default_catalog())
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_epilog(),
+)
+@option(
     "--catalog",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=_default_catalog,
-    envvar="MLBOX_CATALOG",
-    show_envvar=True,
-    help="The image catalog (images.yaml).",
+    default=None,
+    env="MLBOX_CATALOG",
+    help="Another image catalog (images.yaml) [default: the one shipped with mlbox].",
 )
-@click.option("--debug", is_flag=True, envvar="MLBOX_DEBUG", help="Show tracebacks and debug logs.")
+@option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    env="MLBOX_CONFIG",
+    help="Option defaults, by option name [default: $XDG_CONFIG_HOME/mlbox/config.yaml].",
+)
+@option("--debug", is_flag=True, env="MLBOX_DEBUG", help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mlbox")
 @click.pass_context
-def cli(ctx: click.Context, catalog: Path, debug: bool) -> None:
+def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, debug: bool) -> None:
     """mlbox: build self-contained MLPerf Inference LoadGen benchmark images and run them."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="mlbox: %(message)s",
-        stream=sys.stderr,
-    )
-    ctx.obj = Context(catalog_path=catalog, debug=debug)
+    _state.debug = debug
+    logging.basicConfig(format="mlbox: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    from mlbox.config import read_config
+    from mlbox.paths import config_file
+
+    settings = read_config(config_path or config_file(), _option_names())
+    # Each command sees the file's values as its options' defaults (flags and MLBOX_* win).
+    ctx.default_map = {
+        name: {p.name: settings[p.name] for p in command.params if p.name in settings}
+        for name, command in cli.commands.items()
+    }
+    ctx.obj = Context(catalog_path=catalog)
+
+
+def _option_names() -> set[str]:
+    """Every option name of every command: what a configuration file may set."""
+    return {p.name for c in cli.commands.values() for p in c.params if isinstance(p, click.Option) and p.name}
 
 
 def selection_options(func: F) -> F:
@@ -80,108 +130,77 @@ def selection_options(func: F) -> F:
     buildable image, and the same options become filters.
     """
     options = [
-        click.option("--model", "-m", default=None, envvar="MLBOX_MODEL", help="Model name, e.g. resnet50."),
-        click.option("--device", "-d", default=None, envvar="MLBOX_DEVICE", help="Device: cpu or cuda [default: cpu]."),
-        click.option(
-            "--variant", default=None, envvar="MLBOX_VARIANT", help="Model variant [default: the model's default]."
-        ),
-        click.option("--backend", default=None, envvar="MLBOX_BACKEND", help="Backend [default: the variant's]."),
-        click.option(
+        option("--model", "-m", default=None, env="MLBOX_MODEL", help="Model name, e.g. resnet50."),
+        option("--device", "-d", default=None, env="MLBOX_DEVICE", help="Device: cpu or cuda [default: cpu]."),
+        option("--variant", default=None, env="MLBOX_VARIANT", help="Model variant [default: the model's default]."),
+        option("--backend", default=None, env="MLBOX_BACKEND", help="Backend [default: the variant's]."),
+        option(
             "--base-image",
             default=None,
-            envvar="MLBOX_BASE_IMAGE",
+            env="MLBOX_BASE_IMAGE",
             help="Base image reference (e.g. from `mlbox base`) [default: the catalog's].",
         ),
-        click.option(
+        option(
             "--cuda-from",
             type=click.Choice(["nvidia", "pip"]),
             default="nvidia",
             show_default=True,
-            envvar="MLBOX_CUDA_FROM",
+            env="MLBOX_CUDA_FROM",
             help="cuda images: NVIDIA's CUDA runtime base image, or NVIDIA's CUDA/cuDNN wheels on the plain base.",
         ),
-        click.option(
+        option(
             "--loadgen-from",
             type=click.Choice(["wheel", "source"]),
             default="wheel",
             show_default=True,
-            envvar="MLBOX_LOADGEN_FROM",
+            env="MLBOX_LOADGEN_FROM",
             help="LoadGen from PyPI's wheel, or compiled from PyPI's sdist in a builder stage.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for opt in reversed(options):
+        func = opt(func)
     return func
 
 
-@dataclass(frozen=True)
-class Selection:
-    model: str | None
-    device: str | None
-    variant: str | None
-    backend: str | None
-    base_image: str | None
-    loadgen_from: str
-    cuda_from: str
+def all_option(func: F) -> F:
+    return option(
+        "--all", "all_", is_flag=True, env="MLBOX_ALL", help="Every buildable image (the selection options filter)."
+    )(func)
 
 
-def selection(**kwargs: Any) -> Selection:
-    return Selection(**{k: kwargs[k] for k in Selection.__dataclass_fields__})
+def json_option(func: F) -> F:
+    return option("--json", "as_json", is_flag=True, env="MLBOX_JSON", help="Print JSON on stdout instead.")(func)
 
 
-def _plans(ctx: Context, sel: Selection, *, all_: bool) -> list[BuildPlan]:
-    """One plan (a --model selection) or, with --all, every buildable cell the filters allow."""
-    from mlbox.catalog import check_image_ref
-    from mlbox.errors import CatalogError
-    from mlbox.paths import templates_dir
-    from mlbox.plan import make_plan, matrix, select
+def _plans(ctx: Context, kwargs: dict[str, Any], *, all_: bool) -> list[BuildPlan]:
+    """The plans of a selection; cells mlbox cannot build yet are named on stderr."""
+    from mlbox.paths import templates
+    from mlbox.plan import Selection, plans_for
 
-    if sel.base_image is not None:
-        check_image_ref(sel.base_image, what="--base-image")
-    catalog = ctx.catalog()
-    if all_:
-        cells = matrix(
-            catalog, model=sel.model, device=sel.device, variant=sel.variant, backend=sel.backend,
-            base_image=sel.base_image, cuda_from=sel.cuda_from,
-        )  # fmt: skip
-        for c in cells:
-            if c.spec is None:
-                log.info(
-                    "skipping %s/%s on %s: mlbox cannot build it yet (needs %s)",
-                    c.model,
-                    c.variant,
-                    c.device,
-                    c.missing,
-                )
-        specs = [c.spec for c in cells if c.spec is not None]
-        if not specs:
-            msg = "no buildable image matches these filters"
-            raise CatalogError(msg, hint="`mlbox list` shows every image and why some cannot be built")
-    else:
-        if sel.model is None:
-            msg = "pick an image with --model (and --device, --variant), or pass --all"
-            raise CatalogError(msg, hint="`mlbox list` shows what exists")
-        specs = [
-            select(
-                catalog, model=sel.model, device=sel.device or "cpu", variant=sel.variant, backend=sel.backend,
-                base_image=sel.base_image, cuda_from=sel.cuda_from,
-            )
-        ]  # fmt: skip
-    build_requires = catalog.defaults.loadgen_build_requires
-    return [
-        make_plan(spec, templates_dir(), loadgen_from=sel.loadgen_from, loadgen_build_requirements=build_requires)
-        for spec in specs
-    ]
+    selected = Selection(**{k: kwargs[k] for k in Selection.__dataclass_fields__})
+    plans, skipped = plans_for(ctx.catalog(), selected, templates(), all_=all_)
+    for c in skipped:
+        log.info("skipping %s/%s on %s: mlbox cannot build it yet (needs %s)", c.model, c.variant, c.device, c.missing)
+    return plans
 
 
 def registry_options(func: F) -> F:
     options = [
-        click.option("--registry", envvar="MLBOX_REGISTRY", help="Where to push: HOST[:PORT]/NAMESPACE."),
-        click.option("--username", help="Registry user; the password comes from --password-stdin."),
-        click.option("--password-stdin", is_flag=True, help="Read the registry password from standard input."),
+        option("--registry", env="MLBOX_REGISTRY", help="Where to push: HOST[:PORT]/NAMESPACE."),
+        option(
+            "--username",
+            env="MLBOX_REGISTRY_USERNAME",
+            help="Registry user; the password comes from --password-stdin or MLBOX_REGISTRY_PASSWORD.",
+        ),
+        option(
+            "--password-stdin",
+            is_flag=True,
+            env="MLBOX_PASSWORD_STDIN",
+            help="Read the registry password from standard input (never from an argument).",
+        ),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for opt in reversed(options):
+        func = opt(func)
     return func
 
 
@@ -198,25 +217,18 @@ def _registry_and_credentials(
     return parse_registry(registry), credentials(username, password_stdin)
 
 
-def _push(tags: list[str], target: Registry, creds: Credentials | None) -> list[str]:
+def _push(engine: Engine, tags: list[str], target: Registry, creds: Credentials | None) -> list[str]:
     """Push local tags; print NAME@DIGEST per image on stdout; return the references."""
     from mlbox import ui
-    from mlbox.engine import DockerEngine
     from mlbox.paths import publish_records
     from mlbox.publish import push_image
 
-    engine = DockerEngine()
-    engine.api_version()
+    engine.api_version()  # fail fast when no engine runs
     references = []
     for tag in tags:
         log.info("pushing %s to %s/%s", tag, target.host, target.namespace)
         published = push_image(
-            engine,
-            tag,
-            target,
-            creds,
-            records=publish_records(),
-            on_progress=lambda line: ui.console.print(f"  | {line}"),
+            engine, tag, target, creds, records=publish_records(), on_progress=lambda ln: ui.console.print(f"  | {ln}")
         )
         click.echo(published.reference)
         references.append(published.reference)
@@ -225,7 +237,7 @@ def _push(tags: list[str], target: Registry, creds: Credentials | None) -> list[
 
 @cli.command(name="list")
 @selection_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @pass_ctx
 def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
     """Every image in the catalog: model, variant, device, backend, tag, built?, pushed?
@@ -237,8 +249,8 @@ def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
 
     from mlbox.inventory import inventory
 
-    sel = selection(**kwargs)
-    rows = inventory(ctx.catalog(), model=sel.model, device=sel.device, variant=sel.variant, backend=sel.backend)
+    filters = {k: kwargs[k] for k in ("model", "device", "variant", "backend")}
+    rows = inventory(ctx.catalog(), ctx.engine(), **filters)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -261,23 +273,24 @@ def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
 
 @cli.command()
 @selection_options
-@click.option("--all", "all_", is_flag=True, help="Every buildable image (the selection options filter).")
-@click.option(
+@all_option
+@option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
+    env="MLBOX_OUT",
     help="Write <tag>.Dockerfile files here instead of printing (required with --all).",
 )
 @pass_ctx
 def render(ctx: Context, /, all_: bool, out: Path | None, **kwargs: Any) -> None:
     """Render Dockerfiles (no engine needed): one to stdout, or --all --out DIR."""
-    plans = _plans(ctx, selection(**kwargs), all_=all_)
+    plans = _plans(ctx, kwargs, all_=all_)
     if out is None:
         if len(plans) > 1:
             msg = "--all renders many Dockerfiles: pass --out DIR"
             raise click.UsageError(msg)
         click.echo(plans[0].dockerfile, nl=False)
         return
-    from mlbox.render import write_dockerfile
+    from mlbox.build import write_dockerfile
 
     out.mkdir(parents=True, exist_ok=True)
     for plan in plans:
@@ -286,21 +299,22 @@ def render(ctx: Context, /, all_: bool, out: Path | None, **kwargs: Any) -> None
 
 @cli.command()
 @selection_options
-@click.option("--all", "all_", is_flag=True, help="Every buildable image (the selection options filter).")
-@click.option(
+@all_option
+@option(
     "--model-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar="MLBOX_MODEL_FILE",
+    env="MLBOX_MODEL_FILE",
     help="Use this local model file (verified against the catalog's checksum).",
 )
-@click.option("--model-url", envvar="MLBOX_MODEL_URL", help="Download the model from this URL instead.")
-@click.option(
+@option("--model-url", env="MLBOX_MODEL_URL", help="Download the model from this URL instead.")
+@option(
     "--mirror",
-    envvar="MLBOX_MIRROR",
-    help="Base URL of a model mirror (air-gapped sites): files are fetched as MIRROR/<file>, then verified.",
+    env="MLBOX_MIRROR",
+    help="Base URL of a model mirror for air-gapped sites (a copy of an mlbox cache's models/ over HTTP): "
+    "files are fetched as MIRROR/<checksum>/<file>, then verified.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-@click.option("--push", "push_after", is_flag=True, help="Push each image after it is built (needs --registry).")
+@json_option
+@option("--push", "push_after", is_flag=True, env="MLBOX_PUSH", help="Push each image after it is built.")
 @registry_options
 @pass_ctx
 def build(
@@ -326,7 +340,6 @@ def build(
     from mlbox import ui
     from mlbox.build import build_image, prepare_inputs
     from mlbox.catalog import check_url
-    from mlbox.engine import DockerEngine
     from mlbox.paths import cache_dir
 
     for value, what in ((model_url, "--model-url"), (mirror, "--mirror")):
@@ -334,12 +347,12 @@ def build(
             check_url(value, what=what)
     # A bad --registry or a missing password is refused before anything is built.
     target = _registry_and_credentials(registry, username, password_stdin) if push_after else None
-    plans = _plans(ctx, selection(**kwargs), all_=all_)
+    plans = _plans(ctx, kwargs, all_=all_)
     mirror = mirror or ctx.catalog().defaults.mirror
     if len(plans) > 1 and (model_file or model_url):
         msg = "--model-file/--model-url name one file: build one image at a time with them"
         raise click.UsageError(msg)
-    engine = DockerEngine()
+    engine = ctx.engine()
     engine.api_version()  # fail fast, before downloads, when no engine is running
     results = []
     for plan in plans:
@@ -354,7 +367,7 @@ def build(
         if not as_json:
             click.echo(result.tag)
     if target is not None:
-        references = _push([r.tag for r in results], *target)
+        references = _push(engine, [r.tag for r in results], *target)
         for result, reference in zip(results, references, strict=True):
             result.pushed.append(reference)
     if as_json:
@@ -363,7 +376,7 @@ def build(
 
 @cli.command()
 @selection_options
-@click.option("--all", "all_", is_flag=True, help="Every buildable image the filters allow (all must be built).")
+@all_option
 @registry_options
 @pass_ctx
 def push(
@@ -376,29 +389,40 @@ def push(
     appended after each successful push.
     """
     target, creds = _registry_and_credentials(registry, username, password_stdin)
-    plans = _plans(ctx, selection(**kwargs), all_=all_)
-    _push([plan.spec.tag for plan in plans], target, creds)
+    plans = _plans(ctx, kwargs, all_=all_)
+    _push(ctx.engine(), [plan.spec.tag for plan in plans], target, creds)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @selection_options
-@click.option("--image", help="Run this image reference instead of a catalog selection.")
-@click.option(
+@option("--image", env="MLBOX_IMAGE", help="Run this image reference instead of a catalog selection.")
+@option(
     "--results",
     type=click.Path(file_okay=False, path_type=Path),
+    env="MLBOX_RESULTS",
     help="Results directory, mounted at /results [default: results/<image>-<time>].",
 )
-@click.option("--network", default="none", show_default=True, help="Container network: none, bridge, host, ...")
-@click.option(
-    "--shm-size", default="2g", show_default=True, help="Size of /dev/shm (processpool shares samples there)."
+@option("--network", default="none", show_default=True, env="MLBOX_NETWORK", help="Container network: none, bridge...")
+@option(
+    "--shm-size",
+    default="2g",
+    show_default=True,
+    env="MLBOX_SHM_SIZE",
+    help="Size of /dev/shm (processpool shares samples there).",
 )
-@click.option("--cpuset-cpus", help="Pin the container to these CPUs, e.g. 0-3.")
-@click.option("--read-only", is_flag=True, help="Read-only root filesystem (the results mount stays writable).")
-@click.option(
+@option("--cpuset-cpus", env="MLBOX_CPUSET_CPUS", help="Pin the container to these CPUs, e.g. 0-3.")
+@option(
+    "--read-only",
+    is_flag=True,
+    env="MLBOX_READ_ONLY",
+    help="Read-only root filesystem (the results mount stays writable).",
+)
+@option(
     "--gpus",
     type=click.Choice(["auto", "all", "none"]),
     default="auto",
     show_default=True,
+    env="MLBOX_GPUS",
     help="auto: all GPUs for cuda images.",
 )
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
@@ -415,7 +439,7 @@ def run(
     gpus: str,
     bench_args: tuple[str, ...],
     **kwargs: Any,
-) -> None:
+) -> int:
     """Run a benchmark image: `mlbox run -m resnet50 -- --scenario Server --target-qps 20`.
 
     Runs as you (--user), with no network, streams the log, prints where result.json is
@@ -423,28 +447,32 @@ def run(
     """
     from mlbox import ui
     from mlbox.catalog import check_image_ref
-    from mlbox.engine import DockerEngine
     from mlbox.run import RunOptions, default_results_dir, run_benchmark
 
     if image is None:
-        image = _plans(ctx, selection(**kwargs), all_=False)[0].spec.tag
+        image = _plans(ctx, kwargs, all_=False)[0].spec.tag
     check_image_ref(image, what="--image")
     out = results or default_results_dir(image)
     opts = RunOptions(out, network, shm_size, cpuset_cpus, read_only, gpus)
     log.info("running %s; results in %s", image, out)
-    code = run_benchmark(DockerEngine(), image, bench_args, opts, on_line=lambda line: ui.console.print(line))
+    code = run_benchmark(ctx.engine(), image, bench_args, opts, on_line=lambda line: ui.console.print(line))
     result = out / "result.json"
     if result.is_file():
         click.echo(result)
     else:
         log.warning("no result.json in %s (exit code %d)", out, code)
-    sys.exit(code)
+    return code
 
 
 @cli.command()
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write latency percentiles as HTML here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    env="MLBOX_PLOT",
+    help="Write latency percentiles as HTML here.",
+)
+@json_option
 def results(dirs: tuple[Path, ...], plot: Path | None, as_json: bool) -> None:
     """A table across result.json files under DIRS (default: ./results), and a plot."""
     import json
@@ -470,68 +498,96 @@ def results(dirs: tuple[Path, ...], plot: Path | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--registry", envvar="MLBOX_REGISTRY", help="Also check this registry (HOST[:PORT]/NAMESPACE) and your login."
+@option("--registry", env="MLBOX_REGISTRY", help="Also check this registry (HOST[:PORT]/NAMESPACE) and your login.")
+@option("--cuda", is_flag=True, env="MLBOX_CUDA", help="Also check the GPU runtime and the cuda base image.")
+@option(
+    "--base-image",
+    env="MLBOX_BASE_IMAGE",
+    help="The base image your builds use [default: your configuration's, else the catalog's].",
 )
-@click.option("--cuda", is_flag=True, help="Also check the GPU runtime (for cuda images).")
-@click.option("--base-image", envvar="MLBOX_BASE_IMAGE", help="Also check this base image.")
 @pass_ctx
-def doctor(ctx: Context, /, registry: str | None, cuda: bool, base_image: str | None) -> None:
-    """Check the engine, base image, registry login, disk space and GPU runtime; say what to fix."""
+def doctor(ctx: Context, /, registry: str | None, cuda: bool, base_image: str | None) -> int:
+    """Check the engine, base image, registry login, disk space and GPU runtime; say what to fix.
+
+    Exits 1 when a check fails.
+    """
     from mlbox import ui
     from mlbox.doctor import credentials_from_env, run_checks
     from mlbox.paths import cache_dir
 
-    bases = [ctx.catalog().defaults.base_image, *([base_image] if base_image else [])]
+    catalog = ctx.catalog()
+    # The base image a build will really use: --base-image / MLBOX_BASE_IMAGE / the
+    # configuration file, else the catalog's (and for cuda images, the cuda device's).
+    bases = [base_image or catalog.defaults.base_image]
+    cuda_base = catalog.devices["cuda"].base_image if "cuda" in catalog.devices else None
+    if cuda and base_image is None and cuda_base:
+        bases.append(cuda_base)
     user, password = credentials_from_env()
     checks = run_checks(
-        base_images=bases, cache=cache_dir(), registry=registry, username=user, password=password, cuda=cuda
-    )
+        ctx.engine(), base_images=bases, cache=cache_dir(), registry=registry, username=user, password=password,
+        cuda=cuda,
+    )  # fmt: skip
     marks = {True: "ok", False: "FAIL", None: "-"}
     ui.table(["CHECK", "", "DETAIL", "FIX"], [[c.name, marks[c.ok], c.detail, c.fix] for c in checks])
-    if any(c.ok is False for c in checks):
-        sys.exit(1)
+    return 1 if any(c.ok is False for c in checks) else 0
 
 
 @cli.command()
-@click.option("--suite", default="bookworm", show_default=True, envvar="MLBOX_BASE_SUITE", help="Debian suite.")
-@click.option(
+@option("--suite", default="bookworm", show_default=True, env="MLBOX_BASE_SUITE", help="Debian suite.")
+@option(
     "--mirror",
     default="http://deb.debian.org/debian",
     show_default=True,
-    envvar="MLBOX_DEBIAN_MIRROR",
+    env="MLBOX_DEBIAN_MIRROR",
     help="Debian mirror; a snapshot.debian.org URL makes the base reproducible.",
 )
-@click.option("--force", is_flag=True, help="Rebuild even if the image exists.")
-def base(suite: str, mirror: str, force: bool) -> None:
+@option("--force", is_flag=True, env="MLBOX_FORCE", help="Rebuild even if the image exists.")
+@option(
+    "--set-default",
+    is_flag=True,
+    env="MLBOX_SET_DEFAULT",
+    help="Also make it your default base image (base_image in your configuration file).",
+)
+@pass_ctx
+def base(ctx: Context, /, suite: str, mirror: str, force: bool, set_default: bool) -> None:
     """Make a base image from Debian packages (debootstrap + docker import).
 
     For machines that cannot pull images. Prints the image reference last on stdout.
     """
     from mlbox.base import BaseSpec, make_base
     from mlbox.catalog import check_name, check_url
-    from mlbox.engine import DockerEngine
 
     check_name(suite, what="--suite")
     check_url(mirror, what="--mirror")
-    click.echo(make_base(BaseSpec(suite=suite, mirror=mirror), DockerEngine(), force=force))
+    ref = make_base(BaseSpec(suite=suite, mirror=mirror), ctx.engine(), force=force)
+    if set_default:
+        from mlbox.config import set_value
+        from mlbox.paths import config_file
+
+        click_ctx = click.get_current_context()
+        path = click_ctx.find_root().params.get("config_path") or config_file()
+        set_value(path, "base_image", ref, _option_names())
+        log.info("%s is now your default base image (%s)", ref, path)
+    click.echo(ref)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
-def bench(bench_args: tuple[str, ...]) -> None:
+def bench(bench_args: tuple[str, ...]) -> int:
     """Run the benchmark harness (mlbox-bench) on this host, without Docker.
 
     Every argument is passed to mlbox-bench; `mlbox bench --help` shows them.
     """
     from mlbox_bench.cli import main as bench_main
 
-    sys.exit(bench_main(list(bench_args)))
+    return bench_main(list(bench_args))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The one way out of mlbox: every command's result and every error become an exit code here."""
+    _state.debug = False
     try:
-        cli.main(args=argv, prog_name="mlbox", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="mlbox", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -541,8 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as err:
         return err.exit_code
     except MlboxError as err:
-        if "--debug" in (argv or sys.argv):
-            raise
+        if _state.debug:
+            traceback.print_exc()
         click.echo(f"error: {err}", err=True)
         if err.hint:
             click.echo(f"hint: {err.hint}", err=True)
@@ -550,4 +606,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    return 0
+    return rv if isinstance(rv, int) else 0
