@@ -16,6 +16,99 @@ import yaml
 from tests.conftest import REPO
 
 
+@dataclass(frozen=True)
+class EngineState:
+    """What the engine holds: container, image and network ids, image tags, volume names."""
+
+    containers: frozenset[str]
+    images: frozenset[str]
+    tags: frozenset[str]
+    networks: frozenset[str]
+    volumes: frozenset[str]
+
+    @classmethod
+    def of(cls, client: Any) -> EngineState:
+        images = client.api.images(all=True)
+        return cls(
+            containers=frozenset(c["Id"] for c in client.api.containers(all=True)),
+            images=frozenset(i["Id"] for i in images),
+            tags=frozenset(t for i in images for t in (i.get("RepoTags") or []) if t != "<none>:<none>"),
+            networks=frozenset(n["Id"] for n in client.api.networks()),
+            volumes=frozenset(v["Name"] for v in (client.api.volumes().get("Volumes") or [])),
+        )
+
+
+def remove_new(client: Any, before: EngineState) -> list[str]:
+    """Remove every container, tag, image, network and volume that is not in ``before``;
+    return what was removed. Images go newest first, as children must go before parents."""
+    from docker.errors import APIError, NotFound
+
+    now = EngineState.of(client)
+    removed: list[str] = []
+    for cid in now.containers - before.containers:
+        client.api.remove_container(cid, force=True, v=True)
+        removed.append(f"container {cid[:12]}")
+    for tag in sorted(now.tags - before.tags):
+        try:
+            client.api.remove_image(tag, force=False, noprune=True)  # only the tag: its image may be older
+            removed.append(f"tag {tag}")
+        except NotFound:
+            pass
+    pending = {i["Id"]: i["Created"] for i in client.api.images(all=True) if i["Id"] not in before.images}
+    while pending:
+        progress = False
+        for image in sorted(pending, key=lambda i: pending[i], reverse=True):
+            try:
+                client.api.remove_image(image, force=True)
+            except NotFound:
+                pass
+            except APIError:  # a child image not removed yet: next round
+                continue
+            del pending[image]
+            removed.append(f"image {image[7:19]}")
+            progress = True
+        if not progress:
+            removed += [f"KEPT image {image[7:19]} (could not remove)" for image in pending]
+            break
+    for nid in now.networks - before.networks:
+        client.api.remove_network(nid)
+        removed.append(f"network {nid[:12]}")
+    for name in now.volumes - before.volumes:
+        client.api.remove_volume(name, force=True)
+        removed.append(f"volume {name}")
+    return removed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leave_the_engine_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever the suite makes in the engine (containers, images, tags, networks, volumes)
+    is removed when it ends, pass or fail, like jupyter/docker-stacks' TrackedContainer.
+
+    Kept on purpose: what existed before the session, in particular the base image that
+    scripts/with-engine.sh bootstraps before pytest starts (debootstrap takes half a
+    minute and every build starts from it). Within the session builds share their
+    dependency layers through the engine's cache; those go at the end with the images.
+    """
+    if not request.config.getoption("--run-docker"):
+        yield
+        return
+    import docker
+
+    client = docker.from_env(version="auto")
+    before = EngineState.of(client)
+    try:
+        yield
+    finally:
+        removed = remove_new(client, before)
+        client.close()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and removed:
+            reporter.write_line(f"engine: removed what the suite made: {len(removed)} object(s)")
+            for line in removed:
+                if line.startswith("KEPT"):
+                    reporter.write_line(f"engine: {line}")
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     import docker

@@ -12,7 +12,7 @@ import pytest
 
 from mlbox.fetch import digests
 from tests.conftest import FileServer
-from tests.integration.conftest import catalog_with, run_container, run_mlbox
+from tests.integration.conftest import Served, catalog_with, run_container, run_mlbox
 
 pytestmark = pytest.mark.docker
 
@@ -130,19 +130,22 @@ def test_wrong_checksum_is_refused_and_leaves_nothing_cached(
 
 
 @pytest.mark.registry
-def test_built_image_pushes_to_a_real_registry(
-    served_image: tuple[str, Path], docker_client: Any, registry: str
+def test_built_image_pushes_to_a_real_registry_through_mlbox(
+    served: Served, docker_client: Any, registry: str, tmp_path: Path
 ) -> None:
     import requests
 
-    tag, _ = served_image
-    repository = f"{registry}/mlbox/tiny"
-    docker_client.images.get(tag).tag(repository, "cpu")
-    try:
-        chunks = list(docker_client.api.push(repository, tag="cpu", stream=True, decode=True))
-    finally:
-        docker_client.images.remove(f"{repository}:cpu")
-    # docker-py does not raise on a failed push: the stream carries the error.
-    assert not [c for c in chunks if "error" in c or "errorDetail" in c], chunks[-3:]
-    tags = requests.get(f"http://{registry}/v2/mlbox/tiny/tags/list", timeout=10).json()
-    assert tags["tags"] == ["cpu"]
+    env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_STATE_DIR": str(tmp_path)}
+    result = run_mlbox("push", "--model", "tiny", "--registry", f"{registry}/pushed", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reference = result.stdout.strip().splitlines()[-1]
+    assert reference.startswith(f"{registry}/pushed/mlbox@sha256:")
+    tags = requests.get(f"http://{registry}/v2/pushed/mlbox/tags/list", timeout=10).json()
+    assert tags["tags"] == ["tiny-cpu"]
+    # The registry serves the image the engine built: same config digest.
+    manifest = requests.get(
+        f"http://{registry}/v2/pushed/mlbox/manifests/tiny-cpu",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    ).json()
+    assert manifest["config"]["digest"] == docker_client.images.get(served.tag).id

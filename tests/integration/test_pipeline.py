@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mlbox.fetch import digests
-from tests.conftest import FileServer, md5_of
+from tests.conftest import FileServer, md5_of, no_gpu
 from tests.integration.conftest import Served, catalog_with, run_container, run_mlbox
 
 pytestmark = pytest.mark.docker
@@ -105,6 +105,7 @@ def test_loadgen_compiled_from_source_runs(
         docker_client.images.remove(tag, force=True)
 
 
+@no_gpu
 @pytest.mark.slow
 def test_cuda_image_from_nvidia_wheels_builds_and_refuses_to_run_without_a_gpu(
     tmp_path: Path, served: Served, base_image: str, shared_cache: Path, docker_client: Any
