@@ -19,8 +19,9 @@ Then Server at the automatic rate on each model (VALID or not, p99 and the bound
 With --seed-app, MLCommons' seed app (CM script app-loadgen-generic-python, main.py)
 runs the same work after each inline run: Offline, the same sample count loaded and the
 same query size (its --loadgen_expected_qps is mlbox-bench's expected QPS). It is run
-through a small shim: LoadGen 6 refuses the float it assigns to min_duration_ms, and it
-imports psutil only for a default. Figures are measured in this run, on this machine;
+through a small shim: LoadGen 6 refuses the float it assigns to min_duration_ms, NumPy 2
+has no np.string_ (its type table names it), and it imports psutil only for a default.
+Figures are measured in this run, on this machine;
 this is not a test and exits 0 whatever they are.
 """
 
@@ -40,7 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 SEED_SHIM = r"""
 import json, os, runpy, sys, time, types
+import numpy as np
 import mlperf_loadgen as lg
+
+if not hasattr(np, "string_"):  # its backend's type table names np.string_ (gone in NumPy 2)
+    np.string_ = np.bytes_
 
 class Settings(lg.TestSettings):  # LoadGen 6 wants ints where the seed app assigns floats
     def __setattr__(self, name, value):
