@@ -26,9 +26,26 @@ class ModelIO:
     input_name: str
     input_shape: tuple[int, ...]  # one sample, without the batch dimension
     input_dtype: Any
-    output_name: str  # what the accuracy log records (ArgMax for ResNet50)
-    output_dtype: str  # its numpy dtype name: the accuracy script needs it to decode the log
-    label_offset: int  # ArgMax index minus this offset is the dataset label (1001 classes: -1)
+    output_name: str  # the output answered to LoadGen (ArgMax for ResNet50)
+    output_dtype: str  # its numpy dtype name
+    label_offset: int  # added to the class index to get the dataset label (1001 classes: -1)
+
+
+RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
+
+
+def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
+    """The response for each of ``count`` samples as MLCommons' reference app writes it:
+    the label after the model's offset (ArgMax - 1 for 1001 classes), as float32, so
+    accuracy-imagenet.py with its defaults reads the accuracy log. A float output with
+    one score per class is reduced to its ArgMax first."""
+    out = raw.reshape(count, -1)
+    if out.shape[1] > 1 and np.issubdtype(out.dtype, np.floating):
+        out = out.argmax(axis=1).reshape(count, 1)
+    labels = np.ascontiguousarray(out[:, :1], dtype=np.float32)
+    if offset:
+        labels += np.float32(offset)
+    return labels
 
 
 @dataclass(frozen=True)
@@ -145,4 +162,6 @@ class OnnxRuntimeBackend:
         }
 
     def run(self, session: Any, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run([self.io.output_name], {self.io.input_name: batch})[0])
+        """One batch through the session: the responses, one float32 label per sample."""
+        raw = np.asarray(session.run([self.io.output_name], {self.io.input_name: batch})[0])
+        return to_labels(raw, len(batch), self.io.label_offset)

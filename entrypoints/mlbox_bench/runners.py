@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mlbox_bench.backend import OnnxRuntimeBackend, SessionConfig, open_session
+from mlbox_bench.backend import OnnxRuntimeBackend, SessionConfig, open_session, to_labels
 from mlbox_bench.data import SampleLibrary, take_rows
 from mlbox_bench.errors import BenchError
 
@@ -60,6 +60,10 @@ class Runner:
     def close(self) -> None:
         """Stop workers; safe to call twice."""
 
+    def forget(self) -> None:
+        """Drop what was observed so far (calibration): result.json reports the run only."""
+        self._stats = {}
+
     def observed(self) -> dict[str, Any]:
         stats = list(self._stats.values())
         return {
@@ -83,9 +87,9 @@ class Runner:
             out = self.backend.run(session, self.data.batch(indices))
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
             self.errors.append(f"{type(err).__name__}: {err}")
-            out = np.zeros(len(ids), dtype=np.int64)
+            out = np.zeros((len(ids), 1), dtype=np.float32)
         self._note(threading.current_thread().name, len(ids))
-        complete(ids, np.ascontiguousarray(out.reshape(len(ids), -1)))
+        complete(ids, out)
 
 
 class InlineRunner(Runner):
@@ -223,11 +227,11 @@ class ProcessRunner(Runner):
                 ids, complete = self._pending.pop(seq)
             if kind == "error":
                 self.errors.append(str(payload[1]))
-                out = np.zeros((len(ids), 1), dtype=np.int64)
+                out = np.zeros((len(ids), 1), dtype=np.float32)
             else:
                 worker, out = payload
                 self._note(worker, len(ids))
-            complete(ids, np.ascontiguousarray(out.reshape(len(ids), -1)))
+            complete(ids, out)
             with self._lock:
                 if not self._pending:
                     self._idle.notify_all()
@@ -292,8 +296,8 @@ def _process_main(config: SessionConfig, tasks: Any, results: Any) -> None:
             if mapped is None or mapped[0] != path:
                 mapped = (path, np.load(path, mmap_mode="r"))
             batch = take_rows(mapped[1], rows)
-            out = np.asarray(session.run([io.output_name], {io.input_name: batch})[0])
-            results.put(("done", seq, (name, out)))
+            raw = np.asarray(session.run([io.output_name], {io.input_name: batch})[0])
+            results.put(("done", seq, (name, to_labels(raw, len(rows), io.label_offset))))
         except Exception as err:
             results.put(("error", seq, (name, f"{type(err).__name__}: {err}")))
 

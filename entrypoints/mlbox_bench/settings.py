@@ -1,9 +1,11 @@
 """mlbox-bench settings: one table of options, parsed once into a frozen object.
 
-Each option is a flag, an ``MLBOX_*`` variable and, for the names MLCommons CM users
-know, a ``CM_*`` alias. Precedence, highest first:
+Each option is a flag, an ``MLBOX_*`` variable and, for the names MLCommons automation
+users know, an ``MLC_*`` and a ``CM_*`` alias. MLCommons' reference app's flags (``--qps``,
+``--time``, ``--accuracy``, ...) are accepted with the reference's meaning and units.
+Precedence, highest first:
 
-    flag > MLBOX_<NAME> > CM_* alias > --user-conf file > image default > built-in default
+    flag > MLBOX_<NAME> > MLC_* > CM_* > --user-conf file > image default > implied > default
 
 An image describes itself with ``MLBOX_DEFAULT_<NAME>`` variables (its Dockerfile's
 ENV), so a user's ``MLBOX_*`` or ``CM_*`` always wins over what the image baked in.
@@ -20,12 +22,20 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
-SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+from mlbox_bench import fields as lg_fields
+from mlbox_bench.fields import SCENARIOS
+from mlbox_bench.layout import Where, scenario_dir
+
 MODES = ("performance", "accuracy", "find-peak")
 RUNNERS = ("inline", "threadpool", "threadpool+replication", "processpool")
 EXECMODES = ("sequential", "parallel")
+COMPLIANCE_TESTS = ("TEST01", "TEST04")
+DIVISIONS = ("closed", "open")
+LAYOUTS = ("NCHW", "NHWC")
+MODEL_FILE_SUFFIXES = (".onnx", ".pb", ".pt", ".pth", ".tflite", ".savedmodel", ".plan", ".engine")
 DEFAULT_PREFIX = "MLBOX_DEFAULT_"
 
 # MLBOX_* names the host tool `mlbox` reads (each of its options has one); they may be
@@ -107,24 +117,68 @@ def _bool(text: str) -> bool:
     raise SettingsError(msg)
 
 
+def _model_name(text: str) -> str:
+    """An MLPerf model name; a file path here is a mistake LoadGen would not notice (it
+    would silently fall back to generic mlperf.conf rules)."""
+    if "/" in text or os.sep in text or text.lower().endswith(MODEL_FILE_SUFFIXES):
+        msg = (
+            f"{text!r} looks like a model file; this is the MLPerf model name that picks mlperf.conf's rules "
+            "(resnet50, retinanet, ...): pass the file with --modelpath"
+        )
+        raise SettingsError(msg)
+    return _name(text)
+
+
+def _seconds_to_ms(text: str) -> str:
+    """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
+    return repr(_positive_float(text) * 1000.0)
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
     parse: Callable[[str], Any]
     help: str
-    flags: tuple[str, ...] = ()
-    cm: str | None = None
+    flags: tuple[str, ...] = ()  # other spellings with the same meaning and unit
+    cm: str | None = None  # the MLCommons CM variable; MLC_* (its successor) is derived
     default: Any = None
     is_flag: bool = False
-    conf_key: str | None = None  # the LoadGen user.conf key that sets the same thing
 
     @property
     def env(self) -> str:
         return "MLBOX_" + self.name.upper()
 
     @property
+    def image_env(self) -> str:
+        return DEFAULT_PREFIX + self.name.upper()
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Alias variables, strongest first: MLCommons' current automation uses MLC_*."""
+        return ("MLC_" + self.cm.removeprefix("CM_"), self.cm) if self.cm else ()
+
+    @property
     def all_flags(self) -> tuple[str, ...]:
         return (f"--{self.name.replace('_', '-')}", *self.flags)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A flag of MLCommons' reference app that sets one or more options in its own way."""
+
+    flag: str
+    help: str
+    sets: tuple[tuple[str, Callable[[str], str]], ...]  # (option, value text -> option text)
+    takes_value: bool = True
+    implies: tuple[tuple[str, str], ...] = ()  # (option, value) when nothing else sets it
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _const(value: str) -> Callable[[str], str]:
+    return lambda _: value
 
 
 _positive_int = _number(int)
@@ -138,19 +192,30 @@ OPTIONS: tuple[Option, ...] = (
         _choice(MODES),
         "performance, accuracy, or find-peak (Server: the highest target QPS whose run is VALID)",
         default="performance",
-        conf_key="mode",
     ),
     Option("modelpath", _text, "model file (.onnx)", cm="CM_ML_MODEL_FILE_WITH_PATH"),
-    Option("model", _text, "MLPerf model name for mlperf.conf lookups (resnet50, retinanet)", default="resnet50"),
+    Option(
+        "model",
+        _model_name,
+        "MLPerf model name for mlperf.conf's rules (resnet50, retinanet); not a file",
+        flags=("--model-name",),
+        default="resnet50",
+    ),
     Option(
         "dataset",
         _text,
         "ImageNet-layout directory with val_map.txt (default: synthetic inputs shaped like the model's)",
+        flags=("--dataset-path",),
     ),
     Option(
         "preprocessed_dir",
         _text,
         "cache of preprocessed dataset samples (.npy) (default: ~/.cache/mlbox-bench, else a temp dir)",
+    ),
+    Option(
+        "data_format",
+        _choice(LAYOUTS),
+        "image layout of the preprocessed samples, NCHW or NHWC (default: read from the model's input)",
     ),
     # --- LoadGen test settings (unset: mlperf.conf decides) -------------------------
     Option(
@@ -158,46 +223,50 @@ OPTIONS: tuple[Option, ...] = (
         _positive_float,
         "minimum run time in seconds; also lowers the query count to what early stopping needs, "
         "so a short run can be VALID",
-        conf_key="min_duration",
+        flags=("--loadgen_duration_sec",),
+        cm="CM_MLPERF_LOADGEN_DURATION_SEC",
     ),
+    Option("max_duration", _positive_float, "maximum run time in seconds (LoadGen stops issuing then)"),
     Option(
         "target_qps",
         _positive_float,
-        "Server: arrival rate; Offline: expected rate (calibrated when unset); MultiStream: expected rate",
-        flags=("--target_qps",),
-        conf_key="target_qps",
+        "Server: arrival rate; Offline: expected rate (calibrated when unset)",
+        flags=("--target_qps", "--qps", "--loadgen_expected_qps"),
+        cm="CM_MLPERF_LOADGEN_EXPECTED_QPS",
     ),
     Option(
         "target_latency",
         _positive_float,
         "Server: latency bound; SingleStream/MultiStream: expected query latency (calibrated when unset), in ms",
-        conf_key="target_latency",
     ),
     Option(
         "latency_percentile",
         _number(float, high=100),
         "latency percentile the bound applies to, e.g. 99 (SingleStream/MultiStream/Server)",
-        conf_key="target_latency_percentile",
     ),
-    Option("min_query_count", _positive_int, "minimum number of queries", conf_key="min_query_count"),
-    Option("max_query_count", _positive_int, "maximum number of queries", conf_key="max_query_count"),
+    Option("min_query_count", _positive_int, "minimum number of queries"),
+    Option("max_query_count", _positive_int, "maximum number of queries"),
     Option("samples", _positive_int, "samples in the query sample library", cm="CM_MLPERF_LOADGEN_SAMPLES"),
     Option(
         "performance_sample_count",
         _positive_int,
         "samples LoadGen keeps loaded in memory for performance runs",
-        conf_key="performance_sample_count_override",
     ),
-    Option("samples_per_query", _positive_int, "samples per query (MultiStream)", conf_key="samples_per_query"),
+    Option("samples_per_query", _positive_int, "samples per query (MultiStream)"),
     Option("user_conf", _text, "a LoadGen user.conf (read once, after mlperf.conf)", flags=("--user_conf",)),
-    # --- how samples are run ------------------------------------------------------
     Option(
-        "max_batchsize",
-        _positive_int,
-        "largest batch per session run",
-        flags=("--max_batchsize",),
-        default=32,
+        "audit_conf",
+        _text,
+        "a LoadGen audit.config for this run (copied into the run's directory; ./audit.config is never read)",
+        flags=("--audit_conf",),
     ),
+    Option(
+        "compliance",
+        _choice(COMPLIANCE_TESTS),
+        "run this MLPerf compliance test with its official audit settings (TEST01, TEST04)",
+    ),
+    # --- how samples are run ------------------------------------------------------
+    Option("max_batchsize", _positive_int, "largest batch per session run", flags=("--max_batchsize",), default=32),
     Option("runner", _choice(RUNNERS), "how samples are run", cm="CM_MLPERF_RUNNER", default="inline"),
     Option("concurrency", _positive_int, "worker count of the runner", cm="CM_MLPERF_CONCURRENCY", default=2),
     Option(
@@ -232,11 +301,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "submission_layout",
         _bool,
-        "write MLPerf's results/<system>/<model>/<Scenario>/... layout under the output dir",
+        "write an MLPerf submission tree under OUTPUT_DIR/submission (see README) and each run under OUTPUT_DIR/runs",
         is_flag=True,
         default=False,
     ),
     Option("system_name", _name, "system name in the submission layout", default="mlbox"),
+    Option("submitter", _name, "submitting organisation in the submission layout", default="mlbox"),
+    Option("division", _choice(DIVISIONS), "MLPerf division in the submission layout", default="closed"),
     Option("allow_invalid", _bool, "exit 0 even when LoadGen says INVALID", is_flag=True, default=False),
     # --- what the image is (set by the image as MLBOX_DEFAULT_*; recorded in result.json)
     Option(
@@ -246,9 +317,40 @@ OPTIONS: tuple[Option, ...] = (
         default="published",
     ),
     Option("device", _text, "device of the image (set by the image)", default="cpu"),
-    Option("backend", _choice(("onnxruntime",)), "inference backend", default="onnxruntime"),
+    Option("backend", _choice(("onnxruntime",)), "inference backend", cm="CM_MLPERF_BACKEND", default="onnxruntime"),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
+
+# MLCommons' reference app (vision/classification_and_detection/python/main.py): its flags,
+# with its meaning and units.
+ALIASES: tuple[Alias, ...] = (
+    Alias("--accuracy", "the reference's accuracy pass: --mode accuracy", (("mode", _const("accuracy")),), False),
+    Alias(
+        "--find-peak-performance",
+        "the reference's peak search: --mode find-peak",
+        (("mode", _const("find-peak")),),
+        False,
+    ),
+    Alias(
+        "--time", "run time in seconds: minimum and maximum duration", (("duration", _same), ("max_duration", _same))
+    ),
+    Alias(
+        "--count",
+        "dataset items to use: --samples N, and exactly N queries",
+        (("samples", _same), ("min_query_count", _same), ("max_query_count", _same)),
+    ),
+    Alias(
+        "--threads",
+        "worker threads: --concurrency N, with the threadpool runner unless --runner says otherwise",
+        (("concurrency", _same),),
+        implies=(("runner", "threadpool"),),
+    ),
+    Alias(
+        "--max-latency",
+        "latency bound in SECONDS (Server bound; MultiStream expected latency): --target-latency x 1000",
+        (("target_latency", _seconds_to_ms),),
+    ),
+)
 USER_CONF_MODES = {"1": "accuracy", "2": "performance", "3": "find-peak"}
 
 
@@ -260,7 +362,9 @@ class Settings:
     model: str
     dataset: str | None
     preprocessed_dir: str | None
+    data_format: str | None
     duration: float | None
+    max_duration: float | None
     target_qps: float | None
     target_latency: float | None
     latency_percentile: float | None
@@ -270,6 +374,8 @@ class Settings:
     performance_sample_count: int | None
     samples_per_query: int | None
     user_conf: str | None
+    audit_conf: str | None
+    compliance: str | None
     max_batchsize: int
     runner: str
     concurrency: int
@@ -280,6 +386,8 @@ class Settings:
     output_dir: str
     submission_layout: bool
     system_name: str
+    submitter: str
+    division: str
     allow_invalid: bool
     weights: str
     device: str
@@ -306,12 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlbox-bench",
         description="Run an MLPerf Inference LoadGen benchmark with onnxruntime. "
-        "Every option is also an MLBOX_<NAME> environment variable; CM_* names in brackets are aliases. "
-        "Precedence: flag > MLBOX_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default.",
+        "Every option is also an MLBOX_<NAME> environment variable; MLC_*/CM_* names in brackets are aliases. "
+        "Precedence: flag > MLBOX_* > MLC_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default.",
         argument_default=argparse.SUPPRESS,  # absent flags stay absent: env and defaults come next
     )
     for opt in OPTIONS:
-        extra = f" [env {opt.env}" + (f", {opt.cm}" if opt.cm else "") + "]"
+        extra = f" [env {', '.join((opt.env, *opt.aliases))}]"
         default = f" (default: {opt.default})" if opt.default not in (None, False) else ""
         if opt.is_flag:
             parser.add_argument(*opt.all_flags, dest=opt.name, action="store_const", const="1", help=opt.help + extra)
@@ -319,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 *opt.all_flags, dest=opt.name, metavar=opt.name.upper(), help=opt.help + default + extra
             )
+    group = parser.add_argument_group("MLCommons reference app flags (same meaning and units)")
+    for alias in ALIASES:
+        dest = "alias" + alias.flag
+        if alias.takes_value:
+            group.add_argument(alias.flag, dest=dest, metavar="N", help=alias.help)
+        else:
+            group.add_argument(alias.flag, dest=dest, action="store_const", const="1", help=alias.help)
     parser.add_argument(
         "--print-settings", action="store_true", help="print the settings as JSON, with where each came from, and exit"
     )
@@ -331,16 +446,17 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     args = vars(build_parser().parse_args(list(argv)))
     print_only = bool(args.pop("print_settings", False))
     _refuse_unknown_variables(env)
+    flagged, implied = _flag_values(args)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
     def resolve(opt: Option, conf: Mapping[str, str]) -> None:
-        candidates = [(f"flag {opt.all_flags[0]}", args.get(opt.name)), (opt.env, env.get(opt.env))]
-        if opt.cm:
-            candidates.append((opt.cm, env.get(opt.cm)))
-        if opt.conf_key and opt.conf_key in conf:
-            candidates.append((f"user.conf {values['user_conf']}", _from_conf(opt, conf[opt.conf_key])))
-        candidates.append((DEFAULT_PREFIX + opt.name.upper() + " (image)", env.get(DEFAULT_PREFIX + opt.name.upper())))
+        candidates = [flagged.get(opt.name, ("", None)), (opt.env, env.get(opt.env))]
+        candidates += [(name, env.get(name)) for name in opt.aliases]
+        if opt.name in conf:
+            candidates.append((f"user.conf {values['user_conf']}", conf[opt.name]))
+        candidates.append((opt.image_env + " (image)", env.get(opt.image_env)))
+        candidates.append(implied.get(opt.name, ("", None)))
         for source, raw in candidates:
             if raw is None:
                 continue
@@ -353,37 +469,59 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
             return
         values[opt.name] = opt.default
 
-    # user.conf entries are looked up by model and scenario, so those two come first.
-    for name in ("model", "scenario", "user_conf"):
-        resolve(BY_NAME[name], {})
+    # Options a user.conf cannot set come first: they say which user.conf entries apply
+    # (model, scenario) and where the submission's own user.conf is.
+    from_conf = lg_fields.SETTINGS | {"mode"}
+    for opt in OPTIONS:
+        if opt.name not in from_conf:
+            resolve(opt, {})
+    if values["user_conf"] is None and values["compliance"] and values["submission_layout"]:
+        # A compliance run repeats the performance run: same user.conf, no new calibration.
+        own = scenario_dir(cast("Where", SimpleNamespace(**values))) / "user.conf"
+        if own.is_file():
+            values["user_conf"], sources["user_conf"] = str(own), "submission user.conf"
     conf = read_user_conf(values["user_conf"], values["model"], values["scenario"]) if values["user_conf"] else {}
     for opt in OPTIONS:
-        if opt.name not in values:
+        if opt.name in from_conf:
             resolve(opt, conf)
     settings = Settings(**values, sources=sources)
     _check_combinations(settings)
     return settings, print_only
 
 
-def _from_conf(opt: Option, raw: str) -> str:
-    """user.conf units -> ours: min_duration is in ms (ours: s); mode is LoadGen's number."""
-    if opt.name == "duration":
-        try:
-            return str(float(raw) / 1000)
-        except ValueError:
-            msg = f"user.conf: min_duration = {raw} is not a number of milliseconds"
-            raise SettingsError(msg) from None
-    if opt.name == "mode":
-        if raw not in USER_CONF_MODES:
-            msg = f"user.conf: mode = {raw} is not supported (1 accuracy, 2 performance, 3 find-peak)"
+def _flag_values(args: Mapping[str, Any]) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """(option -> (source, text) set on the command line, option -> implied value).
+    A reference flag and an mlbox flag that set one option to different values clash."""
+    flagged: dict[str, tuple[str, str]] = {}
+    implied: dict[str, tuple[str, str]] = {}
+
+    def put(name: str, source: str, text: str) -> None:
+        if name in flagged and flagged[name][1] != text:
+            msg = f"{source} and {flagged[name][0]} both set {name} ({text!r} and {flagged[name][1]!r}): give one"
             raise SettingsError(msg)
-        return USER_CONF_MODES[raw]
-    return raw
+        flagged[name] = (source, text)
+
+    for opt in OPTIONS:
+        if opt.name in args:
+            put(opt.name, f"flag {opt.all_flags[0]}", args[opt.name])
+    for alias in ALIASES:
+        text = args.get("alias" + alias.flag)
+        if text is None:
+            continue
+        for name, convert in alias.sets:
+            try:
+                put(name, f"flag {alias.flag}", convert(text))
+            except SettingsError as err:
+                msg = f"flag {alias.flag}: {err}"
+                raise SettingsError(msg) from None
+        for name, value in alias.implies:
+            implied[name] = (f"flag {alias.flag} (implied)", value)
+    return flagged, implied
 
 
 def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
-    """The keys a LoadGen user.conf sets for this model and scenario, looked up the way
-    LoadGen does: model.Scenario.key, then *.Scenario.key, model.*.key, *.*.key.
+    """The settings (as option text) a LoadGen user.conf sets for this model and scenario,
+    looked up the way LoadGen does: model.Scenario.key, *.Scenario.key, model.*.key, *.*.key.
 
     mlbox-bench reads the file only to know which settings it sets (for precedence and
     --print-settings); LoadGen itself still loads it, once, through FromConfig.
@@ -403,13 +541,29 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
             msg = f"--user-conf {path} line {number}: expected 'model.scenario.key = value', got {line.strip()!r}"
             raise SettingsError(msg)
         entries[words[0]] = words[2]
-    found: dict[str, str] = {}
-    keys = {k.rsplit(".", 1)[-1] for k in entries}
-    for key in keys:
+
+    def lookup(key: str) -> str | None:
         for m, sc in ((model, scenario), ("*", scenario), (model, "*"), ("*", "*")):
             if f"{m}.{sc}.{key}" in entries:
-                found[key] = entries[f"{m}.{sc}.{key}"]
-                break
+                return entries[f"{m}.{sc}.{key}"]
+        return None
+
+    found: dict[str, str] = {}
+    mode = lookup("mode")
+    if mode is not None:
+        if mode not in USER_CONF_MODES:
+            msg = f"user.conf: mode = {mode} is not supported (1 accuracy, 2 performance, 3 find-peak)"
+            raise SettingsError(msg)
+        found["mode"] = USER_CONF_MODES[mode]
+    for name, f in lg_fields.TABLE[scenario].items():
+        raw = lookup(f.conf_key)
+        if raw is None:
+            continue
+        try:
+            found[name] = str(f.unit.from_conf(raw))
+        except ValueError:
+            msg = f"user.conf: {f.conf_key} = {raw} is not a number"
+            raise SettingsError(msg) from None
     return found
 
 
@@ -421,6 +575,24 @@ def _check_combinations(s: Settings) -> None:
         raise SettingsError(msg)
     if s.mode == "find-peak" and s.submission_layout:
         msg = "--submission-layout: a find-peak search is not a submission run; run --mode performance at the peak"
+        raise SettingsError(msg)
+    if s.compliance and s.mode != "performance":
+        msg = f"--compliance {s.compliance} is a performance run (its audit.config sets the mode); drop --mode {s.mode}"
+        raise SettingsError(msg)
+    if s.compliance and s.audit_conf:
+        msg = f"--compliance {s.compliance} writes the official audit.config; --audit-conf gives another: pick one"
+        raise SettingsError(msg)
+    for name in sorted(lg_fields.SETTINGS):
+        if s.set_by_user(name) and lg_fields.field(name, s.scenario) is None:
+            where = ", ".join(lg_fields.scenarios_of(name))
+            msg = f"{s.source(name)}: {name} does not apply to {s.scenario} (LoadGen uses it in {where})"
+            raise SettingsError(msg)
+    fraction = s.target_latency is not None and not float(s.target_latency).is_integer()
+    if s.submission_layout and s.scenario == "Server" and fraction:
+        msg = (
+            f"{s.source('target_latency')}: Server's latency bound {s.target_latency} ms is not a whole number: "
+            "LoadGen's user.conf reads whole milliseconds, so the submission's user.conf could not reproduce it"
+        )
         raise SettingsError(msg)
     if s.samples is not None and s.performance_sample_count is not None and s.performance_sample_count > s.samples:
         msg = (
@@ -434,7 +606,7 @@ def _check_combinations(s: Settings) -> None:
 
 
 def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
-    known = {o.env for o in OPTIONS} | {DEFAULT_PREFIX + o.name.upper() for o in OPTIONS} | HOST_VARIABLES
+    known = {o.env for o in OPTIONS} | {o.image_env for o in OPTIONS} | HOST_VARIABLES
     for name in sorted(env):
         if name.startswith("MLBOX_") and name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)

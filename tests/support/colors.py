@@ -19,15 +19,25 @@ COLOURS = {0: (230, 20, 30), 1: (25, 220, 35), 2: (30, 40, 225)}  # label -> RGB
 SIZES = [(300, 260), (260, 300), (500, 375), (224, 224), (640, 480), (257, 511)]
 
 
-def colour_classifier(path: Path) -> Path:
+def colour_classifier(path: Path, classes: int = 1001, layout: str = "NCHW") -> Path:
+    """With 1001 classes (MLPerf's ResNet50 files) the colours are logits 1-3 and the
+    harness subtracts 1; with 1000 classes they are logits 0-2 and it subtracts nothing.
+    An NHWC model transposes its input first."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = np.zeros((3, 1001), dtype=np.float32)
+    first = classes - 1000  # 1 with a background class, else 0
+    w = np.zeros((3, classes), dtype=np.float32)
     for channel in range(3):
-        w[channel, channel + 1] = 1.0
-    nodes = [
-        helper.make_node("GlobalAveragePool", ["input_tensor:0"], ["pooled"]),
+        w[channel, channel + first] = 1.0
+    source = "input_tensor:0"
+    nodes = []
+    if layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", [source], ["nchw"], perm=[0, 3, 1, 2]))
+        source = "nchw"
+    shape = ["N", 3, 224, 224] if layout == "NCHW" else ["N", 224, 224, 3]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [source], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["softmax_tensor:0"], axis=1),
@@ -36,10 +46,10 @@ def colour_classifier(path: Path) -> Path:
     graph = helper.make_graph(
         nodes,
         "colour_classifier",
-        [helper.make_tensor_value_info("input_tensor:0", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("input_tensor:0", TensorProto.FLOAT, shape)],
         [
             helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
-            helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", 1001]),
+            helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", classes]),
         ],
         [numpy_helper.from_array(w, "w")],
     )

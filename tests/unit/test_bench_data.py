@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbox_bench.accuracy import top1
+from mlbox_bench.accuracy import score
 from mlbox_bench.errors import BenchError
-from mlbox_bench.harness import contiguous_batches
 from mlbox_bench.preprocess import CHANNEL_MEANS, image_layout, preprocess_imagenet, resized_size
+from mlbox_bench.run import contiguous_batches
 
 
 @pytest.mark.parametrize(
@@ -89,6 +89,6 @@ def test_accuracy_script_counts_top1_with_the_offset(tmp_path: Path) -> None:
     log.append(dict(log[0]))  # a duplicate counts once
     path = tmp_path / "mlperf_log_accuracy.json"
     path.write_text(json.dumps(log))
-    acc = top1(path, labels, "int64", -1)
+    acc = score(path, labels, "int64", -1)  # an old mlbox-bench log: raw ArgMax, int64
     assert (acc.good, acc.total, acc.duplicates) == (3, 4, 1)
     assert acc.line() == "accuracy=75.000%, good=3, total=4"

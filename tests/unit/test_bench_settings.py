@@ -107,7 +107,9 @@ SAMPLE_VALUES = {
     "model": "retinanet",
     "dataset": "/data/imagenet",
     "preprocessed_dir": "/tmp/prep",
+    "data_format": "NHWC",
     "duration": "2.5",
+    "max_duration": "30",
     "target_qps": "40",
     "target_latency": "12.5",
     "latency_percentile": "90",
@@ -117,6 +119,8 @@ SAMPLE_VALUES = {
     "performance_sample_count": "64",
     "samples_per_query": "4",
     "user_conf": "/etc/user.conf",
+    "audit_conf": "/etc/audit.config",
+    "compliance": "TEST01",
     "max_batchsize": "8",
     "runner": "processpool",
     "concurrency": "4",
@@ -127,11 +131,17 @@ SAMPLE_VALUES = {
     "output_dir": "/out",
     "submission_layout": None,
     "system_name": "box1",
+    "submitter": "acme",
+    "division": "open",
     "allow_invalid": None,
     "weights": "synthetic",
     "device": "cuda",
     "backend": "onnxruntime",
 }
+
+
+# Settings that apply in some scenarios only: the scenario each sample value is read in.
+SCENARIO_FOR = {"target_latency": "Server", "latency_percentile": "Server", "samples_per_query": "MultiStream"}
 
 
 def test_every_option_is_in_the_table_above() -> None:
@@ -147,23 +157,24 @@ def test_flag_variable_alias_and_image_default_give_the_same_value(name: str, mo
     monkeypatch.setattr("mlbox_bench.settings.read_user_conf", lambda *a: {})  # /etc/user.conf need not exist
     opt = BY_NAME[name]
     raw = SAMPLE_VALUES[name]
-    flag_args = [opt.all_flags[0]] if raw is None else [opt.all_flags[0], raw]
+    context = ["--scenario", SCENARIO_FOR[name]] if name in SCENARIO_FOR else []
+    flag_args = [*context, opt.all_flags[0]] if raw is None else [*context, opt.all_flags[0], raw]
     env_value = "1" if raw is None else raw
     via_flag, _ = parse_settings(flag_args, {})
-    ways = {
-        opt.env: parse_settings([], {opt.env: env_value})[0],
-        "MLBOX_DEFAULT_" + name.upper() + " (image)": parse_settings([], {"MLBOX_DEFAULT_" + name.upper(): env_value})[
-            0
-        ],
-    }
-    if opt.cm:
-        ways[opt.cm] = parse_settings([], {opt.cm: env_value})[0]
-    default = getattr(parse_settings([], {})[0], name)
-    if name != "backend":  # onnxruntime is the only backend so far: nothing else to pick
-        assert getattr(via_flag, name) != default
-    for source, settings in ways.items():
-        assert getattr(settings, name) == getattr(via_flag, name), source
+    assert via_flag.sources[name] == f"flag {opt.all_flags[0]}"
+    ways = {opt.env: opt.env, opt.image_env: opt.image_env + " (image)", **{a: a for a in opt.aliases}}
+    for variable, source in ways.items():
+        settings = parse_settings(context, {variable: env_value})[0]
+        assert getattr(settings, name) == getattr(via_flag, name), variable
         assert settings.sources[name] == source
+    default = getattr(parse_settings(context, {})[0], name)
+    if name == "backend":
+        # onnxruntime is the only backend so far, so no value differs from the default:
+        # the flag is still parsed, and another backend is refused by name.
+        with pytest.raises(SettingsError, match="flag --backend: 'pytorch' is not one of onnxruntime"):
+            parse_settings(["--backend", "pytorch"], {})
+    else:
+        assert getattr(via_flag, name) != default
 
 
 def test_find_peak_is_only_for_server() -> None:
@@ -206,10 +217,10 @@ def test_user_conf_lookup_order_is_loadgens(tmp_path: Path) -> None:
         "*.*.target_qps = 1\nresnet50.*.target_qps = 2\n*.Offline.target_qps = 3\n"
         "resnet50.Offline.target_qps = 4\nretinanet.Server.target_qps = 5\n"
     )
-    assert read_user_conf(str(conf), "resnet50", "Offline")["target_qps"] == "4"
-    assert read_user_conf(str(conf), "bert", "Offline")["target_qps"] == "3"
-    assert read_user_conf(str(conf), "resnet50", "Server")["target_qps"] == "2"
-    assert read_user_conf(str(conf), "bert", "Server")["target_qps"] == "1"
+    assert float(read_user_conf(str(conf), "resnet50", "Offline")["target_qps"]) == 4
+    assert float(read_user_conf(str(conf), "bert", "Offline")["target_qps"]) == 3
+    assert float(read_user_conf(str(conf), "resnet50", "Server")["target_qps"]) == 2
+    assert float(read_user_conf(str(conf), "bert", "Server")["target_qps"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -217,7 +228,7 @@ def test_user_conf_lookup_order_is_loadgens(tmp_path: Path) -> None:
     [
         ("*.*.target_qps=5\n", "line 1: expected 'model.scenario.key = value'"),
         ("*.*.mode = 0\n", "mode = 0 is not supported"),
-        ("*.*.min_duration = soon\n", "not a number of milliseconds"),
+        ("*.*.min_duration = soon\n", "user.conf: min_duration = soon is not a number"),
     ],
 )
 def test_bad_user_conf_lines_are_refused(text: str, message: str, tmp_path: Path) -> None:

@@ -1,0 +1,51 @@
+"""Files mlbox-bench writes: whole or not at all (a reader never sees half a file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, mode: int = 0o644) -> None:
+    """Write through a temp file beside ``path`` and rename it into place: a reader sees
+    the whole file or none. mkstemp makes 0600; results are for the user to read (0644)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        Path(tmp).chmod(mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda out: out.write(text.encode()))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    with source.open("rb") as src:
+        write_atomic(target, lambda out: _copy(src, out))
+
+
+def _copy(src: BinaryIO, out: BinaryIO) -> None:
+    while chunk := src.read(1 << 20):
+        out.write(chunk)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

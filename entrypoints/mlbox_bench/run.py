@@ -1,0 +1,314 @@
+"""One benchmark run: settings -> backend and samples -> TestSettings (mlperf.conf,
+user.conf, what mlbox-bench sets, calibration) -> LoadGen -> the reports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlbox_bench import fields
+from mlbox_bench.backend import OnnxRuntimeBackend
+from mlbox_bench.calibrate import calibrate, responses_only
+from mlbox_bench.compliance import audit_text
+from mlbox_bench.data import ImagenetData, SampleLibrary, SyntheticData
+from mlbox_bench.errors import EXIT_INVALID, EXIT_VALID, BenchError
+from mlbox_bench.layout import run_dir as layout_run_dir
+from mlbox_bench.runners import Complete, Runner, ThreadRunner, make_runner
+from mlbox_bench.settings import Settings
+
+log = logging.getLogger("mlbox-bench")
+
+# Queries LoadGen's early stopping needs before it can call a short run VALID.
+EARLY_STOPPING_MIN_QUERIES = {"SingleStream": 64, "MultiStream": 662, "Server": 459, "Offline": 1}
+MODE_NAMES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly", "find-peak": "FindPeakPerformance"}
+
+_from_config_calls = 0  # LoadGen loads mlperf.conf once per process: see load_test_settings
+
+
+def run(s: Settings) -> int:
+    """Run one benchmark and write its reports; return the exit code."""
+    from mlbox_bench import report, submission
+
+    out = layout_run_dir(s)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # LoadGen skips the run without it
+    except OSError as err:
+        msg = f"cannot create output directory {out}: {err.strerror}"
+        raise BenchError(msg + " (mount a writable directory there)") from None
+    if s.compliance:
+        audit_text(s.compliance, s.model)  # refuse a test MLPerf does not define for this model
+    if s.submission_layout:
+        submission.check_ready(s)  # before the run: a compliance run needs its reference runs
+    for stale in ("result.json", "accuracy.txt"):  # a previous run's verdict must not outlive its logs
+        (out / stale).unlink(missing_ok=True)
+    if s.weights == "synthetic":
+        log.warning("SYNTHETIC WEIGHTS: this model has random weights; performance only, accuracy is meaningless")
+    backend = OnnxRuntimeBackend(s)
+    log.info(
+        "%s %s run: model %s on %s (%s, runner %s, %d worker(s)), %s inputs",
+        s.scenario,
+        s.compliance or s.mode,
+        s.modelpath,
+        backend.provider,
+        s.execmode,
+        s.runner,
+        1 if s.runner == "inline" else s.concurrency,
+        "dataset " + s.dataset if s.dataset else "synthetic",
+    )
+    facts, data = run_loadgen(s, backend, out)
+    result = report.build(s, backend, facts, out, data)
+    if s.submission_layout:
+        result["submission"] = submission.write(s, result, out, data)
+    report.write(out, result)
+    metric = result["metric"]
+    log.info("%s: %s = %s %s", result["validity"], metric["name"], metric["value"], metric["unit"])
+    print(out / "result.json")
+    if result["validity"] == "VALID" or s.allow_invalid:
+        return EXIT_VALID
+    log.warning("LoadGen judged this run INVALID (see mlperf_log_summary.txt); --allow-invalid exits 0")
+    return EXIT_INVALID
+
+
+def load_test_settings(lg: Any, s: Settings) -> Any:
+    """mlperf.conf (built into LoadGen) < user.conf; the caller adds what mlbox-bench sets.
+
+    FromConfig with a user.conf may run once per process: a second call does not
+    reload mlperf.conf, so the run would silently use other settings, and LoadGen logs
+    an error the submission checker treats as critical.
+    """
+    global _from_config_calls
+    ts = lg.TestSettings()
+    if s.user_conf is not None:
+        if _from_config_calls:
+            msg = "LoadGen already read a user.conf in this process; run each --user-conf benchmark in its own process"
+            raise BenchError(msg)
+        if not Path(s.user_conf).is_file():
+            msg = f"user.conf not found: {s.user_conf}"
+            raise BenchError(msg)
+        _from_config_calls += 1
+        rc = ts.FromConfig(s.user_conf, s.model, s.scenario, 1)
+    else:
+        rc = ts.FromConfig("", s.model, s.scenario, 0)
+    if rc != 0:
+        msg = f"LoadGen could not read its configuration (FromConfig returned {rc})"
+        raise BenchError(msg + " for model " + repr(s.model) + " scenario " + s.scenario)
+    if not int(ts.performance_sample_count_override):
+        # mlperf.conf names a performance sample count for every model it knows.
+        log.warning("LoadGen's mlperf.conf has no rules for model %r: its generic defaults apply", s.model)
+    ts.scenario = getattr(lg.TestScenario, s.scenario)
+    ts.mode = getattr(lg.TestMode, MODE_NAMES[s.mode])
+    return ts
+
+
+def requested(s: Settings) -> dict[str, Any]:
+    """Settings values mlbox-bench applies on top of mlperf.conf and user.conf: what a
+    flag or variable set (a user.conf value is in LoadGen's settings already), and the
+    early-stopping query count a short run needs."""
+    values = {name: getattr(s, name) for name in fields.TABLE[s.scenario] if s.set_by_user(name)}
+    if "duration" in values and s.min_query_count is None:  # a short run: as many queries as early stopping needs
+        values["min_query_count"] = EARLY_STOPPING_MIN_QUERIES[s.scenario]
+    return values
+
+
+def contiguous_batches(rows: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Split a large query (Offline's single query) into batches of ``limit`` samples,
+    as many as possible made of consecutive rows of the loaded array, so the batch is a
+    view instead of a copy (a copy costs ~10 us per 224x224 float sample).
+
+    Every sample is still run once, on its own data: this only picks the order, which
+    MLPerf leaves to the system. Returns positions into the query. The k-th repeat of a
+    row goes to the k-th pass over the rows, so each pass has distinct, sorted rows;
+    pieces of runs shorter than a batch are pooled and gathered, so batches stay full.
+    """
+    order = np.argsort(rows, kind="stable")
+    ranked = rows[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    repeat = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    by_pass = np.lexsort((ranked, repeat))
+    positions, sorted_rows, passes = order[by_pass], ranked[by_pass], repeat[by_pass]
+    breaks = np.flatnonzero((np.diff(sorted_rows) != 1) | (np.diff(passes) != 0)) + 1
+    batches: list[np.ndarray] = []
+    leftover: list[np.ndarray] = []
+    for run in np.split(positions, breaks):
+        full = len(run) - len(run) % limit
+        batches.extend(run[i : i + limit] for i in range(0, full, limit))
+        if full < len(run):
+            leftover.append(run[full:])
+    if leftover:
+        rest = np.concatenate(leftover)
+        batches.extend(rest[i : i + limit] for i in range(0, len(rest), limit))
+    return batches
+
+
+def loadgen_complete(lg: Any) -> Complete:
+    def complete(ids: np.ndarray | list[int], outputs: np.ndarray) -> None:
+        # `outputs` must stay alive until QuerySamplesComplete returns: it does (local).
+        base, stride = outputs.ctypes.data, outputs.strides[0]
+        id_list = ids if isinstance(ids, list) else ids.tolist()
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(q, base + k * stride, stride) for k, q in enumerate(id_list)])
+
+    return complete
+
+
+def make_data(s: Settings, backend: OnnxRuntimeBackend, perf_count: int) -> SampleLibrary:
+    """The query sample library; synthetic data defaults to mlperf.conf's performance count."""
+    if s.dataset is not None:
+        prep = Path(s.preprocessed_dir) if s.preprocessed_dir else None
+        return ImagenetData(backend.io, Path(s.dataset), s.samples, prep, s.data_format)
+    return SyntheticData(backend.io, s.samples or perf_count)
+
+
+def run_loadgen(s: Settings, backend: OnnxRuntimeBackend, output_dir: Path) -> tuple[dict[str, Any], SampleLibrary]:
+    """Run one LoadGen test; return facts for result.json (beside LoadGen's own logs) and
+    the sample library (its labels score accuracy)."""
+    import mlperf_loadgen as lg
+
+    timeline: dict[str, float | None] = {"started_after_s": process_age()}
+    ts = load_test_settings(lg, s)  # the one TestSettings of this process
+    values = requested(s)
+    fields.apply(ts, values, s.scenario)
+    conf_perf_count = int(ts.performance_sample_count_override) or 1024
+    data = make_data(s, backend, conf_perf_count)
+    perf_count = min(conf_perf_count, data.count)
+    ts.performance_sample_count_override = perf_count
+    runner_kind = s.runner
+    if s.scenario == "Server" and runner_kind == "inline":
+        # Inline would run inference on LoadGen's issue thread and delay the next arrivals.
+        log.info("Server: the inline runner uses one worker thread so LoadGen's issue thread never waits")
+        runner: Runner = ThreadRunner(backend, data, 1, replicate=False)
+        workers = 1
+    else:
+        workers = 1 if runner_kind == "inline" else s.concurrency
+        runner = make_runner(runner_kind, backend, data, workers)
+    complete = loadgen_complete(lg)
+    batch = s.max_batchsize
+    first_issue: list[float] = []
+
+    def issue(ids_list: list[int], indices_list: list[int]) -> None:
+        # ConstructFastSUT hands over plain lists of ids and indices: no per-sample
+        # QuerySample objects to build and read back.
+        if not first_issue:
+            first_issue.append(time.perf_counter())
+        if len(ids_list) == 1:  # SingleStream and Server: LoadGen's own lists go straight through
+            runner.submit(ids_list, indices_list, complete)
+            return
+        ids = np.array(ids_list, dtype=np.uint64)
+        idx = np.array(indices_list, dtype=np.int64)
+        if len(ids) <= batch:
+            runner.submit(ids, idx, complete)
+            return
+        for pos in contiguous_batches(data.rows(idx), batch):
+            runner.submit(ids[pos], idx[pos], complete)
+
+    def flush() -> None:
+        pass  # every sample is submitted as soon as it is issued: nothing is held back
+
+    try:
+        calibration: dict[str, Any] = {}
+        if s.mode != "accuracy" or s.scenario == "Server":
+            t = time.perf_counter()
+            # LoadGen's performance set when the library is that size; LoadGen's own load
+            # of it then costs nothing (samples are made once).
+            data.load(list(range(perf_count)))
+            timeline["samples_s"] = time.perf_counter() - t
+            found, calibration = calibrate(s, ts, runner, data, workers, responses_only(lg))
+            values.update(found)
+            fields.apply(ts, found, s.scenario)
+            runner.forget()  # result.json's `observed` is the measured run only
+        audit = audit_config(s, output_dir)
+        sut = lg.ConstructFastSUT(issue, flush)
+        qsl = lg.ConstructQSL(data.count, perf_count, data.load, data.unload)
+        log_settings = lg.LogSettings()
+        log_settings.log_output.outdir = str(output_dir)
+        log_settings.log_output.copy_summary_to_stdout = False
+        log_settings.enable_trace = False
+        timeline["loadgen_started_after_s"] = process_age()
+        began = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="mlbox-audit-") as empty:
+            # LoadGen reads the audit.config at the path it is given (the default is
+            # ./audit.config): a run without a compliance test gets one that cannot exist.
+            _start_test(lg, sut, qsl, ts, log_settings, str(audit or Path(empty) / "audit.config"))
+        timeline["loadgen_s"] = time.perf_counter() - began
+        if first_issue:
+            timeline["first_query_after_start_s"] = _age_at(first_issue[0])
+        lg.DestroyQSL(qsl)
+        lg.DestroyFastSUT(sut)
+    finally:
+        runner.close()
+    if runner.errors:
+        msg = f"inference failed during the run ({len(runner.errors)} batch(es)): {runner.errors[0]}"
+        raise BenchError(msg)
+    facts = {
+        "total_sample_count": data.count,
+        "performance_sample_count": perf_count,
+        "calibration": calibration,
+        "observed": runner.observed(),
+        "applied": values,
+        "applied_test_settings": fields.test_settings_values(values, s.scenario),
+        "audit_config": str(audit) if audit else None,
+        "timeline": timeline,
+    }
+    return facts, data
+
+
+def audit_config(s: Settings, output_dir: Path) -> Path | None:
+    """The audit.config this run gives LoadGen, written into the run's own directory:
+    the official one of --compliance, or a copy of --audit-conf. None: no audit."""
+    from mlbox_bench.files import write_text_atomic
+
+    target = output_dir / "audit.config"
+    if s.compliance:
+        write_text_atomic(target, audit_text(s.compliance, s.model))
+    elif s.audit_conf:
+        try:
+            text = Path(s.audit_conf).read_text(encoding="utf-8")
+        except OSError as err:
+            msg = f"--audit-conf {s.audit_conf}: cannot read it ({err.strerror})"
+            raise BenchError(msg) from None
+        write_text_atomic(target, text)
+    else:
+        target.unlink(missing_ok=True)  # a previous compliance run's file is not this run's
+        return None
+    log.info("audit settings for LoadGen: %s", target)
+    return target
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux), so start-up is measured from exec."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _age_at(moment: float) -> float | None:
+    """The process's age at ``moment`` (a perf_counter time in the past)."""
+    age = process_age()
+    return None if age is None else age - (time.perf_counter() - moment)
+
+
+def _start_test(lg: Any, sut: Any, qsl: Any, ts: Any, log_settings: Any, audit: str) -> None:
+    """StartTest in a thread: the main thread stays free to handle Ctrl-C / SIGTERM."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            lg.StartTestWithLogSettings(sut, qsl, ts, log_settings, audit)
+        except BaseException as err:
+            failure.append(err)
+
+    thread = threading.Thread(target=target, name="loadgen", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failure:
+        msg = f"LoadGen failed: {failure[0]}"
+        raise BenchError(msg)
