@@ -1,10 +1,13 @@
-"""mlbox-bench against a plain onnxruntime loop, on the same model and settings, in one run.
+"""mlbox-bench against a plain loop of its backend library, on the same model and
+settings, in one run.
 
-    .venv/bin/python benchmarks/harness_overhead.py [--seconds 10] [--quick]
+    .venv/bin/python benchmarks/harness_overhead.py [--seconds 10] [--quick] [--parts ...]
 
-Targets (issue 3):
+Targets:
 - Offline throughput >= 0.97 x the plain loop (best batch size for each), on the
-  ResNet-50-shaped synthetic model;
+  ResNet-50-shaped synthetic model: onnxruntime (issue 3), and PyTorch fp32 and int8
+  TorchScript against a plain `torch.inference_mode` loop (issue 12; parts torch-fp32,
+  torch-int8; PyTorch's default threads on both sides);
 - harness overhead per sample <= 20 us on a tiny model, Offline and Server.
 
 The plain loop runs over the same samples mlbox-bench keeps loaded (mlperf.conf's
@@ -46,6 +49,44 @@ def samples() -> np.ndarray:
     """Inputs like mlbox-bench's synthetic ones: 8-bit pixels minus a mean."""
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (SAMPLES, 3, 224, 224), dtype=np.uint8).astype(np.float32) - np.float32(118)
+
+
+def torch_samples(data: np.ndarray) -> np.ndarray:
+    """The same pixels in torchvision's preprocessing range, as mlbox-bench makes them."""
+    return (data + np.float32(118)) * np.float32(1 / (255 * 0.226)) - np.float32(0.449 / 0.226)
+
+
+def make_torch_models(workdir: Path) -> dict[str, Path]:
+    sys.path[:0] = [str(REPO / "toolkit")]
+    from mlbox.synthetic import torch_model_bytes
+
+    models = {}
+    for name, generator in (("torch-fp32", "resnet50-torch"), ("torch-int8", "resnet50-torch-int8")):
+        path = workdir / f"{name}.pt"
+        path.write_bytes(torch_model_bytes(generator, 0))
+        models[name] = path
+    return models
+
+
+def plain_torch_throughput(model: Path, data: np.ndarray, batch: int, seconds: float, intraop: int) -> float:
+    """samples/s of a TorchScript module under inference_mode over consecutive slices."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated in 2.13 (still supported)
+        module = torch.jit.load(str(model)).eval()
+    starts = range(0, len(data) - batch + 1, batch)
+    with torch.inference_mode():
+        for start in list(starts)[:3]:
+            module(torch.from_numpy(data[start : start + batch]))
+        runs, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            start = starts[runs % len(starts)]
+            module(torch.from_numpy(data[start : start + batch])).argmax(1)
+            runs += 1
+    return runs * batch / (time.perf_counter() - begin)
 
 
 def make_models(workdir: Path) -> dict[str, Path]:
@@ -172,7 +213,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement")
     parser.add_argument("--quick", action="store_true", help="2-second measurements (a smoke run, noisy)")
     parser.add_argument(
-        "--parts", default="resnet50,tiny-offline,tiny-server", help="comma-separated subset to measure"
+        "--parts",
+        default="resnet50,tiny-offline,tiny-server,torch-fp32,torch-int8",
+        help="comma-separated subset to measure",
     )
     parser.add_argument("--null-sut", nargs=3, metavar=("OUT", "QPS", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,6 +239,15 @@ def main() -> int:
             plain, ours = offline_pair(models["tiny"], data, work, seconds, "tiny", TINY_INTRAOP)
             overhead_us = (1 / max(ours.values()) - 1 / max(plain.values())) * 1e6
             rows.append(("tiny Offline harness overhead per sample (best batch each)", f"{overhead_us:.2f} us (<= 20)"))
+        torch_parts = sorted(parts & {"torch-fp32", "torch-int8"})
+        if torch_parts:
+            torch_models = make_torch_models(work)
+            pixels = torch_samples(data)
+            for part in torch_parts:
+                plain, ours = offline_pair(torch_models[part], pixels, work, seconds, part, 0, plain_torch_throughput)
+                ratio = max(ours.values()) / max(plain.values())
+                label = f"resnet50 {part} Offline throughput, mlbox-bench / plain torch loop (best batch each)"
+                rows.append((label, f"{ratio:.3f} (>= 0.97)"))
         if "tiny-server" in parts:
             # Three medians measured at different moments are subtracted: repeat the whole
             # measurement and report the median, the single figure is noisy by a few us.
@@ -210,14 +262,21 @@ def main() -> int:
 
 
 def offline_pair(
-    model: Path, data: np.ndarray, work: Path, seconds: float, label: str, intraop: int
+    model: Path,
+    data: np.ndarray,
+    work: Path,
+    seconds: float,
+    label: str,
+    intraop: int,
+    plain_loop: Any = plain_throughput,
 ) -> tuple[dict[int, float], dict[int, float]]:
-    """samples/s per batch size: the plain loop, then mlbox-bench Offline."""
-    plain = {b: plain_throughput(model, data, b, seconds, intraop) for b in BATCHES}
+    """samples/s per batch size: the plain loop, then mlbox-bench Offline (its own process)."""
+    plain = {b: plain_loop(model, data, b, seconds, intraop) for b in BATCHES}
+    threads = ["--torch-threads", str(intraop)] if model.suffix == ".pt" else ["--intraop", str(intraop)]
     ours = {}
     for b in BATCHES:
         r = bench(model, work / f"{label}-offline-{b}", "--scenario", "Offline", "--duration", str(seconds),
-                  "--max-batchsize", str(b), "--samples", str(SAMPLES), "--intraop", str(intraop))  # fmt: skip
+                  "--max-batchsize", str(b), "--samples", str(SAMPLES), *threads)  # fmt: skip
         ours[b] = float(r["metric"]["value"])
     for b in BATCHES:
         print(f"{label} Offline batch {b:>2}: plain {plain[b]:10.1f} samples/s, mlbox-bench {ours[b]:10.1f}")

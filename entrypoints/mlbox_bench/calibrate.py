@@ -39,6 +39,12 @@ OFFLINE_MARGIN = 0.95
 STREAM_MARGIN = 1.25
 # Server without --target-qps: this fraction of the measured capacity (queueing headroom).
 SERVER_LOAD_FRACTION = 0.5
+# Warm-up: rounds until one is no more than 10% faster than the one before. Libraries
+# make the first runs of each batch shape slow (onnxruntime allocates; TorchScript's
+# profiling executor takes ~4 runs per shape to reach its speed: 1.8 s, 1.1, 0.7, then
+# 0.06 s for ResNet-50 on 2 cores), and a slow round measured would size the run too small.
+WARM_UP_ROUNDS = 8
+STEADY = 0.9
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,23 @@ def measure(
         runner.wait_idle()
         return time.perf_counter() - t
 
-    # Warm-up: every worker's first runs allocate memory and pick kernels.
+    def warm_up(size: int) -> float:
+        """Rounds until they stop getting faster; the last round's time."""
+        times = [run_round(size)]
+        while len(times) < WARM_UP_ROUNDS:
+            times.append(run_round(size))
+            if times[-1] >= STEADY * times[-2]:
+                break
+        return times[-1]
+
     first = min(batch, 1 if not fixed_batch else batch)
-    one = min(run_round(first), run_round(first)) / per_worker
+    one = warm_up(first) / per_worker
     if not fixed_batch:
         per_sample = one / first
-        batch = int(min(batch, max(1, seconds / 4 / max(per_sample, 1e-9))))
+        picked = int(min(batch, max(1, seconds / 4 / max(per_sample, 1e-9))))
+        if picked != first:
+            warm_up(picked)
+        batch = picked
     rounds: list[float] = []
     began = time.perf_counter()
     while not rounds or time.perf_counter() - began < seconds:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbox_bench.backend import ModelIO
+from mlbox_bench.backends import ModelIO
 from mlbox_bench.errors import BenchError
 from mlbox_bench.preprocess import PREPROCESSING_VERSION, image_layout, preprocess_imagenet
 
@@ -91,8 +91,9 @@ class SyntheticData(SampleLibrary):
     kind = "synthetic"
     BLOCK = 64
 
-    def __init__(self, io: ModelIO, count: int, seed: int = 0) -> None:
+    def __init__(self, io: ModelIO, count: int, seed: int = 0, profile: str | None = "mlperf") -> None:
         super().__init__(io, count)
+        self.profile = profile
         rng = np.random.default_rng(seed)
         self._block = rng.integers(0, 256, size=(min(count, self.BLOCK), *io.input_shape), dtype=np.uint8)
 
@@ -104,7 +105,11 @@ class SyntheticData(SampleLibrary):
             part = slice(start, start + block)
             out[part] = self._block[indices[part] % block] + shift[part]  # uint8: wraps, stays a pixel
         if np.issubdtype(self.io.input_dtype, np.floating):
-            out -= self.io.input_dtype(118.0)  # near the mean of ImageNet's channel means
+            if self.profile == "torchvision":  # /255, then near ImageNet's mean and standard deviation
+                out *= self.io.input_dtype(1.0 / (255.0 * 0.226))
+                out -= self.io.input_dtype(0.449 / 0.226)
+            else:
+                out -= self.io.input_dtype(118.0)  # near the mean of ImageNet's channel means
         return out
 
 
@@ -116,7 +121,13 @@ class ImagenetData(SampleLibrary):
     kind = "imagenet"
 
     def __init__(
-        self, io: ModelIO, root: Path, limit: int | None, preprocessed_dir: Path | None, layout: str | None = None
+        self,
+        io: ModelIO,
+        root: Path,
+        limit: int | None,
+        preprocessed_dir: Path | None,
+        layout: str | None = None,
+        profile: str | None = "mlperf",
     ) -> None:
         val_map = root / "val_map.txt"
         if not val_map.is_file():
@@ -143,9 +154,9 @@ class ImagenetData(SampleLibrary):
         self.root = root
         self.files = files
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.cache = (
-            _cache_root(preprocessed_dir, root) / f"imagenet-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
-        )
+        self.profile = profile or "mlperf"
+        key = f"imagenet-{self.profile}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
+        self.cache = _cache_root(preprocessed_dir, root) / key
 
     def _rows(self, indices: np.ndarray) -> np.ndarray:
         out = np.empty((len(indices), *self.io.input_shape), dtype=np.float32)
@@ -165,7 +176,7 @@ class ImagenetData(SampleLibrary):
                 return np.load(cached), False
         except (OSError, ValueError):
             pass  # not cached yet, or unreadable: make it again
-        sample = preprocess_imagenet(source, self.size, self.layout)
+        sample = preprocess_imagenet(source, self.size, self.layout, self.profile)
         _save_atomic(cached, sample)
         return sample, True
 

@@ -1,10 +1,16 @@
-"""ImageNet preprocessing as MLPerf's reference does it (vision/classification_and_detection,
-``pre_process_vgg``): decode to RGB, resize the short side to 256 keeping the aspect ratio
-with area interpolation, centre-crop 224, float32, subtract the channel means, no scaling,
-NCHW for ONNX (NHWC for TF/TFLite models).
+"""ImageNet preprocessing, in the two profiles of MLCommons' reference app
+(vision/classification_and_detection/python/dataset.py):
 
-Pillow's BOX filter is area interpolation: each output pixel is the area-weighted mean of
-the input pixels it covers, which is what OpenCV's INTER_AREA computes when shrinking.
+- ``mlperf`` (``pre_process_vgg``, for the ONNX, TensorFlow and TFLite files): decode to
+  RGB, resize the short side to 256 keeping the aspect ratio with area interpolation,
+  centre-crop 224, float32, subtract the channel means, no scaling.
+- ``torchvision`` (``pre_process_imagenet_pytorch``, for torchvision's weights): resize the
+  short side to 256 with bilinear interpolation, centre-crop 224, scale to [0, 1],
+  normalise with ImageNet's mean and standard deviation.
+
+Either ends NCHW (ONNX, PyTorch) or NHWC (TF/TFLite), as the model's input says. Pillow's
+BOX filter is area interpolation: each output pixel is the area-weighted mean of the
+input pixels it covers, which is what OpenCV's INTER_AREA computes when shrinking.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from mlbox_bench.errors import BenchError
 
 PREPROCESSING_VERSION = 1  # bump when the output changes: it keys the .npy cache
 CHANNEL_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)  # R, G, B
+TORCHVISION_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+TORCHVISION_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 RESIZE_SCALE = 87.5  # the reference resizes to 100/87.5 of the crop: 224 -> 256
 
 
@@ -38,7 +46,16 @@ def resized_size(width: int, height: int, crop: int) -> tuple[int, int]:
     return int(target * width / height), target
 
 
-def preprocess_imagenet(path: Path, crop: int = 224, layout: str = "NCHW") -> np.ndarray:
+def torchvision_size(width: int, height: int, crop: int) -> tuple[int, int]:
+    """torchvision's F.resize(img, 256): the short side becomes 256, the long side is
+    truncated to keep the aspect ratio."""
+    short = int(100.0 * crop / RESIZE_SCALE)
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
+def preprocess_imagenet(path: Path, crop: int = 224, layout: str = "NCHW", profile: str = "mlperf") -> np.ndarray:
     from PIL import Image
 
     try:
@@ -47,11 +64,18 @@ def preprocess_imagenet(path: Path, crop: int = 224, layout: str = "NCHW") -> np
     except (OSError, ValueError) as err:
         msg = f"cannot decode image {path}: {err}"
         raise BenchError(msg) from None
-    width, height = resized_size(rgb.width, rgb.height, crop)
-    resized = np.asarray(rgb.resize((width, height), Image.Resampling.BOX))
-    top, left = int((height - crop) / 2), int((width - crop) / 2)
-    cropped = resized[top : top + crop, left : left + crop].astype(np.float32)
-    cropped -= CHANNEL_MEANS
+    if profile == "torchvision":
+        width, height = torchvision_size(rgb.width, rgb.height, crop)
+        resized = np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR))
+        top, left = round((height - crop) / 2.0), round((width - crop) / 2.0)  # F.center_crop
+        cropped = resized[top : top + crop, left : left + crop].astype(np.float32) / np.float32(255.0)
+        cropped = (cropped - TORCHVISION_MEAN) / TORCHVISION_STD
+    else:
+        width, height = resized_size(rgb.width, rgb.height, crop)
+        resized = np.asarray(rgb.resize((width, height), Image.Resampling.BOX))
+        top, left = int((height - crop) / 2), int((width - crop) / 2)
+        cropped = resized[top : top + crop, left : left + crop].astype(np.float32)
+        cropped -= CHANNEL_MEANS
     if layout == "NCHW":
         return np.ascontiguousarray(cropped.transpose(2, 0, 1))
     return np.ascontiguousarray(cropped)

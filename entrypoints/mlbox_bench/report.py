@@ -150,12 +150,7 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
                 "label_offset": backend.io.label_offset,
             },
             "data": {"kind": "imagenet" if s.dataset else "synthetic", "path": s.dataset},
-            "backend": {
-                "name": s.backend,
-                "version": backend.version,
-                "provider": backend.provider,
-                "session": backend.session_facts(),
-            },
+            "backend": {**backend.facts(), "model_format": s.model_format, "preprocessing": s.preprocessing},
             "harness": {"name": "mlbox-bench", "version": __version__, **facts},
             "host": host_info(),
             "settings": {k: v["value"] for k, v in s.describe().items()},
@@ -169,7 +164,7 @@ def accuracy(s: Settings, labels: Any, run_dir: Path, count: int) -> dict[str, A
     """Score the accuracy log as accuracy-imagenet.py does (float32, no offset) and write
     accuracy.txt with its line."""
     from mlbox_bench.accuracy import logged_indices, score
-    from mlbox_bench.backend import RESPONSE_DTYPE
+    from mlbox_bench.backends import RESPONSE_DTYPE
     from mlbox_bench.files import write_text_atomic
 
     log_path = run_dir / "mlperf_log_accuracy.json"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlbox_bench import fields
-from mlbox_bench.backend import OnnxRuntimeBackend
+from mlbox_bench.backends import Backend, from_settings
 from mlbox_bench.calibrate import calibrate, responses_only
 from mlbox_bench.compliance import audit_text
 from mlbox_bench.data import ImagenetData, SampleLibrary, SyntheticData
@@ -50,14 +50,14 @@ def run(s: Settings) -> int:
         (out / stale).unlink(missing_ok=True)
     if s.weights == "synthetic":
         log.warning("SYNTHETIC WEIGHTS: this model has random weights; performance only, accuracy is meaningless")
-    backend = OnnxRuntimeBackend(s)
+    backend = from_settings(s)
     log.info(
         "%s %s run: model %s on %s (%s, runner %s, %d worker(s)), %s inputs",
         s.scenario,
         s.compliance or s.mode,
         s.modelpath,
-        backend.provider,
-        s.execmode,
+        backend.name,
+        backend.session.facts()["provider"],
         s.runner,
         1 if s.runner == "inline" else s.concurrency,
         "dataset " + s.dataset if s.dataset else "synthetic",
@@ -157,15 +157,15 @@ def loadgen_complete(lg: Any) -> Complete:
     return complete
 
 
-def make_data(s: Settings, backend: OnnxRuntimeBackend, perf_count: int) -> SampleLibrary:
+def make_data(s: Settings, backend: Backend, perf_count: int) -> SampleLibrary:
     """The query sample library; synthetic data defaults to mlperf.conf's performance count."""
     if s.dataset is not None:
         prep = Path(s.preprocessed_dir) if s.preprocessed_dir else None
-        return ImagenetData(backend.io, Path(s.dataset), s.samples, prep, s.data_format)
-    return SyntheticData(backend.io, s.samples or perf_count)
+        return ImagenetData(backend.io, Path(s.dataset), s.samples, prep, s.data_format, s.preprocessing)
+    return SyntheticData(backend.io, s.samples or perf_count, profile=s.preprocessing)
 
 
-def run_loadgen(s: Settings, backend: OnnxRuntimeBackend, output_dir: Path) -> tuple[dict[str, Any], SampleLibrary]:
+def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[str, Any], SampleLibrary]:
     """Run one LoadGen test; return facts for result.json (beside LoadGen's own logs) and
     the sample library (its labels score accuracy)."""
     import mlperf_loadgen as lg

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mlbox_bench.backend import OnnxRuntimeBackend, SessionConfig, open_session, to_labels
+from mlbox_bench.backends import Backend, open_worker_session
 from mlbox_bench.data import SampleLibrary, take_rows
 from mlbox_bench.errors import BenchError
 
@@ -42,7 +42,7 @@ WORKER_START_TIMEOUT_S = 300.0
 class Runner:
     name = "runner"
 
-    def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary) -> None:
+    def __init__(self, backend: Backend, data: SampleLibrary) -> None:
         self.backend = backend
         self.data = data
         self.errors: list[str] = []
@@ -84,7 +84,7 @@ class Runner:
 
     def _run_and_complete(self, session: Any, ids: Ids, indices: Ids, complete: Complete) -> None:
         try:
-            out = self.backend.run(session, self.data.batch(indices))
+            out = session.run(self.data.batch(indices))
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
             self.errors.append(f"{type(err).__name__}: {err}")
             out = np.zeros((len(ids), 1), dtype=np.float32)
@@ -107,7 +107,7 @@ class ThreadRunner(Runner):
     tracked with a counter instead.
     """
 
-    def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int, *, replicate: bool) -> None:
+    def __init__(self, backend: Backend, data: SampleLibrary, workers: int, *, replicate: bool) -> None:
         super().__init__(backend, data)
         self.name = "threadpool+replication" if replicate else "threadpool"
         self._queue: queue.SimpleQueue[tuple[Ids, Ids, Complete] | None] = queue.SimpleQueue()
@@ -154,7 +154,7 @@ class ProcessRunner(Runner):
 
     name = "processpool"
 
-    def __init__(self, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int) -> None:
+    def __init__(self, backend: Backend, data: SampleLibrary, workers: int) -> None:
         super().__init__(backend, data)
         ctx = multiprocessing.get_context("spawn")
         self._tasks: Any = ctx.Queue()
@@ -164,7 +164,7 @@ class ProcessRunner(Runner):
         self._seq = 0
         self._published: tuple[int, str] | None = None  # (generation, path)
         self._scratch = Path(tempfile.mkdtemp(prefix="mlbox-samples-", dir=_scratch_parent(data)))
-        config = backend.config
+        config = (backend.name, backend.config)
         self._procs = [
             ctx.Process(target=_process_main, args=(config, self._tasks, self._results), name=f"mlbox-worker-{i}")
             for i in range(workers)
@@ -277,14 +277,14 @@ def _scratch_parent(data: SampleLibrary) -> str | None:
     return None
 
 
-def _process_main(config: SessionConfig, tasks: Any, results: Any) -> None:
+def _process_main(config: tuple[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: one session; tasks are (seq, samples file, rows)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     name = multiprocessing.current_process().name
     try:
-        session, io = open_session(config)
+        session = open_worker_session(*config)
     except Exception as err:
         results.put(("failed", 0, f"{type(err).__name__}: {err}"))
         return
@@ -296,13 +296,12 @@ def _process_main(config: SessionConfig, tasks: Any, results: Any) -> None:
             if mapped is None or mapped[0] != path:
                 mapped = (path, np.load(path, mmap_mode="r"))
             batch = take_rows(mapped[1], rows)
-            raw = np.asarray(session.run([io.output_name], {io.input_name: batch})[0])
-            results.put(("done", seq, (name, to_labels(raw, len(rows), io.label_offset))))
+            results.put(("done", seq, (name, session.run(batch))))
         except Exception as err:
             results.put(("error", seq, (name, f"{type(err).__name__}: {err}")))
 
 
-def make_runner(kind: str, backend: OnnxRuntimeBackend, data: SampleLibrary, workers: int) -> Runner:
+def make_runner(kind: str, backend: Backend, data: SampleLibrary, workers: int) -> Runner:
     if kind == "inline":
         return InlineRunner(backend, data)
     if kind in ("threadpool", "threadpool+replication"):

@@ -26,6 +26,8 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from mlbox_bench import fields as lg_fields
+from mlbox_bench.backends import BACKENDS, FORMATS, PREPROCESSING, guess_format
+from mlbox_bench.errors import BenchError
 from mlbox_bench.fields import SCENARIOS
 from mlbox_bench.layout import Where, scenario_dir
 
@@ -129,6 +131,18 @@ def _model_name(text: str) -> str:
     return _name(text)
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    """`3,224,224` -> (3, 224, 224): one sample's input shape, without the batch."""
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) < 1:
+        msg = f"{text!r} is not a shape: give positive whole numbers, e.g. 3,224,224"
+        raise SettingsError(msg)
+    return dims
+
+
 def _seconds_to_ms(text: str) -> str:
     """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
     return repr(_positive_float(text) * 1000.0)
@@ -143,6 +157,7 @@ class Option:
     cm: str | None = None  # the MLCommons CM variable; MLC_* (its successor) is derived
     default: Any = None
     is_flag: bool = False
+    owner: tuple[str, ...] = ()  # the backends that read it (none: every run)
 
     @property
     def env(self) -> str:
@@ -193,7 +208,19 @@ OPTIONS: tuple[Option, ...] = (
         "performance, accuracy, or find-peak (Server: the highest target QPS whose run is VALID)",
         default="performance",
     ),
-    Option("modelpath", _text, "model file (.onnx)", cm="CM_ML_MODEL_FILE_WITH_PATH"),
+    Option("modelpath", _text, "model file (.onnx, .pt, .pt2, .pth)", cm="CM_ML_MODEL_FILE_WITH_PATH"),
+    Option(
+        "model_format",
+        _choice(tuple(FORMATS)),
+        "how the model file is stored; it picks the backend and the preprocessing (default: from the file)",
+    ),
+    Option(
+        "preprocessing",
+        _choice(PREPROCESSING),
+        "dataset preprocessing: mlperf (the reference's: means subtracted) or torchvision (/255, mean/std) "
+        "(default: the model format's)",
+    ),
+    Option("input_shape", _shape, "one sample's input shape when the file does not say, e.g. 3,224,224"),
     Option(
         "model",
         _model_name,
@@ -269,11 +296,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_batchsize", _positive_int, "largest batch per session run", flags=("--max_batchsize",), default=32),
     Option("runner", _choice(RUNNERS), "how samples are run", cm="CM_MLPERF_RUNNER", default="inline"),
     Option("concurrency", _positive_int, "worker count of the runner", cm="CM_MLPERF_CONCURRENCY", default=2),
+    # --- onnxruntime (the seed app's names) ----------------------------------------
     Option(
-        "ep", _text, "onnxruntime execution provider", cm="CM_MLPERF_EXECUTION_PROVIDER", default="CPUExecutionProvider"
+        "ep",
+        _text,
+        "onnxruntime execution provider (pytorch: CPUExecutionProvider/CUDAExecutionProvider pick the device, "
+        "as in the seed app)",
+        cm="CM_MLPERF_EXECUTION_PROVIDER",
+        default="CPUExecutionProvider",
+        owner=("onnxruntime", "pytorch"),
     ),
     Option(
-        "execmode", _choice(EXECMODES), "onnxruntime execution mode", cm="CM_MLPERF_EXEC_MODE", default="sequential"
+        "execmode",
+        _choice(EXECMODES),
+        "onnxruntime execution mode",
+        cm="CM_MLPERF_EXEC_MODE",
+        default="sequential",
+        owner=("onnxruntime",),
     ),
     Option(
         "intraop",
@@ -281,6 +320,7 @@ OPTIONS: tuple[Option, ...] = (
         "onnxruntime intra-op threads (0: onnxruntime decides)",
         cm="CM_MLPERF_INTRAOP",
         default=0,
+        owner=("onnxruntime",),
     ),
     Option(
         "interop",
@@ -288,6 +328,48 @@ OPTIONS: tuple[Option, ...] = (
         "onnxruntime inter-op threads (0: onnxruntime decides)",
         cm="CM_MLPERF_INTEROP",
         default=0,
+        owner=("onnxruntime",),
+    ),
+    # --- pytorch --------------------------------------------------------------------
+    Option(
+        "torch_threads",
+        _number(int, above=False),
+        "PyTorch intra-op threads, torch.set_num_threads (0: PyTorch decides)",
+        default=0,
+        owner=("pytorch",),
+    ),
+    Option(
+        "torch_interop_threads",
+        _number(int, above=False),
+        "PyTorch inter-op threads (0: PyTorch decides)",
+        default=0,
+        owner=("pytorch",),
+    ),
+    Option("half", _bool, "CUDA: run in fp16 (weights and inputs)", is_flag=True, default=False, owner=("pytorch",)),
+    Option(
+        "channels_last",
+        _bool,
+        "CUDA: channels-last memory format",
+        is_flag=True,
+        default=False,
+        owner=("pytorch",),
+    ),
+    Option("torch_compile", _bool, "CUDA: torch.compile the model", is_flag=True, default=False, owner=("pytorch",)),
+    Option(
+        "model_code",
+        _text,
+        "the seed app's PyTorch route: a directory whose cmc.py has model_init(checkpoint, cfg)",
+        flags=("--model_code",),
+        cm="CM_ML_MODEL_CODE_WITH_PATH",
+        owner=("pytorch",),
+    ),
+    Option(
+        "model_cfg",
+        _text,
+        "the seed app's model configuration (JSON) for model_init",
+        flags=("--model_cfg",),
+        cm="CM_ML_MODEL_CFG_WITH_PATH",
+        owner=("pytorch",),
     ),
     # --- output -----------------------------------------------------------------
     Option(
@@ -316,8 +398,15 @@ OPTIONS: tuple[Option, ...] = (
         "weights kind of the model (set by the image)",
         default="published",
     ),
-    Option("device", _text, "device of the image (set by the image)", default="cpu"),
-    Option("backend", _choice(("onnxruntime",)), "inference backend", cm="CM_MLPERF_BACKEND", default="onnxruntime"),
+    Option(
+        "device", _choice(("cpu", "cuda")), "device of the image (set by the image); pytorch runs on it", default="cpu"
+    ),
+    Option(
+        "backend",
+        _choice(BACKENDS),
+        "inference backend (default: the model format's)",
+        cm="CM_MLPERF_BACKEND",
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -359,6 +448,9 @@ class Settings:
     scenario: str
     mode: str
     modelpath: str | None
+    model_format: str | None
+    preprocessing: str | None
+    input_shape: tuple[int, ...] | None
     model: str
     dataset: str | None
     preprocessed_dir: str | None
@@ -383,6 +475,13 @@ class Settings:
     execmode: str
     intraop: int
     interop: int
+    torch_threads: int
+    torch_interop_threads: int
+    half: bool
+    channels_last: bool
+    torch_compile: bool
+    model_code: str | None
+    model_cfg: str | None
     output_dir: str
     submission_layout: bool
     system_name: str
@@ -484,9 +583,34 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     for opt in OPTIONS:
         if opt.name in from_conf:
             resolve(opt, conf)
+    _derive_backend(values, sources)
     settings = Settings(**values, sources=sources)
     _check_combinations(settings)
     return settings, print_only
+
+
+def _derive_backend(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """The model format (given, or read from the file) picks the backend and the
+    preprocessing, unless those are given; a given backend must be able to load it."""
+    if values["model_format"] is None and values["modelpath"] is not None:
+        try:
+            values["model_format"] = guess_format(values["modelpath"])
+        except BenchError as err:
+            raise SettingsError(str(err)) from None
+        sources["model_format"] = "the model file"
+    fmt = values["model_format"]
+    if fmt is None:
+        values["backend"] = values["backend"] or "onnxruntime"
+        values["preprocessing"] = values["preprocessing"] or "mlperf"
+        return
+    loader, profile = FORMATS[fmt]
+    if values["backend"] is None:
+        values["backend"], sources["backend"] = loader, f"model format {fmt}"
+    elif values["backend"] != loader:
+        msg = f"{sources['backend']}: backend {values['backend']} cannot load {fmt} models ({loader} does)"
+        raise SettingsError(msg)
+    if values["preprocessing"] is None:
+        values["preprocessing"], sources["preprocessing"] = profile, f"model format {fmt}"
 
 
 def _flag_values(args: Mapping[str, Any]) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
@@ -568,6 +692,21 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
 
 
 def _check_combinations(s: Settings) -> None:
+    for opt in OPTIONS:
+        if opt.owner and s.backend not in opt.owner and s.set_by_user(opt.name):
+            msg = f"{s.source(opt.name)}: {opt.name} is a {'/'.join(opt.owner)} option; this run uses {s.backend}"
+            raise SettingsError(msg)
+    if s.backend == "pytorch":
+        from mlbox_bench.backends.pytorch import SEED_DEVICES, torch_device
+
+        if s.set_by_user("ep") and s.ep not in SEED_DEVICES:
+            seed = " or ".join(SEED_DEVICES)
+            msg = f"{s.source('ep')}: PyTorch runs on {seed} (the seed app's spellings), not {s.ep}"
+            raise SettingsError(msg + "; or pass --device cpu|cuda")
+        cuda_only = [f"--{n.replace('_', '-')}" for n in ("half", "channels_last", "torch_compile") if getattr(s, n)]
+        if cuda_only and torch_device(s) != "cuda":
+            msg = f"{', '.join(cuda_only)}: for CUDA only (--device cuda); this run is on the CPU"
+            raise SettingsError(msg)
     if s.mode == "find-peak" and s.scenario != "Server":
         msg = (
             f"--mode find-peak searches Server's target QPS; it does not apply to {s.scenario} (use --scenario Server)"

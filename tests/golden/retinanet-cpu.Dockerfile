@@ -41,6 +41,7 @@ COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=retinanet \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnext50_32x4d_fpn.onnx \
+    MLBOX_DEFAULT_MODEL_FORMAT=onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
     MLBOX_DEFAULT_OUTPUT_DIR=/results \
     MLBOX_DEFAULT_DEVICE=cpu \
@@ -75,8 +76,9 @@ LABEL \
       mlbox.backend="onnxruntime" \
       mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
       mlbox.backend.version="1.32.0" \
+      mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.template.sha256="2fe003c656f4cff48c740778bb01ed55054666953a33a5b5cf1e811fa3ba76b5" \
+      mlbox.template.sha256="7be03bc8886afdde3d661d5c9de38b2c1afdea5e08f16c2ac0bad436b04b9dd7" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -168,9 +168,11 @@ def run_container(
     results: Path,
     timeout: int = 300,
     read_only_mounts: dict[Path, str] | None = None,
+    user: str | None = None,
     **kwargs: Any,
 ) -> tuple[int, str]:
-    """Run a container to completion; always remove it; return (exit code, logs)."""
+    """Run a container to completion (as the caller's uid:gid unless ``user`` says); always
+    remove it; return (exit code, logs)."""
     results.mkdir(parents=True, exist_ok=True)
     volumes = {str(results): {"bind": "/results", "mode": "rw"}}
     volumes.update({str(host): {"bind": inside, "mode": "ro"} for host, inside in (read_only_mounts or {}).items()})
@@ -179,7 +181,7 @@ def run_container(
         args,
         detach=True,
         network_mode="none",
-        user=f"{os.getuid()}:{os.getgid()}",
+        user=user or f"{os.getuid()}:{os.getgid()}",
         volumes=volumes,
         **kwargs,
     )

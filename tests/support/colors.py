@@ -78,3 +78,120 @@ def colour_dataset(root: Path, count: int = 12, wrong: int = 3, seed: int = 0) -
         lines.append(f"{name} {written}\n")
     (root / "val_map.txt").write_text("".join(lines))
     return root, (count - wrong) / count
+
+
+def colour_classifier_torch(path: Path, fmt: str = "torchscript", classes: int = 1000) -> Path:
+    """The colour classifier as a PyTorch file: TorchScript (with the input shape in its
+    mlbox.json extra file, as mlbox's synthetic models carry it) or a torch.export program."""
+    import json
+    import warnings
+
+    import torch
+
+    class Colour(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            w = torch.zeros(3, classes)
+            first = classes - 1000
+            for channel in range(3):
+                w[channel, channel + first] = 1.0
+            self.w = torch.nn.Parameter(w, requires_grad=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3)) @ self.w
+
+    model = Colour().eval()
+    example = torch.zeros(2, 3, 224, 224)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated in PyTorch 2.13 (still supported)
+        if fmt == "torchscript":
+            extra = {"mlbox.json": json.dumps({"input_shape": [3, 224, 224]})}
+            torch.jit.save(torch.jit.trace(model, example), str(path), _extra_files=extra)
+        else:
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            torch.export.save(torch.export.export(model, (example,), dynamic_shapes=({0: batch},)), str(path))
+    return path
+
+
+def tiny_torch_model(path: Path, fmt: str = "torchscript", *, quantized: bool = False, size: int = 32) -> Path:
+    """A small convolutional net (1000 classes, 3 x size x size input) with seeded weights,
+    as TorchScript (fp32 or int8 by eager post-training quantization), a torch.export
+    program, or a state dict of the seed app's route (its code: ``tiny_torch_code``)."""
+    import json
+    import warnings
+
+    import torch
+
+    torch.manual_seed(0)
+    model = _tiny_net(quantized)
+    example = torch.randn(2, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript and eager quantization are deprecated in 2.13 (still supported)
+        if quantized:
+            model.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+            torch.ao.quantization.prepare(model, inplace=True)
+            model(example)
+            torch.ao.quantization.convert(model, inplace=True)
+        if fmt == "torchscript":
+            extra = {"mlbox.json": json.dumps({"input_shape": [3, size, size]})}
+            torch.jit.save(torch.jit.trace(model, example), str(path), _extra_files=extra)
+        elif fmt == "torch-export":
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            torch.export.save(torch.export.export(model, (example,), dynamic_shapes=({0: batch},)), str(path))
+        else:
+            torch.save(model.state_dict(), path)
+    return path
+
+
+def _tiny_net(quantized: bool) -> object:
+    import torch as t
+
+    class Tiny(t.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant, self.dequant = t.ao.quantization.QuantStub(), t.ao.quantization.DeQuantStub()
+            self.conv = t.nn.Conv2d(3, 16, 3, padding=1)
+            self.relu = t.nn.ReLU()
+            self.pool = t.nn.AdaptiveAvgPool2d(1)
+            self.fc = t.nn.Linear(16, 1000)
+            self.quantized = quantized
+
+        def forward(self, x: t.Tensor) -> t.Tensor:
+            if self.quantized:
+                x = self.quant(x)
+            x = self.fc(t.flatten(self.pool(self.relu(self.conv(x))), 1))
+            return self.dequant(x) if self.quantized else x
+
+    return Tiny().eval()
+
+
+TINY_TORCH_CODE = '''
+"""The seed app's model connector: model_init(checkpoint, cfg) -> {'return': 0, 'model': ...}."""
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
+        self.conv = torch.nn.Conv2d(3, width, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(width, 1000)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.relu(self.conv(x))), 1))
+
+
+def model_init(checkpoint, cfg):
+    model = Tiny(cfg.get("width", 16))
+    model.load_state_dict(checkpoint)
+    return {"return": 0, "model": model}
+'''
+
+
+def tiny_torch_code(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cmc.py").write_text(TINY_TORCH_CODE)
+    (directory / "cfg.json").write_text('{"width": 16}')
+    return directory

@@ -148,13 +148,13 @@ def test_dataset_and_preprocessed_dir(colour_model: Path, colour_data: tuple[Pat
 
 def test_intraop_sets_onnxruntime_thread_count(colour_model: Path) -> None:
     """Counted at the OS: a session with N intra-op threads starts N - 1 pool threads."""
-    from mlbox_bench.backend import OnnxRuntimeBackend
+    from mlbox_bench.backends import from_settings
     from mlbox_bench.settings import parse_settings
 
     def threads_after(intraop: int) -> int:
         before = len(list(Path("/proc/self/task").iterdir()))
         settings, _ = parse_settings(["--modelpath", str(colour_model), "--intraop", str(intraop)], {})
-        backend = OnnxRuntimeBackend(settings)
+        backend = from_settings(settings)
         grown = len(list(Path("/proc/self/task").iterdir())) - before
         del backend
         return grown
@@ -245,9 +245,12 @@ def test_cm_execution_provider_is_checked(
 def test_an_unknown_backend_is_refused_by_its_variable(
     bench_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MLC_MLPERF_BACKEND", "pytorch")
+    monkeypatch.setenv("MLC_MLPERF_BACKEND", "tensorrt")
     assert bench(bench_model, tmp_path, *SHORT) == (2, None)
-    assert "MLC_MLPERF_BACKEND: 'pytorch' is not one of onnxruntime" in capsys.readouterr().err
+    assert "MLC_MLPERF_BACKEND: 'tensorrt' is not one of onnxruntime, pytorch" in capsys.readouterr().err
+    monkeypatch.setenv("MLC_MLPERF_BACKEND", "pytorch")  # a backend that cannot load an ONNX file
+    assert bench(bench_model, tmp_path, *SHORT) == (2, None)
+    assert "MLC_MLPERF_BACKEND: backend pytorch cannot load onnx models (onnxruntime does)" in capsys.readouterr().err
 
 
 # MLCommons' reference app's flags, with its meaning and units (main.py in

@@ -195,10 +195,10 @@ def test_mlbox_bench_on_the_host_through_mlbox(bench_model: Path, tmp_path: Path
 
 
 def test_synthetic_samples_are_deterministic_and_shaped(bench_model: Path) -> None:
-    from mlbox_bench.backend import SessionConfig, open_session
+    from mlbox_bench.backends.onnxruntime import Config, open_session
     from mlbox_bench.data import SyntheticData
 
-    _, io = open_session(SessionConfig(str(bench_model), "CPUExecutionProvider", "sequential", 0, 0))
+    io = open_session(Config(str(bench_model), "CPUExecutionProvider", "sequential", 0, 0)).io
     a, b = SyntheticData(io, 10), SyntheticData(io, 10)
     a.load([1, 2, 3])
     b.load([1, 2, 3])

@@ -102,3 +102,39 @@ def test_unknown_checksum_must_be_said_and_cannot_contradict_a_digest() -> None:
     variant["md5"] = "0" * 32
     with pytest.raises(CatalogError, match="contradicts"):
         parse_catalog(yaml.safe_dump(data))
+
+
+def test_buildable_backends_and_formats_are_the_harnesss() -> None:
+    """The catalog says which backends can be built (no `missing`); the harness's registry
+    must have exactly those, and load every format their variants name."""
+    from mlbox_bench.backends import BACKENDS, FORMATS
+
+    catalog = load_catalog(REPO / "images.yaml")
+    buildable = {name for name, backend in catalog.backends.items() if backend.missing is None}
+    assert buildable == set(BACKENDS)
+    for model in catalog.models.values():
+        for name, variant in model.variants.items():
+            if variant.backend in buildable:
+                assert FORMATS[variant.model_format][0] == variant.backend, name
+
+
+def test_a_backend_without_a_template_partial_is_refused_when_the_catalog_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlbox.cli import main
+
+    data = repo_catalog_data()
+    data["backends"]["tensorrt"] = {"description": "x", "package": "tensorrt", "packages": {"cuda": ["tensorrt==10.0"]}}
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["--catalog", str(path), "list", "--json"]) == 10
+    err = capsys.readouterr().err
+    assert "backends.tensorrt: mlbox has no template for it (partials/backend-tensorrt.j2)" in err
+    assert "backend-onnxruntime" in err  # the hint lists what exists
+
+
+def test_a_pytorch_variant_must_name_its_format() -> None:
+    data = repo_catalog_data()
+    del data["models"]["resnet50"]["variants"]["pytorch-fp32"]["format"]
+    with pytest.raises(CatalogError, match=r"models\.resnet50\.variants\.pytorch-fp32: a pytorch model needs 'format'"):
+        parse_catalog(yaml.safe_dump(data))

@@ -27,7 +27,8 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     assert main(["list", "--json"]) == 0
     assert "built? is unknown" in caplog.text
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == (8 + 1) * 2  # resnet50's 8 variants and retinanet's 1, on cpu and cuda
+    # resnet50's 10 variants and retinanet's 1, on cpu and cuda, but the int8 ones on cpu only
+    assert len(rows) == (10 + 1) * 2 - 2
     by_key = {(r["model"], r["variant"], r["device"]): r for r in rows}
     default = by_key[("resnet50", "onnx-opset11-fp32", "cpu")]
     assert default["tag"] == "mlbox:resnet50-cpu"
@@ -52,7 +53,8 @@ def test_list_table_filters(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
     ("argv", "code", "message"),
     [
         (["render"], 10, "pick an image with --model"),
-        (["render", "--all", "--backend", "pytorch", "--out", "x"], 10, "no buildable image matches these filters"),
+        (["render", "--all", "--backend", "tflite", "--out", "x"], 10, "no buildable image matches these filters"),
+        (["render", "-m", "resnet50", "--variant", "pytorch-int8", "-d", "cuda"], 10, "exists for cpu only, not cuda"),
         (["render", "--all", "--device", "gpu", "--out", "x"], 10, "unknown device 'gpu'"),
         (["build", "--model", "resnet50", "--variant", "tensorflow-fp32"], 10, "needs a TensorFlow backend"),
         (["build", "--model", "resnet50", "--mirror", "ftp://x"], 10, "--mirror: 'ftp://x' is not an http"),

@@ -144,9 +144,18 @@ def test_run_streams_the_log_records_the_run_and_removes_the_container(tmp_path:
     assert spec.gpus is False
     assert spec.command == ("--scenario", "Server")
     assert spec.mounts == (Mount(out.resolve(), layout.RESULTS_DIR),)
+    assert spec.tmpfs == ()
+
     record = _record(out)
     assert (record["exit_code"], record["image_id"], record["repo_digests"]) == (4, "sha256:1", ["r/x@sha256:2"])
     assert engine.containers == {}
+
+
+def test_a_read_only_run_still_has_a_writable_tmp(tmp_path: Path) -> None:
+    engine = _engine()
+    run_benchmark(engine, IMAGE, [], RunOptions(tmp_path / "r", read_only=True), on_line=lambda line: None)
+    [(_, (spec,))] = [c for c in engine.calls if c[0] == "create_container"]
+    assert (spec.read_only, spec.tmpfs) == (True, ("/tmp",))
 
 
 def test_a_container_that_does_not_start_is_removed_and_leaves_no_record(tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ def test_unknown_names_are_refused_with_a_suggestion(catalog, kwargs, message) -
 @pytest.mark.parametrize(
     ("variant", "device", "missing"),
     [
-        ("pytorch-fp32", "cpu", "a PyTorch backend in mlbox-bench"),
         ("tensorflow-fp32", "cpu", "a TensorFlow backend"),
         ("tflite-noargmax", "cpu", "a TFLite backend"),
     ],
@@ -78,16 +77,24 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
     variants = {(c.model, c.variant) for c in every}
     assert {v for m, v in variants if m == "resnet50"} == {
         "onnx-opset11-fp32", "onnx-opset8-fp32", "pytorch-fp32", "pytorch-int8", "tensorflow-fp32",
-        "tflite-argmax", "tflite-noargmax", "synthetic",
+        "tflite-argmax", "tflite-noargmax", "synthetic", "synthetic-pytorch-fp32", "synthetic-pytorch-int8",
     }  # fmt: skip
     assert ("retinanet", "onnx-fp32") in variants
     assert {c.device for c in every} == {"cpu", "cuda"}
     only = matrix(catalog, backend="pytorch", device="cpu")
-    assert {c.variant for c in only} == {"pytorch-fp32", "pytorch-int8"}
-    assert {c.tag for c in only} == {
-        "mlbox:resnet50-cpu-pytorch-fp32-pytorch",
-        "mlbox:resnet50-cpu-pytorch-int8-pytorch",
+    assert {c.variant for c in only} == {
+        "pytorch-fp32", "pytorch-int8", "synthetic-pytorch-fp32", "synthetic-pytorch-int8"
+    }  # fmt: skip
+    assert {c.tag for c in only} == {  # the backend is named once
+        "mlbox:resnet50-cpu-pytorch-fp32",
+        "mlbox:resnet50-cpu-pytorch-int8",
+        "mlbox:resnet50-cpu-synthetic-pytorch-fp32",
+        "mlbox:resnet50-cpu-synthetic-pytorch-int8",
     }
+    # fbgemm int8 models run on the CPU only: they have no cuda cell.
+    assert {c.variant for c in matrix(catalog, backend="pytorch", device="cuda")} == {
+        "pytorch-fp32", "synthetic-pytorch-fp32"
+    }  # fmt: skip
     assert next(c for c in every if c.model == "retinanet" and c.device == "cpu").tag == "mlbox:retinanet-cpu"
 
 

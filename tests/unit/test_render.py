@@ -27,7 +27,9 @@ def test_render_all_writes_every_buildable_dockerfile_equal_to_the_golden_files(
     for path in GOLDEN_FILES:
         assert rendered[path.name] == path.read_text(), f"{path.name} changed: run `make golden` and review"
     assert {"resnet50-cpu.Dockerfile", "resnet50-cpu-synthetic.Dockerfile", "retinanet-cpu.Dockerfile"} <= set(rendered)
-    assert not any("pytorch" in name or "tflite" in name for name in rendered)  # not buildable: not rendered
+    assert not any("tensorflow" in name or "tflite" in name for name in rendered)  # not buildable: not rendered
+    assert "resnet50-cpu-synthetic-pytorch-int8.Dockerfile" in rendered
+    assert "resnet50-cuda-synthetic-pytorch-int8.Dockerfile" not in rendered  # int8 (fbgemm) is CPU only
 
 
 @pytest.mark.subprocess
@@ -74,8 +76,8 @@ def test_render_cli_prints_the_dockerfile(capsys: pytest.CaptureFixture[str]) ->
 def test_render_all_needs_out_and_refuses_unbuildable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--all"]) == 2
     assert "--out" in capsys.readouterr().err
-    assert main(["render", "--model", "resnet50", "--variant", "pytorch-fp32"]) == 10
-    assert "needs a PyTorch backend in mlbox-bench" in capsys.readouterr().err
+    assert main(["render", "--model", "resnet50", "--variant", "tensorflow-fp32"]) == 10
+    assert "needs a TensorFlow backend in mlbox-bench" in capsys.readouterr().err
 
 
 def test_render_cli_refuses_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,7 +76,7 @@ def prepare_inputs(
     houses = {
         w.folder: wheelhouse(
             w.requirements, python=spec.python, platform=spec.wheel_platform, cache=cache, no_deps=w.no_deps,
-            sdist=w.sdist,
+            sdist=w.sdist, index=w.index,
         )
         for w in plan.wheelhouses
     }  # fmt: skip

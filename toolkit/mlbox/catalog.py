@@ -76,12 +76,32 @@ class Device(_Frozen):
 
 class Backend(_Frozen):
     description: Text
+    # The distribution whose version the image's labels report (`onnxruntime`, `torch`);
+    # a build with a suffix (`onnxruntime-gpu`) counts too.
+    package: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     # Per device: exact pins of every package the backend needs, dependencies included.
     packages: dict[Name, tuple[Pin, ...]]
+    # Per device: the package index the pins come from (default PyPI, which stays an
+    # extra index for dependencies). Recorded in the image's labels and lock file.
+    index: dict[Name, Url] = {}
+    # The backend's own cuda packages carry CUDA and cuDNN (torch's wheels do): the cuda
+    # device's NVIDIA runtime wheels (--cuda-from pip) are then not added.
+    bundles_cuda: bool = False
+    # Set while mlbox-bench has no harness backend of this name: the catalog keeps its
+    # variants (`mlbox list` shows them) and says what building them needs.
+    missing: Text | None = None
+
+
+# How a model file is stored; the harness picks its loader (and its preprocessing and
+# output offset) by this. Frameworks with one format need not say it.
+Format = Literal["onnx", "torchscript", "torch-export", "state-dict", "frozen-graph", "saved-model", "tflite"]
+DEFAULT_FORMATS: dict[str, Format] = {"onnx": "onnx", "tensorflow": "frozen-graph", "tflite": "tflite"}
 
 
 class Synthetic(_Frozen):
-    generator: Literal["resnet50", "tiny"]
+    # resnet50 / tiny: ONNX graphs (synthetic.py); resnet50-torch(-int8): TorchScript made
+    # with the harness's own ResNet-50 v1.5 (fp32 traced; int8 by post-training quantization).
+    generator: Literal["resnet50", "tiny", "resnet50-torch", "resnet50-torch-int8"]
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
@@ -99,6 +119,20 @@ class Variant(_Frozen):
     checksum: Literal["unknown"] | None = None
     compression: Literal["gzip"] | None = None  # the URL serves the file compressed
     synthetic: Synthetic | None = None
+    format: Format | None = None  # see Format; required where the framework has several
+    devices: tuple[Name, ...] | None = None  # only these devices (an fbgemm int8 model runs on CPU only)
+
+    @property
+    def model_format(self) -> Format:
+        """The file's format: given, or the framework's only one (checked at load)."""
+        return self.format or DEFAULT_FORMATS[self.framework]
+
+    @model_validator(mode="after")
+    def _format_known(self) -> Variant:
+        if self.format is None and self.framework not in DEFAULT_FORMATS:
+            msg = f"a {self.framework} model needs 'format' (one of {', '.join(typing.get_args(Format))})"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> Variant:
@@ -156,12 +190,22 @@ class Catalog(_Frozen):
                 for device in backend.packages
                 if device not in self.devices
             ]
-        for model_name, model in self.models.items():
+        for backend_name, backend in self.backends.items():
             problems += [
-                (f"models.{model_name}.variants.{variant_name}.backend", variant.backend, list(self.backends))
-                for variant_name, variant in model.variants.items()
-                if variant.backend not in self.backends
+                (f"backends.{backend_name}.index: device", device, list(self.devices))
+                for device in backend.index
+                if device not in self.devices
             ]
+        for model_name, model in self.models.items():
+            for variant_name, variant in model.variants.items():
+                where = f"models.{model_name}.variants.{variant_name}"
+                if variant.backend not in self.backends:
+                    problems.append((f"{where}.backend", variant.backend, list(self.backends)))
+                problems += [
+                    (f"{where}.devices: device", device, list(self.devices))
+                    for device in variant.devices or ()
+                    if device not in self.devices
+                ]
         if problems:
             raise unknown(*problems[0])
         return self

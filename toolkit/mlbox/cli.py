@@ -57,9 +57,12 @@ class Context:
         """The catalog, read and validated on first use only (a command may ask twice)."""
         if not self._loaded:
             from mlbox.catalog import load_catalog  # lazy: keeps `mlbox --help` instant
-            from mlbox.paths import packaged_catalog
+            from mlbox.paths import packaged_catalog, templates
+            from mlbox.render import check_partials
 
-            self._loaded.append(load_catalog(self.catalog_path or packaged_catalog()))
+            catalog = load_catalog(self.catalog_path or packaged_catalog())
+            check_partials(catalog, templates())
+            self._loaded.append(catalog)
         return self._loaded[0]
 
     def engine(self) -> Engine:

@@ -45,6 +45,7 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     cpuset_cpus: str | None = None
     gpus: bool = False  # every GPU, through the engine's NVIDIA runtime
+    tmpfs: tuple[str, ...] = ()  # writable in-memory directories (a read-only root still has a /tmp)
 
 
 class Engine(Protocol):
@@ -211,6 +212,8 @@ class DockerEngine:
             kwargs["shm_size"] = spec.shm_size
         if spec.cpuset_cpus:
             kwargs["cpuset_cpus"] = spec.cpuset_cpus
+        if spec.tmpfs:
+            kwargs["tmpfs"] = dict.fromkeys(spec.tmpfs, "")
         if spec.gpus:
             from docker.types import DeviceRequest
 

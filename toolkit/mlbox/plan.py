@@ -16,15 +16,6 @@ from mlbox.errors import CatalogError
 from mlbox.render import render_dockerfile, template_hash
 from mlbox.spec import ImageSpec
 
-# Backends whose images mlbox can build today. Variants on other backends stay in the
-# catalog (users see them in `mlbox list`) but selecting them is refused, naming the gap.
-BUILDABLE_BACKENDS = frozenset({"onnxruntime"})
-MISSING = {
-    "pytorch": "a PyTorch backend in mlbox-bench",
-    "tensorflow": "a TensorFlow backend in mlbox-bench",
-    "tflite": "a TFLite backend in mlbox-bench",
-}
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -52,6 +43,7 @@ def cell(
     entry = catalog.models[model]
     vspec = entry.variants[variant]
     backend = vspec.backend
+    bspec = catalog.backends[backend]
     defaults = catalog.defaults
     dev = catalog.devices[device]
     pip_cuda = dev.cuda_pip is not None and cuda_from == "pip"
@@ -62,23 +54,24 @@ def cell(
         variant=None if variant == entry.default_variant else variant,
         backend=None if backend == defaults.backend else backend,
     ) + ("-cudapip" if pip_cuda else "")
-    missing: str | None = None
-    packages = catalog.backends[backend].packages.get(device)
-    if backend not in BUILDABLE_BACKENDS:
-        missing = MISSING.get(backend, f"a {backend} backend in mlbox-bench")
-    elif packages is None:
-        missing = f"pinned {backend} packages for {device}"
-    if missing is not None or packages is None:
-        return Cell(model, variant, device, backend, tag, None, missing)
+    packages = bspec.packages.get(device)
+    if bspec.missing is not None:
+        return Cell(model, variant, device, backend, tag, None, bspec.missing)
+    if packages is None:
+        return Cell(model, variant, device, backend, tag, None, f"pinned {backend} packages for {device}")
+    index = bspec.index.get(device)
     if pip_cuda and dev.cuda_pip is not None:
-        # NVIDIA's runtime wheels on the plain base: the catalog's default Python and glibc.
+        # No NVIDIA base image: the catalog's default Python and glibc, and NVIDIA's runtime
+        # wheels unless the backend's own wheels carry CUDA.
+        nvidia = () if bspec.bundles_cuda else dev.cuda_pip.packages
         spec = ImageSpec(
             model=model, mlperf_name=entry.mlperf_name, variant=variant, variant_spec=vspec, device=device,
             backend=backend, execution_provider=dev.execution_provider,
-            packages=(*packages, *dev.cuda_pip.packages, *defaults.harness_packages), loadgen=defaults.loadgen,
+            packages=(*packages, *nvidia, *defaults.harness_packages), loadgen=defaults.loadgen,
             python=defaults.python, wheel_platform=defaults.wheel_platform,
             base_image=base_image or defaults.base_image, tag=tag, cuda_from="pip",
-            library_dirs=dev.cuda_pip.library_dirs,
+            library_dirs=() if bspec.bundles_cuda else dev.cuda_pip.library_dirs, backend_package=bspec.package,
+            index=index,
         )  # fmt: skip
         return Cell(model, variant, device, backend, tag, spec, None)
     spec = ImageSpec(
@@ -97,6 +90,8 @@ def cell(
         tag=tag,
         cuda_from="nvidia" if dev.execution_provider.startswith("CUDA") else None,
         python_from_apt=dev.python_from_apt and not base_image,
+        backend_package=bspec.package,
+        index=index,
     )
     return Cell(model, variant, device, backend, tag, spec, None)
 
@@ -122,7 +117,10 @@ def matrix(
         if variant:
             variants = [choose(f"variant of {m}", variant, variants)]
         for v in variants:
+            only = catalog.models[m].variants[v].devices
             for d in devices:
+                if only is not None and d not in only:
+                    continue  # the variant does not exist there (an fbgemm int8 model on cuda)
                 c = cell(catalog, m, v, d, base_image=base_image, cuda_from=cuda_from)
                 if backend is None or c.backend == backend:
                     cells.append(c)
@@ -155,20 +153,27 @@ def select(
     if cuda_from == "pip" and catalog.devices[device].cuda_pip is None:
         msg = f"--cuda-from pip applies to cuda devices; {device!r} has no NVIDIA wheels in the catalog"
         raise CatalogError(msg, hint="drop --cuda-from, or pick --device cuda")
+    only = entry.variants[variant].devices
+    if only is not None and device not in only:
+        msg = f"variant {model}/{variant} exists for {', '.join(only)} only, not {device}"
+        raise CatalogError(msg, hint=f"pick --device {only[0]}, or another variant (`mlbox list`)")
     c = cell(catalog, model, variant, device, base_image=base_image, cuda_from=cuda_from)
     if c.spec is None:
         msg = f"mlbox cannot build {model}/{variant} for {device} yet: it needs {c.missing}"
-        if c.backend not in BUILDABLE_BACKENDS:
-            hint = "mlbox-bench runs ONNX models with onnxruntime only (entrypoints/mlbox_bench/backend.py)"
-        else:
+        if catalog.backends[c.backend].missing is None:
             hint = f"add backends.{c.backend}.packages.{device} to the catalog"
+        else:
+            hint = f"mlbox-bench has no {c.backend} backend yet"
         raise CatalogError(msg, hint=hint + "; `mlbox list` shows what can be built")
     return c.spec
 
 
 def image_tag(repository: str, *, model: str, device: str, variant: str | None, backend: str | None) -> str:
-    """`mlbox:<model>-<device>`, with the variant and backend added when not the default."""
-    parts = [model, device, *(p for p in (variant, backend) if p)]
+    """`mlbox:<model>-<device>`, with the variant and backend added when not the default
+    (the backend only once: `pytorch-fp32` already says pytorch)."""
+    parts = [model, device, *(p for p in (variant,) if p)]
+    if backend and backend not in (variant or "").split("-"):
+        parts.append(backend)
     return f"{repository}:{'-'.join(parts)}"
 
 
@@ -190,6 +195,7 @@ class Wheelhouse:
     requirements: tuple[str, ...]
     no_deps: bool = False
     sdist: str | None = None  # fetch this requirement's sdist; ``requirements`` are its build needs
+    index: str | None = None  # an extra package index the requirements come from
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,8 @@ def labels_for(spec: ImageSpec, template_sha256: str, loadgen_from: str = "wheel
         ("mlbox.device", spec.device),
         ("mlbox.backend", spec.backend),
         ("mlbox.backend.packages", " ".join(spec.packages)),
-        ("mlbox.backend.version", _pinned_version(spec.packages, spec.backend)),
+        ("mlbox.backend.version", _pinned_version(spec.packages, spec.backend_package)),
+        ("mlbox.backend.index", spec.index or "pip's default index"),
         ("mlbox.loadgen.version", spec.loadgen),
         ("mlbox.loadgen.from", loadgen_from),
         *((("mlbox.cuda.from", spec.cuda_from),) if spec.cuda_from else ()),
@@ -259,23 +266,26 @@ def labels_for(spec: ImageSpec, template_sha256: str, loadgen_from: str = "wheel
 
 
 def image_defaults(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
-    """(mlbox-bench option, value): what the image tells its harness about itself."""
+    """(mlbox-bench option, value): what the image tells its harness about itself. The
+    execution provider is onnxruntime's own option; PyTorch runs on the device."""
     return (
         ("model", spec.mlperf_name),
         ("modelpath", spec.model_path),
+        ("model_format", spec.variant_spec.model_format),
         ("weights", spec.weights),
         ("output_dir", layout.RESULTS_DIR),
         ("device", spec.device),
         ("backend", spec.backend),
-        ("ep", spec.execution_provider),
+        *((("ep", spec.execution_provider),) if spec.backend == "onnxruntime" else ()),
     )
 
 
-def _pinned_version(packages: tuple[str, ...], backend: str) -> str:
-    """The backend's own pin (onnxruntime==1.32.0 -> 1.32.0; onnxruntime-gpu counts too)."""
+def _pinned_version(packages: tuple[str, ...], package: str) -> str:
+    """The version of the backend's own package (onnxruntime==1.32.0 -> 1.32.0;
+    onnxruntime-gpu counts as onnxruntime, torch==2.13.0+cpu as torch)."""
     for pin in packages:
         name, _, version = pin.partition("==")
-        if name.split("[")[0].lower() in (backend, f"{backend}-gpu"):
+        if name.split("[")[0].lower() in (package.lower(), f"{package.lower()}-gpu"):
             return version
     return "unknown"
 
@@ -297,7 +307,7 @@ def make_plan(
         loadgen_house = Wheelhouse(layout.CONTEXT_LOADGEN_SRC, loadgen_build_requirements, sdist=loadgen)
     else:
         loadgen_house = Wheelhouse(layout.CONTEXT_LOADGEN, (loadgen,), no_deps=True)
-    wheelhouses = (Wheelhouse(layout.CONTEXT_WHEELS, spec.packages), loadgen_house)
+    wheelhouses = (Wheelhouse(layout.CONTEXT_WHEELS, spec.packages, index=spec.index), loadgen_house)
     context = (
         ContextEntry("Dockerfile", "text", dockerfile),
         *(ContextEntry(w.folder, "wheelhouse", w.folder) for w in wheelhouses),

@@ -17,7 +17,8 @@ from typing import Any
 import jinja2
 
 from mlbox import layout
-from mlbox.errors import TemplateError
+from mlbox.catalog import Catalog
+from mlbox.errors import CatalogError, TemplateError
 from mlbox.spec import ImageSpec
 
 ENTRY_TEMPLATE = "Dockerfile.j2"
@@ -52,6 +53,19 @@ def _template_files(root: Traversable, prefix: str = "") -> Iterator[tuple[str, 
 def template_names(templates: Traversable) -> list[str]:
     """Every template file, as the loader names it (`partials/backend-onnxruntime.j2`)."""
     return [name for name, _ in _template_files(templates)]
+
+
+def check_partials(catalog: Catalog, templates: Traversable) -> None:
+    """Every device and every buildable backend of the catalog has its template partial:
+    a catalog that names one mlbox cannot render is refused when it loads, not mid-build."""
+    names = set(template_names(templates))
+    wanted = [("devices", d, f"partials/device-{d}.j2") for d in catalog.devices]
+    wanted += [("backends", b, f"partials/backend-{b}.j2") for b, spec in catalog.backends.items() if not spec.missing]
+    for section, name, partial in wanted:
+        if partial not in names:
+            msg = f"{section}.{name}: mlbox has no template for it ({partial})"
+            have = sorted(n.removeprefix("partials/").removesuffix(".j2") for n in names if n.startswith("partials/"))
+            raise CatalogError(msg, hint=f"mlbox's partials: {', '.join(have)}; or set {section}.{name}.missing")
 
 
 def template_hash(templates: Traversable) -> str:

@@ -58,6 +58,9 @@ def container_spec(image: str, bench_args: Sequence[str], opts: RunOptions, *, g
         mounts=(Mount(opts.results.resolve(), layout.RESULTS_DIR),),
         cpuset_cpus=opts.cpuset_cpus,
         gpus=gpus,
+        # A read-only root still gives the benchmark a writable /tmp (processpool's sample
+        # file when /dev/shm is small, PyTorch's compile caches), in memory and gone after.
+        tmpfs=("/tmp",) if opts.read_only else (),
     )
 
 

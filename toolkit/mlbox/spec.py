@@ -28,6 +28,8 @@ class ImageSpec:
     cuda_from: str | None = None  # cuda images: "nvidia" (NVIDIA's base image) or "pip" (NVIDIA's wheels)
     python_from_apt: bool = False
     library_dirs: tuple[str, ...] = ()  # LD_LIBRARY_PATH entries under the packages dir
+    backend_package: str = ""  # the distribution whose version labels the image (torch, onnxruntime)
+    index: str | None = None  # the package index the backend's pins come from (None: pip's default)
 
     @property
     def model_path(self) -> str:

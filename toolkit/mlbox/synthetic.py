@@ -1,10 +1,14 @@
-"""Synthetic models: real ONNX graphs with deterministic random weights.
+"""Synthetic models: real graphs with deterministic random weights.
 
-For machines that cannot download the published weights. The graphs have the MLPerf
-ResNet50 I/O contract (input ``input_tensor:0`` float32 NCHW 224x224, outputs
+For machines that cannot download the published weights. The ONNX graphs have the
+MLPerf ResNet50 I/O contract (input ``input_tensor:0`` float32 NCHW 224x224, outputs
 ``ArgMax:0`` int64 and ``softmax_tensor:0`` (N, 1001)) so the harness, LoadGen and
-onnxruntime do exactly the work they do for the real model. The weights are random:
-the file's metadata, the image labels and result.json all say ``synthetic``.
+onnxruntime do exactly the work they do for the real model. The PyTorch twins are
+TorchScript files of torchvision's ResNet-50 v1.5 (1000 classes), fp32 traced, and int8
+by eager post-training quantization (fbgemm) calibrated on generated inputs; they are
+made with the harness's own ResNet50 (mlbox_bench.resnet_torch) and need PyTorch on the
+host. The weights are random: the file's metadata, the image labels and result.json
+all say ``synthetic``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlbox.catalog import Synthetic
+from mlbox.errors import FetchError
 from mlbox.files import atomic_file
 
 # Bump when the generated graph changes: it is part of the cache key.
@@ -31,10 +36,56 @@ def synthetic_model(spec: Synthetic, file_name: str, cache: Path) -> Path:
     target = cache / "models" / "synthetic" / key / file_name
     if target.exists():
         return target
-    model = build(spec.generator, spec.seed)
+    if spec.generator.endswith(("-torch", "-torch-int8")):
+        data = torch_model_bytes(spec.generator, spec.seed)
+    else:
+        data = build(spec.generator, spec.seed).SerializeToString()
     with atomic_file(target) as (out, _):
-        out.write(model.SerializeToString())
+        out.write(data)
     return target
+
+
+TORCH_CALIBRATION_BATCHES = 8  # of 4 generated images each: ranges for int8 quantization
+
+
+def torch_model_bytes(generator: str, seed: int, *, image_size: int = 224) -> bytes:
+    """A TorchScript file of ResNet-50 v1.5 with seeded random weights (fp32), or that
+    network quantized to int8 (fbgemm) after calibration on seeded random inputs."""
+    import io
+    import json
+    import warnings
+
+    try:
+        import torch
+    except ImportError:
+        msg = f"the synthetic {generator} model is made with PyTorch on this host, and PyTorch is not installed"
+        hint = "pip install 'mlbox[pytorch]' --extra-index-url https://download.pytorch.org/whl/cpu"
+        raise FetchError(msg, hint=hint) from None
+    from mlbox_bench.resnet_torch import ResNet50
+
+    quantize = generator.endswith("-int8")
+    torch.manual_seed(seed)
+    model = ResNet50(quantizable=quantize).eval()
+    inputs = torch.Generator().manual_seed(seed)
+    example = torch.randn(1, 3, image_size, image_size, generator=inputs)
+    # PyTorch 2.13 marks eager quantization and TorchScript as deprecated (both still work,
+    # and the published int8 model is TorchScript), and the tracer warns about Python
+    # numbers in the quantized graph; none of it says anything about this file.
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        if quantize:
+            model.fuse()
+            model.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+            torch.ao.quantization.prepare(model, inplace=True)
+            for _ in range(TORCH_CALIBRATION_BATCHES):
+                model(torch.randn(4, 3, image_size, image_size, generator=inputs))
+            torch.ao.quantization.convert(model, inplace=True)
+        traced = torch.jit.trace(model, example)
+        out = io.BytesIO()
+        facts = {"weights": "synthetic", "generator": generator, "seed": seed, "classes": 1000,
+                 "input_shape": [3, image_size, image_size]}  # fmt: skip
+        torch.jit.save(traced, out, _extra_files={"mlbox.json": json.dumps(facts)})
+    return out.getvalue()
 
 
 def build(generator: str, seed: int, *, image_size: int = 224) -> Any:

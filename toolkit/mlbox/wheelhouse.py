@@ -9,6 +9,7 @@ platform, requirements) and enters the cache only once complete.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -18,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 from mlbox.errors import WheelhouseError
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "requirements.lock"
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.+\.whl$")
@@ -46,13 +49,15 @@ def wheelhouse(
     cache: Path,
     no_deps: bool = False,
     sdist: str | None = None,
+    index: str | None = None,
 ) -> Path:
     """Return a directory of wheels plus a hash-pinned ``requirements.lock``.
 
     With ``sdist``, that requirement is fetched as PyPI's source distribution (for a
-    builder stage to compile) and ``requirements`` are its build requirements.
+    builder stage to compile) and ``requirements`` are its build requirements. ``index``
+    is an extra package index (PyTorch's CPU wheels live only there); the lock file names it.
     """
-    key_src = "\n".join([python, platform, str(no_deps), f"sdist={sdist}", *sorted(requirements)])
+    key_src = "\n".join([python, platform, str(no_deps), f"sdist={sdist}", f"index={index}", *sorted(requirements)])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     target = cache / "wheels" / f"py{python}-{key}"
     if (target / LOCK_FILE).exists():
@@ -61,10 +66,11 @@ def wheelhouse(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         if requirements:
-            _pip_download(requirements, tmp, python=python, platform=platform, no_deps=no_deps)
+            _pip_download(requirements, tmp, python=python, platform=platform, no_deps=no_deps, index=index)
         if sdist is not None:
             _pip_download_sdist(sdist, tmp)
-        (tmp / LOCK_FILE).write_text(lock_text(tmp, only=sdist))
+        header = f"# resolved with pip's default index and the extra index {index}\n" if index else ""
+        (tmp / LOCK_FILE).write_text(header + lock_text(tmp, only=sdist))
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first: theirs is as good as ours
@@ -75,7 +81,9 @@ def wheelhouse(
     return target
 
 
-def _pip_download(requirements: tuple[str, ...], dest: Path, *, python: str, platform: str, no_deps: bool) -> None:
+def _pip_download(
+    requirements: tuple[str, ...], dest: Path, *, python: str, platform: str, no_deps: bool, index: str | None
+) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -95,6 +103,13 @@ def _pip_download(requirements: tuple[str, ...], dest: Path, *, python: str, pla
         cmd += ["--platform", tag]
     if no_deps:
         cmd.append("--no-deps")
+    if index is not None:
+        cmd += ["--extra-index-url", index]
+        if not _reachable(index):
+            # pip would retry every package against it, for minutes; its other sources
+            # (the default index, pip.conf's find-links) still decide, and hashes pin the result.
+            log.warning("package index %s is unreachable: resolving from pip's other sources", index)
+            cmd += ["--retries", "0"]
     cmd += list(requirements)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -111,6 +126,16 @@ def _pip_download_sdist(requirement: str, dest: Path) -> None:
     if proc.returncode != 0:
         msg = f"pip could not fetch the source distribution of {requirement}:\n{_pip_failure(proc.stderr)}"
         raise WheelhouseError(msg, hint="check that PyPI (or your index) is reachable and has the sdist")
+
+
+def _reachable(url: str) -> bool:
+    import requests
+
+    try:
+        requests.head(url, timeout=10, allow_redirects=True)
+    except requests.RequestException:
+        return False
+    return True
 
 
 def _pip_failure(stderr: str) -> str:

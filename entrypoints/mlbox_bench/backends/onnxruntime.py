@@ -1,4 +1,7 @@
-"""The onnxruntime backend: one session (or one per worker), no silent CPU fallback."""
+"""The onnxruntime backend: one session (or one per worker), no silent CPU fallback.
+
+Its options (``--ep``, ``--execmode``, ``--intraop``, ``--interop``) are the seed app's.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from mlbox_bench.backends import ModelIO, offset_for, to_labels
 from mlbox_bench.errors import BenchError
-from mlbox_bench.settings import Settings
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -22,34 +25,7 @@ _ORT_TYPES = {
 
 
 @dataclass(frozen=True)
-class ModelIO:
-    input_name: str
-    input_shape: tuple[int, ...]  # one sample, without the batch dimension
-    input_dtype: Any
-    output_name: str  # the output answered to LoadGen (ArgMax for ResNet50)
-    output_dtype: str  # its numpy dtype name
-    label_offset: int  # added to the class index to get the dataset label (1001 classes: -1)
-
-
-RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
-
-
-def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
-    """The response for each of ``count`` samples as MLCommons' reference app writes it:
-    the label after the model's offset (ArgMax - 1 for 1001 classes), as float32, so
-    accuracy-imagenet.py with its defaults reads the accuracy log. A float output with
-    one score per class is reduced to its ArgMax first."""
-    out = raw.reshape(count, -1)
-    if out.shape[1] > 1 and np.issubdtype(out.dtype, np.floating):
-        out = out.argmax(axis=1).reshape(count, 1)
-    labels = np.ascontiguousarray(out[:, :1], dtype=np.float32)
-    if offset:
-        labels += np.float32(offset)
-    return labels
-
-
-@dataclass(frozen=True)
-class SessionConfig:
+class Config:
     """Everything a session needs; picklable, so process workers open their own."""
 
     modelpath: str
@@ -58,8 +34,48 @@ class SessionConfig:
     intraop: int
     interop: int
 
+    @classmethod
+    def from_settings(cls, s: Any) -> Config:
+        return cls(s.modelpath, s.ep, s.execmode, s.intraop, s.interop)
 
-def open_session(config: SessionConfig) -> tuple[Any, ModelIO]:
+
+def version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)
+
+
+class OrtSession:
+    def __init__(self, session: Any, io: ModelIO) -> None:
+        self.session = session
+        self.io = io
+        self._outputs = [io.output_name]
+        self._input = io.input_name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.session.run(self._outputs, {self._input: batch})[0])
+        return to_labels(raw, len(batch), self.io.label_offset)
+
+    def facts(self) -> dict[str, Any]:
+        """What the session really runs with, read back from onnxruntime."""
+        import onnxruntime as ort
+
+        opts = self.session.get_session_options()
+        providers = self.session.get_providers()
+        return {
+            "provider": providers[0],
+            "device": "cuda" if providers[0].startswith(("CUDA", "Tensorrt")) else "cpu",
+            "session": {
+                "execution_mode": "parallel" if opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL else "sequential",
+                "intra_op_num_threads": opts.intra_op_num_threads,
+                "inter_op_num_threads": opts.inter_op_num_threads,
+                "providers": providers,
+                "output": self.io.output_name,
+            },
+        }
+
+
+def open_session(config: Config) -> OrtSession:
     """Create a session and check the provider it really runs on."""
     import onnxruntime as ort
 
@@ -88,7 +104,7 @@ def open_session(config: SessionConfig) -> tuple[Any, ModelIO]:
     if not active or active[0] != config.ep:
         msg = f"requested {config.ep} but onnxruntime is running on {', '.join(active) or 'nothing'}"
         raise BenchError(msg + _provider_hint(config.ep))
-    return session, _describe_io(session)
+    return OrtSession(session, _describe_io(session))
 
 
 def _require_gpu(ort: Any, ep: str) -> None:
@@ -126,42 +142,6 @@ def _describe_io(session: Any) -> ModelIO:
     names = [o.name for o in outputs]
     output = next((n for n in names if n.startswith("ArgMax")), names[0])
     output_type = _ORT_TYPES.get(next(o.type for o in outputs if o.name == output), np.float32)
-    # MLPerf's ResNet50 has 1001 classes (0 = background): ArgMax - 1 is the ImageNet label.
     classes = {o.shape[-1] for o in outputs if o.shape and isinstance(o.shape[-1], int)}
-    return ModelIO(inp.name, shape, dtype, output, np.dtype(output_type).name, -1 if 1001 in classes else 0)
-
-
-class OnnxRuntimeBackend:
-    def __init__(self, settings: Settings) -> None:
-        import onnxruntime as ort
-
-        if settings.modelpath is None:
-            msg = "no model given"
-            raise BenchError(msg + ": pass --modelpath FILE (or set MLBOX_MODELPATH)")
-        self.config = SessionConfig(
-            settings.modelpath, settings.ep, settings.execmode, settings.intraop, settings.interop
-        )
-        self.session, self.io = open_session(self.config)
-        self.provider = self.session.get_providers()[0]
-        self.version = ort.__version__
-
-    def new_session(self) -> Any:
-        return open_session(self.config)[0]
-
-    def session_facts(self) -> dict[str, Any]:
-        """What the session really runs with, read back from onnxruntime."""
-        import onnxruntime as ort
-
-        opts = self.session.get_session_options()
-        return {
-            "execution_mode": "parallel" if opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL else "sequential",
-            "intra_op_num_threads": opts.intra_op_num_threads,
-            "inter_op_num_threads": opts.inter_op_num_threads,
-            "providers": self.session.get_providers(),
-            "output": self.io.output_name,
-        }
-
-    def run(self, session: Any, batch: np.ndarray) -> np.ndarray:
-        """One batch through the session: the responses, one float32 label per sample."""
-        raw = np.asarray(session.run([self.io.output_name], {self.io.input_name: batch})[0])
-        return to_labels(raw, len(batch), self.io.label_offset)
+    offset = offset_for(1001 if 1001 in classes else None)
+    return ModelIO(inp.name, shape, dtype, output, np.dtype(output_type).name, offset)

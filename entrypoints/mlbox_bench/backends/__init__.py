@@ -1,0 +1,148 @@
+"""The backend seam: what the runners, the LoadGen wiring and the reports know of an
+inference library, and the registry of the libraries mlbox-bench can drive.
+
+A backend module (``mlbox_bench.backends.<name>``) provides:
+
+- ``Config``: a frozen, picklable dataclass made from the settings by
+  ``Config.from_settings(settings)`` (process workers open their own sessions from it);
+- ``open_session(config) -> Session``: load the model where the config says, check that
+  it really runs there (no silent CPU fallback) and describe its inputs and outputs;
+- ``version() -> str``.
+
+A ``Session`` runs one batch (``run``) and reports what it really runs with (``facts``).
+Backends are imported only when used: an image carries one inference library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mlbox_bench.errors import BenchError
+
+RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
+
+# Model file formats: the backend that loads each, and the preprocessing its published
+# files were trained with (MLPerf's reference preprocessing for the ONNX, TensorFlow and
+# TFLite files; torchvision's for torchvision weights). The output offset comes from the
+# model itself: 1001 classes (0 is background) are offset -1, 1000 classes 0.
+FORMATS: dict[str, tuple[str, str]] = {
+    "onnx": ("onnxruntime", "mlperf"),
+    "torchscript": ("pytorch", "torchvision"),
+    "torch-export": ("pytorch", "torchvision"),
+    "state-dict": ("pytorch", "torchvision"),
+}
+BACKENDS = ("onnxruntime", "pytorch")  # modules under mlbox_bench.backends
+PREPROCESSING = ("mlperf", "torchvision")
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    input_name: str
+    input_shape: tuple[int, ...]  # one sample, without the batch dimension
+    input_dtype: Any
+    output_name: str  # the output answered to LoadGen (ArgMax for ResNet50)
+    output_dtype: str  # its numpy dtype name
+    label_offset: int  # added to the class index to get the dataset label (1001 classes: -1)
+
+
+def offset_for(classes: int | None) -> int:
+    """MLPerf's ResNet50 files have 1001 classes (0 = background): ArgMax - 1 is the
+    ImageNet label. torchvision's have 1000."""
+    return -1 if classes == 1001 else 0
+
+
+def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
+    """The response for each of ``count`` samples as MLCommons' reference app writes it:
+    the label after the model's offset (ArgMax - 1 for 1001 classes), as float32, so
+    accuracy-imagenet.py with its defaults reads the accuracy log. A float output with
+    one score per class is reduced to its ArgMax first."""
+    out = raw.reshape(count, -1)
+    if out.shape[1] > 1 and np.issubdtype(out.dtype, np.floating):
+        out = out.argmax(axis=1).reshape(count, 1)
+    labels = np.ascontiguousarray(out[:, :1], dtype=np.float32)
+    if offset:
+        labels += np.float32(offset)
+    return labels
+
+
+class Session(Protocol):
+    io: ModelIO
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """One batch: the responses, one float32 label per sample (``to_labels``)."""
+        ...
+
+    def facts(self) -> dict[str, Any]:
+        """What the session really runs with, read back from the library (device, threads)."""
+        ...
+
+
+class BackendModule(Protocol):
+    Config: Any
+
+    def open_session(self, config: Any) -> Session: ...
+
+    def version(self) -> str: ...
+
+
+def module(name: str) -> BackendModule:
+    if name not in BACKENDS:
+        msg = f"unknown backend {name!r} (mlbox-bench has {', '.join(BACKENDS)})"
+        raise BenchError(msg)
+    backend: BackendModule = importlib.import_module(f"mlbox_bench.backends.{name}")
+    return backend
+
+
+def guess_format(path: str) -> str:
+    """The format of a model file, from its name and, for PyTorch files, its content."""
+    p = Path(path)
+    if p.suffix == ".onnx":
+        return "onnx"
+    if p.suffix == ".pt2":
+        return "torch-export"
+    if p.suffix in (".pt", ".pth"):
+        import zipfile
+
+        # TorchScript archives hold code/; torch.save'd state dicts only data.pkl.
+        try:
+            with zipfile.ZipFile(p) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return "state-dict"
+        return "torchscript" if any("/code/" in n for n in names) else "state-dict"
+    msg = f"cannot tell the format of {path} from its name"
+    raise BenchError(msg + f": pass --model-format ({', '.join(FORMATS)})")
+
+
+class Backend:
+    """The run's backend: its first session (opened before LoadGen starts, so the first
+    queries do not pay for it) and how to open more (replicated workers)."""
+
+    def __init__(self, name: str, config: Any) -> None:
+        self.name = name
+        self.impl = module(name)
+        self.config = config
+        self.session = self.impl.open_session(config)
+        self.io = self.session.io
+
+    def new_session(self) -> Session:
+        return self.impl.open_session(self.config)
+
+    def facts(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.impl.version(), **self.session.facts()}
+
+
+def from_settings(settings: Any) -> Backend:
+    """The backend the settings name, with its config made from them."""
+    impl = module(settings.backend)
+    return Backend(settings.backend, impl.Config.from_settings(settings))
+
+
+def open_worker_session(name: str, config: Any) -> Session:
+    """A process worker's own session (the config crossed the process boundary)."""
+    return module(name).open_session(config)

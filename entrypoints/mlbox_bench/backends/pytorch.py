@@ -1,0 +1,274 @@
+"""The PyTorch backend: TorchScript, torch.export programs, torchvision's ResNet-50 state
+dict, and the seed app's route (a checkpoint plus a model-code directory), under
+``torch.inference_mode``. A CUDA request runs on CUDA or fails: never on the CPU instead.
+
+Options: ``--device cpu|cuda`` (the seed app's ``--ep CPUExecutionProvider`` /
+``CUDAExecutionProvider`` says the same), ``--torch-threads``/``--torch-interop-threads``;
+on CUDA ``--half`` (fp16 weights and inputs), ``--channels-last`` and ``--torch-compile``,
+each recorded in result.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlbox_bench.backends import ModelIO, offset_for, to_labels
+from mlbox_bench.errors import BenchError
+
+log = logging.getLogger("mlbox-bench")
+
+# TorchScript does not record input shapes: the MLPerf model's input, when neither the
+# file (a torch.export signature, mlbox's extra file) nor --input-shape says otherwise.
+INPUT_SHAPES = {"resnet50": (3, 224, 224), "retinanet": (3, 800, 800)}
+SEED_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda"}  # the seed app's --ep
+
+
+@dataclass(frozen=True)
+class Config:
+    modelpath: str
+    model_format: str
+    device: str  # cpu or cuda
+    threads: int  # intra-op threads (0: PyTorch decides)
+    interop_threads: int
+    half: bool
+    channels_last: bool
+    compile: bool
+    model_code: str | None  # the seed app's route: a directory with cmc.py's model_init
+    model_cfg: str | None
+    input_shape: tuple[int, ...] | None
+    model: str  # the MLPerf model name (default input shape)
+
+    @classmethod
+    def from_settings(cls, s: Any) -> Config:
+        return cls(
+            s.modelpath, s.model_format, torch_device(s), s.torch_threads, s.torch_interop_threads, s.half,
+            s.channels_last, s.torch_compile, s.model_code, s.model_cfg, s.input_shape, s.model,
+        )  # fmt: skip
+
+
+def torch_device(s: Any) -> str:
+    """--device, or the seed app's spelling of it: --ep CPUExecutionProvider/CUDAExecutionProvider
+    (settings has checked it is one of those)."""
+    return SEED_DEVICES[s.ep] if s.set_by_user("ep") else str(s.device)
+
+
+def version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
+@contextmanager
+def _quiet_deprecations() -> Any:
+    """PyTorch 2.13 marks TorchScript and quantized tensors as deprecated; both still work
+    and the published int8 model is TorchScript. Their warnings say nothing about the run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
+        yield
+
+
+_threads_set = False  # torch allows setting inter-op threads once per process
+
+
+def _set_threads(torch: Any, config: Config) -> None:
+    global _threads_set
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.interop_threads and not _threads_set:
+        torch.set_num_interop_threads(config.interop_threads)
+    _threads_set = True
+
+
+def _load(torch: Any, config: Config, device: Any) -> tuple[Any, dict[str, Any]]:
+    """(module, facts of the file) for each format."""
+    path = config.modelpath
+    facts: dict[str, Any] = {"format": config.model_format}
+    if config.model_code is not None:
+        return _seed_route(torch, config, device), {**facts, "route": "model code (seed app)"}
+    with _quiet_deprecations():
+        if config.model_format == "torchscript":
+            extra = {"mlbox.json": ""}
+            module = torch.jit.load(path, map_location=device, _extra_files=extra)
+            if extra["mlbox.json"]:
+                facts["file"] = json.loads(extra["mlbox.json"])
+            return module, facts
+        if config.model_format == "torch-export":
+            program = torch.export.load(path)
+            shape = _export_input_shape(program)
+            facts["input_shape"] = list(shape[1:]) if shape else None
+            return program.module().to(device), facts
+        if config.model_format == "state-dict":
+            from mlbox_bench.resnet_torch import load_state_dict_file
+
+            if config.model != "resnet50":
+                msg = f"a state dict holds weights only: mlbox-bench knows the network for resnet50, not {config.model}"
+                raise BenchError(msg + " (export it with torch.export, or pass --model-code DIR)")
+            return load_state_dict_file(path).to(device), {**facts, "network": "torchvision resnet50 (v1.5)"}
+    msg = f"the PyTorch backend does not load --model-format {config.model_format}"
+    raise BenchError(msg)
+
+
+def _export_input_shape(program: Any) -> tuple[int, ...]:
+    """The first user input's example shape (parameters are placeholders too: skipped).
+    A dynamic dimension (the batch) reads as its example value."""
+    users = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in users and hasattr(node.meta.get("val"), "shape"):
+            return tuple(int(d) if isinstance(d, int) else 1 for d in node.meta["val"].shape)
+    return ()
+
+
+def _seed_route(torch: Any, config: Config, device: Any) -> Any:
+    """The seed app's PyTorch route: torch.load the checkpoint, then `model_init(checkpoint,
+    cfg)` from the model-code directory's cmc.py returns {'return': 0, 'model': model}."""
+    import importlib.util
+
+    code = Path(str(config.model_code)) / "cmc.py"
+    if not code.is_file():
+        msg = f"--model-code {config.model_code}: no cmc.py there (the seed app's model connector with model_init)"
+        raise BenchError(msg)
+    cfg: dict[str, Any] = {}
+    if config.model_cfg:
+        try:
+            cfg = json.loads(Path(config.model_cfg).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            msg = f"--model-cfg {config.model_cfg}: not a readable JSON file ({err})"
+            raise BenchError(msg) from None
+    spec = importlib.util.spec_from_file_location("cmc", code)
+    if spec is None or spec.loader is None:
+        msg = f"cannot import {code}"
+        raise BenchError(msg)
+    connector = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(code.parent))  # cmc.py imports its own model code
+    try:
+        spec.loader.exec_module(connector)
+        checkpoint = torch.load(config.modelpath, map_location=device, weights_only=False)
+        answer = connector.model_init(checkpoint, cfg)
+    finally:
+        sys.path.remove(str(code.parent))
+    if not isinstance(answer, dict) or answer.get("return", 1) != 0 or "model" not in answer:
+        msg = f"{code}: model_init failed: {answer.get('error') if isinstance(answer, dict) else answer!r}"
+        raise BenchError(msg)
+    return answer["model"]
+
+
+class TorchSession:
+    def __init__(self, torch: Any, module: Any, config: Config, facts: dict[str, Any], io: ModelIO) -> None:
+        self.torch = torch
+        self.module = module
+        self.config = config
+        self.device = torch.device(config.device)
+        self.dtype = torch.float16 if config.half else torch.float32
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.file_facts = facts
+        self.io = io
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, dtype=self.dtype, non_blocking=True)
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=self.memory_format)
+            out = self.module(x)
+            if isinstance(out, list | tuple):
+                out = out[0]
+            return np.asarray(out.float().cpu().numpy())
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return to_labels(self.forward(batch), len(batch), self.io.label_offset)
+
+    def facts(self) -> dict[str, Any]:
+        torch = self.torch
+        param = next(iter(self.module.parameters()), None) if hasattr(self.module, "parameters") else None
+        device = str(param.device) if param is not None else self.config.device
+        facts: dict[str, Any] = {
+            "provider": f"torch:{self.config.device}",
+            "device": self.config.device,
+            "session": {
+                "device_of_weights": device,
+                "intra_op_threads": torch.get_num_threads(),
+                "inter_op_threads": torch.get_num_interop_threads(),
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "channels_last": self.config.channels_last,
+                "torch_compile": self.config.compile,
+                "inference_mode": True,
+                **self.file_facts,
+            },
+        }
+        if self.config.device == "cuda":
+            facts["session"]["cuda_device"] = torch.cuda.get_device_name(self.device)
+        return facts
+
+
+def open_session(config: Config) -> TorchSession:
+    try:
+        import torch
+    except ImportError:
+        msg = "the pytorch backend needs PyTorch, which is not installed in this environment"
+        raise BenchError(msg + " (use an mlbox pytorch image, or pip install torch)") from None
+    if config.device == "cuda" and not torch.cuda.is_available():
+        # PyTorch would run on the CPU if we let it: refuse instead.
+        msg = "--device cuda was requested but torch.cuda.is_available() is false on this host"
+        raise BenchError(
+            msg + ": run on a GPU machine with the GPUs passed to the container (`mlbox run` does: --gpus all)"
+        )
+    _set_threads(torch, config)
+    # Process workers map the samples read-only and the model never writes to its input;
+    # set once here, not per batch (catch_warnings is neither free nor thread-safe).
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+    device = torch.device(config.device)
+    module, facts = _load(torch, config, device)
+    if config.model_format != "torch-export":  # an exported program is already in inference form
+        module = module.eval()
+    if config.half:
+        module = module.half()
+    if config.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if config.compile:
+        module = torch.compile(module)
+    session = TorchSession(torch, module, config, facts, _placeholder_io(config, facts))
+    session.io = _describe_io(session, config, facts)
+    _check_device(torch, session, config)
+    return session
+
+
+def _placeholder_io(config: Config, facts: dict[str, Any]) -> ModelIO:
+    shape = config.input_shape or tuple(facts.get("input_shape") or ())
+    shape = shape or tuple((facts.get("file") or {}).get("input_shape") or ()) or INPUT_SHAPES.get(config.model, ())
+    if not shape:
+        msg = f"the input shape of {config.modelpath} is not known: pass --input-shape (e.g. 3,224,224)"
+        raise BenchError(msg)
+    return ModelIO("input", tuple(int(d) for d in shape), np.float32, "output", "float32", 0)
+
+
+def _describe_io(session: TorchSession, config: Config, facts: dict[str, Any]) -> ModelIO:
+    """Run one zero sample to learn the output: its class count sets the label offset."""
+    io = session.io
+    try:
+        out = session.forward(np.zeros((1, *io.input_shape), dtype=np.float32))
+    except Exception as err:  # the model's own error, with the shape we tried
+        msg = f"{config.modelpath} does not run on an input of shape {(1, *io.input_shape)}: {err}"
+        raise BenchError(msg + " (pass --input-shape)") from None
+    classes = out.shape[-1] if out.ndim >= 2 else None
+    return ModelIO("input", io.input_shape, np.float32, "output", "float32", offset_for(classes))
+
+
+def _check_device(torch: Any, session: TorchSession, config: Config) -> None:
+    """The weights are where the config says (a module that ignored .to() is refused)."""
+    if not hasattr(session.module, "parameters"):
+        return
+    for param in session.module.parameters():
+        if param.device.type != config.device:
+            msg = f"requested {config.device} but the model's weights are on {param.device}"
+            raise BenchError(msg)
+        break
