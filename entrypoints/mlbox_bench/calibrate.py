@@ -39,11 +39,12 @@ OFFLINE_MARGIN = 0.95
 STREAM_MARGIN = 1.25
 # Server without --target-qps: this fraction of the measured capacity (queueing headroom).
 SERVER_LOAD_FRACTION = 0.5
-# Warm-up: rounds until one is no more than 10% faster than the one before. Libraries
-# make the first runs of each batch shape slow (onnxruntime allocates; TorchScript's
-# profiling executor takes ~4 runs per shape to reach its speed: 1.8 s, 1.1, 0.7, then
-# 0.06 s for ResNet-50 on 2 cores), and a slow round measured would size the run too small.
+# Warm-up: rounds until two in a row are no more than 10% faster than the fastest before
+# them (at most WARM_UP_ROUNDS, WARM_UP_S). Libraries make the first runs of each batch
+# shape slow (onnxruntime allocates and picks kernels; PyTorch packs weights), and a slow
+# round measured would size the run too small.
 WARM_UP_ROUNDS = 8
+WARM_UP_S = 10.0
 STEADY = 0.9
 
 
@@ -98,10 +99,11 @@ def measure(
 
     def warm_up(size: int) -> float:
         """Rounds until they stop getting faster; the last round's time."""
-        times = [run_round(size)]
-        while len(times) < WARM_UP_ROUNDS:
+        began = time.perf_counter()
+        times = [run_round(size), run_round(size)]
+        while len(times) < WARM_UP_ROUNDS and time.perf_counter() - began < WARM_UP_S:
             times.append(run_round(size))
-            if times[-1] >= STEADY * times[-2]:
+            if min(times[-2:]) >= STEADY * min(times[:-2]):
                 break
         return times[-1]
 
@@ -132,7 +134,11 @@ def calibrate(
         # placeholder is 1 query/s: 1024 samples would take 17 minutes) needs a rate.
         return {}, {}
     if sc == "Offline" and s.target_qps is None:
-        m = measure(runner, data, s.max_batchsize, workers, seconds, complete, per_worker=2)
+        # The batch a user asked for is measured as it is; otherwise a smaller one when a
+        # full batch would not fit the budget, and the run then uses that batch: the rate
+        # that sizes the query is the rate of the batches that run.
+        fixed = s.set_by_user("max_batchsize")
+        m = measure(runner, data, s.max_batchsize, workers, seconds, complete, per_worker=2, fixed_batch=fixed)
         qps = m.samples_per_s * OFFLINE_MARGIN
         log.info(
             "calibrated Offline: %.1f samples/s measured (batch %d); expected QPS %.1f", m.samples_per_s, m.batch, qps

@@ -188,7 +188,7 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
         workers = 1 if runner_kind == "inline" else s.concurrency
         runner = make_runner(runner_kind, backend, data, workers)
     complete = loadgen_complete(lg)
-    batch = s.max_batchsize
+    batch = s.max_batchsize  # Offline: calibration may pick a smaller one (see calibrate)
     first_issue: list[float] = []
 
     def issue(ids_list: list[int], indices_list: list[int]) -> None:
@@ -219,6 +219,8 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
             data.load(list(range(perf_count)))
             timeline["samples_s"] = time.perf_counter() - t
             found, calibration = calibrate(s, ts, runner, data, workers, responses_only(lg))
+            if s.scenario == "Offline" and "batch" in calibration:
+                batch = int(calibration["batch"])
             values.update(found)
             fields.apply(ts, found, s.scenario)
             runner.forget()  # result.json's `observed` is the measured run only

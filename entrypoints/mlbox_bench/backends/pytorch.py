@@ -97,6 +97,12 @@ def _load(torch: Any, config: Config, device: Any) -> tuple[Any, dict[str, Any]]
         return _seed_route(torch, config, device), {**facts, "route": "model code (seed app)"}
     with _quiet_deprecations():
         if config.model_format == "torchscript":
+            # TorchScript's default (profiling) executor re-profiles every new batch shape
+            # and takes ~4 runs per shape to reach its speed, some of them seconds long for
+            # ResNet-50 on 2 cores, in bursts the calibration and the run cannot predict;
+            # the legacy executor optimises once and runs every shape at its speed (b1
+            # 60 ms from the 3rd run, a new b3 at 140 ms from its first).
+            torch._C._jit_set_profiling_executor(False)
             extra = {"mlbox.json": ""}
             module = torch.jit.load(path, map_location=device, _extra_files=extra)
             if extra["mlbox.json"]:

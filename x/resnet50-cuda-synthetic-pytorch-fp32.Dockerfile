@@ -1,0 +1,96 @@
+# mlbox image: resnet50 (synthetic-pytorch-fp32, synthetic weights) on cuda with pytorch.
+# Rendered by mlbox from dockerfiles/Dockerfile.j2; edit the templates, not this file.
+# Builds with the classic builder too (no RUN --mount) and needs no network:
+# Python packages come from a wheelhouse resolved on the host, the model is fetched
+# and verified on the host. Layers go from least to most often changed.
+# ---- python-base: nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 has no Python; add the distribution's --------
+FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS python-base
+# The distribution's own python3 3.12 (the wheelhouse targets it), unpinned on
+# purpose: the base image's tag pins the release, and its mirror keeps one version.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+
+# ---- deps: the backend's Python packages, installed from the wheelhouse ------------
+FROM python-base AS deps
+COPY wheels/ /tmp/wheels/
+# pip lives in a throwaway venv of this stage only; the runtime stage gets the packages
+# and the lock file (exact versions and sha256 of every wheel) beside them.
+RUN python3 -m venv /tmp/pip \
+    && /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
+       --require-hashes --target /opt/mlbox/deps \
+       --find-links /tmp/wheels --requirement /tmp/wheels/requirements.lock \
+    && cp /tmp/wheels/requirements.lock /opt/mlbox/deps/requirements.lock
+
+# ---- loadgen: MLPerf LoadGen 6.0.17 --------------------------------------------
+FROM deps AS loadgen
+COPY loadgen/ /tmp/loadgen/
+RUN /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
+       --no-deps --require-hashes --target /opt/mlbox/loadgen \
+       --find-links /tmp/loadgen --requirement /tmp/loadgen/requirements.lock \
+    && cp /tmp/loadgen/requirements.lock /opt/mlbox/loadgen/requirements.lock
+
+# ---- runtime: no pip, no compilers, no caches; runs as a non-root user -----------------
+FROM python-base AS runtime
+# World-writable results dir (sticky) so the image also runs as any --user without a mount.
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent mlbox \
+    && mkdir -p /results && chmod 1777 /results
+COPY --from=deps /opt/mlbox/deps /opt/mlbox/deps
+COPY --from=loadgen /opt/mlbox/loadgen /opt/mlbox/loadgen
+ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
+    PATH=/opt/mlbox/app/bin:/opt/mlbox/deps/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# device: cuda (nvidia: NVIDIA's CUDA runtime base image)
+# The NVIDIA container runtime reads these; `mlbox run` passes --gpus all for cuda images.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+# backend: pytorch (torch==2.14.1 numpy==2.4.6 nvidia-cudnn-cu13==9.24.0.43 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 cuda-toolkit==13.0.3.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 triton==3.8.0 fsspec==2026.9.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 typing-extensions==4.16.0 filelock==4.3.1 jinja2==3.1.6 markupsafe==3.0.4 pillow==13.0.0)
+
+# The model: its own layer, below the harness code, so a code change never re-copies it.
+COPY model/ /opt/mlbox/model/
+# Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
+ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v15_synthetic_fp32.pt \
+    MLBOX_DEFAULT_MODEL_FORMAT=torchscript \
+    MLBOX_DEFAULT_WEIGHTS=synthetic \
+    MLBOX_DEFAULT_OUTPUT_DIR=/results \
+    MLBOX_DEFAULT_DEVICE=cuda \
+    MLBOX_DEFAULT_BACKEND=pytorch
+
+USER 10001:10001
+WORKDIR /results
+ENTRYPOINT ["mlbox-bench"]
+
+# The harness (mlbox-bench): small, changes most often, so it goes last but for labels:
+# a code change rebuilds this layer and the labels, nothing else.
+COPY app/ /opt/mlbox/app/
+
+ARG MLBOX_CREATED=unknown
+ARG MLBOX_MODEL_SHA256=unknown
+LABEL \
+      org.opencontainers.image.title="mlbox resnet50 (synthetic-pytorch-fp32) on cuda" \
+      org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 PyTorch TorchScript with deterministic random weights (SYNTHETIC, not for accuracy)" \
+      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.base.name="nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04" \
+      mlbox.model="resnet50" \
+      mlbox.model.mlperf_name="resnet50" \
+      mlbox.variant="synthetic-pytorch-fp32" \
+      mlbox.model.file="resnet50_v15_synthetic_fp32.pt" \
+      mlbox.model.framework="pytorch" \
+      mlbox.model.precision="fp32" \
+      mlbox.weights="synthetic" \
+      mlbox.weights.source="synthetic: generated by mlbox (resnet50-torch, seed 0)" \
+      mlbox.device="cuda" \
+      mlbox.backend="pytorch" \
+      mlbox.backend.packages="torch==2.14.1 numpy==2.4.6 nvidia-cudnn-cu13==9.24.0.43 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 cuda-toolkit==13.0.3.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 triton==3.8.0 fsspec==2026.9.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 typing-extensions==4.16.0 filelock==4.3.1 jinja2==3.1.6 markupsafe==3.0.4 pillow==13.0.0" \
+      mlbox.backend.version="2.14.1" \
+      mlbox.backend.index="pip's default index" \
+      mlbox.loadgen.version="6.0.17" \
+      mlbox.loadgen.from="wheel" \
+      mlbox.cuda.from="nvidia" \
+      mlbox.template.sha256="7be03bc8886afdde3d661d5c9de38b2c1afdea5e08f16c2ac0bad436b04b9dd7" \
+      org.opencontainers.image.created="${MLBOX_CREATED}" \
+      mlbox.model.sha256="${MLBOX_MODEL_SHA256}"
