@@ -125,16 +125,23 @@ class FakeEngine:
         self._call("remove_container", container)
         self.containers.pop(container, None)
 
+    def close(self) -> None:
+        self._call("close")
+
     def names(self) -> list[str]:
         """The methods called, in order."""
         return [name for name, _ in self.calls]
 
 
-def use_fake_engine(monkeypatch: Any, engine: FakeEngine) -> Callable[[], FakeEngine]:
-    """Make `mlbox` CLI commands talk to ``engine``."""
+def use_fake_engine(
+    monkeypatch: Any, engine: FakeEngine, kinds: list[str] | None = None
+) -> Callable[[str], FakeEngine]:
+    """Make `mlbox` CLI commands talk to ``engine``; ``kinds`` collects the engine each asked for."""
     import mlbox.engine
 
-    def connect() -> FakeEngine:
+    def connect(kind: str = "docker") -> FakeEngine:
+        if kinds is not None:
+            kinds.append(kind)
         return engine
 
     monkeypatch.setattr(mlbox.engine, "connect", connect)

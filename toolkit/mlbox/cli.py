@@ -50,6 +50,7 @@ def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
 @dataclass(frozen=True)
 class Context:
     catalog_path: Path | None  # None: the catalog shipped with mlbox
+    engine_kind: str = "docker"
     _loaded: list[Catalog] = field(default_factory=list, repr=False, compare=False)
     _engines: list[Engine] = field(default_factory=list, repr=False, compare=False)
 
@@ -67,8 +68,13 @@ class Context:
         if not self._engines:
             from mlbox.engine import connect
 
-            self._engines.append(connect())
+            self._engines.append(connect(self.engine_kind))
         return self._engines[0]
+
+    def close(self) -> None:
+        """When the command ends, however it ends: stops a Podman service mlbox started."""
+        while self._engines:
+            self._engines.pop().close()
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -98,10 +104,18 @@ def _epilog() -> str:
     env="MLBOX_CONFIG",
     help="Option defaults, by option name [default: $XDG_CONFIG_HOME/mlbox/config.yaml].",
 )
+@option(
+    "--engine",
+    type=click.Choice(["docker", "podman"]),
+    default=None,
+    env="MLBOX_ENGINE",
+    help="Container engine: docker, or podman through its Docker-compatible API (the service CONTAINER_HOST "
+    "names, else one mlbox starts for the command) [default: the configuration file's, else docker].",
+)
 @option("--debug", is_flag=True, env="MLBOX_DEBUG", help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mlbox")
 @click.pass_context
-def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, engine: str | None, debug: bool) -> None:
     """mlbox: build self-contained MLPerf Inference LoadGen benchmark images and run them."""
     _state.debug = debug
     logging.basicConfig(format="mlbox: %(message)s", stream=sys.stderr)
@@ -109,18 +123,37 @@ def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, debu
     from mlbox.config import read_config
     from mlbox.paths import config_file
 
-    settings = read_config(config_path or config_file(), _option_names())
+    path = config_path or config_file()
+    settings = read_config(path, _option_names())
     # Each command sees the file's values as its options' defaults (flags and MLBOX_* win).
     ctx.default_map = {
         name: {p.name: settings[p.name] for p in command.params if p.name in settings}
         for name, command in cli.commands.items()
     }
-    ctx.obj = Context(catalog_path=catalog)
+    ctx.obj = Context(catalog_path=catalog, engine_kind=engine or _configured_engine(settings, path))
+    ctx.call_on_close(ctx.obj.close)
+
+
+# Options of the group itself that the configuration file may set too (not --config,
+# which names the file, nor --catalog and --debug, which stay per invocation).
+GROUP_SETTINGS = {"engine"}
 
 
 def _option_names() -> set[str]:
     """Every option name of every command: what a configuration file may set."""
-    return {p.name for c in cli.commands.values() for p in c.params if isinstance(p, click.Option) and p.name}
+    names = {p.name for c in cli.commands.values() for p in c.params if isinstance(p, click.Option) and p.name}
+    return names | GROUP_SETTINGS
+
+
+def _configured_engine(settings: dict[str, Any], path: Path) -> str:
+    from mlbox.engine import ENGINES
+    from mlbox.errors import ConfigError
+
+    kind = str(settings.get("engine", "docker"))
+    if kind not in ENGINES:
+        msg = f"{path}: engine {kind!r} is not one of {', '.join(ENGINES)}"
+        raise ConfigError(msg, hint="for example `engine: podman`")
+    return kind
 
 
 def selection_options(func: F) -> F:
