@@ -22,6 +22,7 @@ import click
 from mlbox.errors import MlboxError, exit_codes
 
 if TYPE_CHECKING:
+    from mlbox.build import Inputs
     from mlbox.catalog import Catalog
     from mlbox.engine import Engine
     from mlbox.plan import BuildPlan
@@ -424,6 +425,93 @@ def push(
     target, creds = _registry_and_credentials(registry, username, password_stdin)
     plans = _plans(ctx, kwargs, all_=all_)
     _push(ctx.engine(), [plan.spec.tag for plan in plans], target, creds)
+
+
+@cli.command()
+@selection_options
+@all_option
+@option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    env="MLBOX_OUT",
+    help="Directory for the build contexts (one per image) and docker-bake.json.",
+)
+@option(
+    "--registry",
+    env="MLBOX_REGISTRY",
+    help="Tag the images for this registry (HOST[:PORT]/NAMESPACE), with a registry build cache beside them "
+    "[default: local tags, for --load].",
+)
+@option(
+    "--mirror",
+    env="MLBOX_MIRROR",
+    help="Base URL of a model mirror for air-gapped sites: files are fetched as MIRROR/<checksum>/<file>.",
+)
+@pass_ctx
+def bake(ctx: Context, /, all_: bool, out: Path, registry: str | None, mirror: str | None, **kwargs: Any) -> None:
+    """Stage build contexts and a Buildx Bake file for BuildKit builders (no engine needed).
+
+    Each image's context is what `mlbox build` sends its engine (model verified, wheelhouse,
+    Dockerfile); OUT/docker-bake.json has a target per image (tags, labels, build
+    arguments, platform, registry cache) and groups per model, per device and `default`.
+    Then: `docker buildx bake -f OUT/docker-bake.json --push --metadata-file OUT/metadata.json`
+    and `mlbox publish-record OUT/metadata.json`. Prints the bake file's path on stdout.
+    """
+    from datetime import UTC, datetime
+
+    from mlbox import ui
+    from mlbox.bake import write_bake
+    from mlbox.build import prepare_inputs
+    from mlbox.catalog import check_url
+    from mlbox.paths import cache_dir
+    from mlbox.publish import parse_registry
+
+    if mirror is not None:
+        check_url(mirror, what="--mirror")
+    target = parse_registry(registry) if registry else None
+    plans = _plans(ctx, kwargs, all_=all_)
+    mirror = mirror or ctx.catalog().defaults.mirror
+
+    def prepare(plan: BuildPlan) -> Inputs:
+        with ui.download_bar(plan.spec.variant_spec.file) as bar:
+            return prepare_inputs(plan, cache_dir(), mirror=mirror, progress=bar)
+
+    path = write_bake(plans, out, registry=target, prepare=prepare, created=datetime.now(UTC))
+    click.echo(path)
+
+
+@cli.command(name="publish-record")
+@click.argument("metadata", type=click.Path(dir_okay=False, path_type=Path))
+@option(
+    "--bake-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    env="MLBOX_BAKE_FILE",
+    help="The bake file the build used [default: docker-bake.json beside METADATA].",
+)
+@option("--registry", env="MLBOX_REGISTRY", help="The registry the bake file pushes to: HOST[:PORT]/NAMESPACE.")
+def publish_record(metadata: Path, bake_file: Path | None, registry: str | None) -> None:
+    """Record what `docker buildx bake --push --metadata-file METADATA` pushed.
+
+    Appends a publish record per pushed image, as `mlbox push` does (digests from bake's
+    metadata, labels from the bake file), and prints NAME@DIGEST for each on stdout.
+    """
+    from mlbox.bake import BAKE_FILE, read_json, records_from_metadata
+    from mlbox.errors import PushError
+    from mlbox.paths import publish_records
+    from mlbox.publish import append_record, parse_registry
+
+    if not registry:
+        msg = "no registry given"
+        raise PushError(msg, hint="pass the --registry the bake file was written for (or set MLBOX_REGISTRY)")
+    records = records_from_metadata(
+        read_json(metadata, "bake metadata file"),
+        read_json(bake_file or metadata.parent / BAKE_FILE, "bake file"),
+        parse_registry(registry),
+    )
+    for record in records:  # every record is checked before the first is appended
+        append_record(publish_records(), record)
+        click.echo(record["references"][0])
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -79,6 +79,12 @@ class ConfigError(MlboxError):
     exit_code = 19
 
 
+class RecordError(MlboxError):
+    """An image has no publish record for the registry, or a record or bake metadata file is unusable."""
+
+    exit_code = 20
+
+
 def exit_codes() -> list[tuple[int, str]]:
     """(code, meaning) for every exit of `mlbox`, in order: the one table of them."""
     errors = [(cls.exit_code, (cls.__doc__ or "").strip().splitlines()[0]) for cls in _subclasses(MlboxError)]
