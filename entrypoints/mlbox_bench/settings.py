@@ -37,6 +37,8 @@ HOST_VARIABLES = frozenset(
         "ALL", "JSON", "OUT", "MODEL_FILE", "MODEL_URL", "MIRROR", "PUSH", "REGISTRY", "REGISTRY_USERNAME",
         "REGISTRY_PASSWORD", "PASSWORD_STDIN", "IMAGE", "RESULTS", "NETWORK", "SHM_SIZE", "CPUSET_CPUS", "READ_ONLY",
         "GPUS", "PLOT", "CUDA", "BASE_SUITE", "DEBIAN_MIRROR", "FORCE", "SET_DEFAULT", "ENGINE", "BAKE_FILE",
+        "SCENARIOS", "MATRIX", "RUN_NAME", "NAMESPACE", "PARALLELISM", "GPUS_PER_POD", "CPU", "MEMORY", "STORAGE",
+        "STORAGE_CLASS", "ACCESS_MODE",
     )
 )  # fmt: skip
 
@@ -307,8 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlbox-bench",
         description="Run an MLPerf Inference LoadGen benchmark with onnxruntime. "
         "Every option is also an MLBOX_<NAME> environment variable; CM_* names in brackets are aliases. "
-        "Precedence: flag > MLBOX_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default.",
+        "Precedence: flag > MLBOX_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default. "
+        "@FILE stands for the arguments in FILE, one per line.",
         argument_default=argparse.SUPPRESS,  # absent flags stay absent: env and defaults come next
+        # A Kubernetes Indexed Job gives each pod the same command line: `@/etc/mlbox/$(INDEX)`
+        # lets each one read its own cell of the matrix without a shell in between.
+        fromfile_prefix_chars="@",
     )
     for opt in OPTIONS:
         extra = f" [env {opt.env}" + (f", {opt.cm}" if opt.cm else "") + "]"

@@ -585,6 +585,174 @@ def run(
     return code
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@selection_options
+@all_option
+@option(
+    "--registry",
+    env="MLBOX_REGISTRY",
+    help="Where the images were pushed (HOST[:PORT]/NAMESPACE): each Job runs its image by the digest "
+    "its publish record holds.",
+)
+@option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    env="MLBOX_SCENARIOS",
+    help="A scenario of the matrix (SingleStream, MultiStream, Server, Offline); repeat for more "
+    "[default: the image's].",
+)
+@option(
+    "--matrix",
+    multiple=True,
+    env="MLBOX_MATRIX",
+    help="Another axis of the matrix: OPTION=V1,V2,... with an mlbox-bench option, e.g. concurrency=1,2,4; "
+    "repeatable. Each cell is one completion of the image's Indexed Job.",
+)
+@option(
+    "--run-name",
+    env="MLBOX_RUN_NAME",
+    help="Names the Jobs, the claim and the results directory [default: the UTC time, YYYYMMDD-HHMMSS].",
+)
+@option("--namespace", env="MLBOX_NAMESPACE", help="Kubernetes namespace [default: kubectl's current one].")
+@option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    env="MLBOX_OUT",
+    help="Directory for RUN.yaml (claim, network policy, ConfigMaps, Jobs) and RUN-collect.yaml.",
+)
+@option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    env="MLBOX_PARALLELISM",
+    help="Cells of one image running at once (benchmarks sharing a node disturb each other).",
+)
+@option(
+    "--gpus-per-pod",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    env="MLBOX_GPUS_PER_POD",
+    help="nvidia.com/gpu per pod of a cuda image.",
+)
+@option("--cpu", env="MLBOX_CPU", help="CPU request and limit per pod, e.g. 8 (with --memory: Guaranteed QoS).")
+@option("--memory", env="MLBOX_MEMORY", help="Memory request and limit per pod, e.g. 16Gi (counts /dev/shm).")
+@option(
+    "--shm-size",
+    default="2g",
+    show_default=True,
+    env="MLBOX_SHM_SIZE",
+    help="Size of the memory-backed /dev/shm (processpool shares samples there): 2g or 2Gi.",
+)
+@option("--storage", default="5Gi", show_default=True, env="MLBOX_STORAGE", help="Size of the results volume claim.")
+@option("--storage-class", env="MLBOX_STORAGE_CLASS", help="Storage class of the claim [default: the cluster's].")
+@option(
+    "--access-mode",
+    type=click.Choice(["ReadWriteOnce", "ReadWriteMany"]),
+    default="ReadWriteOnce",
+    show_default=True,
+    env="MLBOX_ACCESS_MODE",
+    help="The claim's access mode: ReadWriteMany when the run's pods may be on several nodes at once.",
+)
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def k8s(
+    ctx: Context,
+    /,
+    all_: bool,
+    registry: str | None,
+    scenarios: tuple[str, ...],
+    matrix: tuple[str, ...],
+    run_name: str | None,
+    namespace: str | None,
+    out: Path,
+    parallelism: int,
+    gpus_per_pod: int,
+    cpu: str | None,
+    memory: str | None,
+    shm_size: str,
+    storage: str,
+    storage_class: str | None,
+    access_mode: str,
+    bench_args: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Kubernetes Jobs that benchmark published images, pinned by digest (kubectl applies them).
+
+    `mlbox k8s -m resnet50 --registry R --scenario Offline --scenario Server --out k8s -- --duration 600`:
+    per image an Indexed Job over the matrix (scenarios x --matrix settings), pinned by the
+    digest of its publish record; non-root, read-only root file system, no capabilities,
+    no network; cuda images get nvidia.com/gpu. Results go to a volume claim; RUN-collect.yaml
+    is a Pod to `kubectl cp` them from, for `mlbox results`. Prints the two files' paths.
+    """
+    from datetime import UTC, datetime
+
+    from mlbox.errors import RecordError
+    from mlbox.files import atomic_file
+    from mlbox.k8s import MatrixError, Options, find_published, manifests
+    from mlbox.paths import publish_records
+    from mlbox.publish import parse_registry, read_records
+
+    if not registry:
+        msg = "no registry given"
+        raise RecordError(msg, hint="pass the --registry the images were pushed to (or set MLBOX_REGISTRY)")
+    target = parse_registry(registry)
+    plans = _plans(ctx, kwargs, all_=all_)
+    published = find_published([plan.spec for plan in plans], read_records(publish_records()), target)
+    run = run_name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    opts = Options(
+        run=run, scenarios=scenarios, matrix=tuple(_axis(text) for text in matrix), bench_args=bench_args,
+        namespace=namespace, parallelism=parallelism, gpus_per_pod=gpus_per_pod, cpu=cpu, memory=memory,
+        shm_size=shm_size, storage=storage, storage_class=storage_class, access_mode=access_mode,
+    )  # fmt: skip
+    try:
+        docs, collect = manifests(published, opts)
+    except MatrixError as err:
+        raise click.UsageError(str(err)) from None
+    import yaml
+
+    for path, documents, header in (
+        (out / f"{run}.yaml", docs, _k8s_run_header(run, namespace)),
+        (out / f"{run}-collect.yaml", collect, _k8s_collect_header(run, namespace, collect[0]["metadata"]["name"])),
+    ):
+        with atomic_file(path) as (f, _):
+            f.write((header + yaml.safe_dump_all(documents, sort_keys=False)).encode())
+        click.echo(path)
+
+
+def _axis(text: str) -> tuple[str, tuple[str, ...]]:
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        msg = f"--matrix {text!r}: expected OPTION=V1,V2,... (e.g. concurrency=1,2,4)"
+        raise click.BadParameter(msg)
+    return name, tuple(v.strip() for v in values.split(","))
+
+
+def _k8s_run_header(run: str, namespace: str | None) -> str:
+    ns = f" -n {namespace}" if namespace else ""
+    return (
+        f"# mlbox benchmark run {run}: kubectl apply{ns} -f {run}.yaml\n"
+        f"# Wait for it: kubectl wait{ns} --for=condition=complete job -l mlbox/run={run} --timeout=24h\n"
+        f"# Then collect the results with {run}-collect.yaml.\n"
+    )
+
+
+def _k8s_collect_header(run: str, namespace: str | None, pod: str) -> str:
+    ns = f" -n {namespace}" if namespace else ""
+    where = f"{namespace}/{pod}" if namespace else pod
+    return (
+        f"# Results of mlbox run {run}, once its Jobs are done:\n"
+        f"#   kubectl apply{ns} -f {run}-collect.yaml\n"
+        f"#   kubectl wait{ns} --for=condition=ready pod/{pod}\n"
+        f"#   kubectl cp {where}:/results/{run} results/{run}\n"
+        f"#   kubectl delete{ns} pod/{pod}\n"
+        f"#   mlbox results results/{run}\n"
+    )
+
+
 @cli.command()
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
 @option(
