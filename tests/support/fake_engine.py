@@ -25,6 +25,7 @@ class FakeContainer:
 
 @dataclass
 class FakeEngine:
+    name = "fake engine"
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference -> inspect data
     containers: dict[str, FakeContainer] = field(default_factory=dict)
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)

@@ -237,7 +237,10 @@ def test_mlbox_k8s_writes_the_run_and_the_collect_pod(
             "--out", str(out), "--run-name", "r1", "--namespace", "bench", "--", "--duration", "60"]  # fmt: skip
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines() == [str(out / "r1.yaml"), str(out / "r1-collect.yaml")]
-    docs = list(yaml.safe_load_all((out / "r1.yaml").read_text()))
+    written = (out / "r1.yaml").read_text()
+    assert "&id" not in written  # no YAML anchors for people to chase
+    assert "  0.args: |\n    --scenario\n    Offline\n    --output-dir\n" in written
+    docs = list(yaml.safe_load_all(written))
     assert docs == manifests(published(), Options(run="r1", scenarios=("Offline", "Server"),
                                                   bench_args=("--duration", "60"), namespace="bench"))[0]  # fmt: skip
     text = (out / "r1-collect.yaml").read_text()

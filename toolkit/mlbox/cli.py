@@ -692,7 +692,7 @@ def k8s(
 
     from mlbox.errors import RecordError
     from mlbox.files import atomic_file
-    from mlbox.k8s import MatrixError, Options, find_published, manifests
+    from mlbox.k8s import MatrixError, Options, find_published, manifests, to_yaml
     from mlbox.paths import publish_records
     from mlbox.publish import parse_registry, read_records
 
@@ -712,14 +712,12 @@ def k8s(
         docs, collect = manifests(published, opts)
     except MatrixError as err:
         raise click.UsageError(str(err)) from None
-    import yaml
-
     for path, documents, header in (
         (out / f"{run}.yaml", docs, _k8s_run_header(run, namespace)),
         (out / f"{run}-collect.yaml", collect, _k8s_collect_header(run, namespace, collect[0]["metadata"]["name"])),
     ):
         with atomic_file(path) as (f, _):
-            f.write((header + yaml.safe_dump_all(documents, sort_keys=False)).encode())
+            f.write((header + to_yaml(documents)).encode())
         click.echo(path)
 
 

@@ -61,6 +61,8 @@ class Engine(Protocol):
     """What mlbox needs from a container engine; unit tests substitute a fake
     (tests/support/fake_engine.py)."""
 
+    name: str  # how messages name it: "Docker engine", "Podman service"
+
     def api_version(self) -> str: ...
 
     def info(self) -> dict[str, Any]: ...

@@ -44,7 +44,7 @@ class WheelhouseError(MlboxError):
 
 
 class EngineError(MlboxError):
-    """The Docker engine is unreachable or refused a request."""
+    """The container engine (Docker, or a Podman service) is unreachable or refused a request."""
 
     exit_code = 14
 

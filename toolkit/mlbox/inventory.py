@@ -49,7 +49,7 @@ def _built(engine: Engine, tags: set[str]) -> set[str] | None:
     try:
         return {tag for tag in sorted(tags) if engine.image_exists(tag)}
     except EngineError as err:
-        log.warning("cannot ask the Docker engine which images exist (%s): built? is unknown", err)
+        log.warning("cannot ask the %s which images exist (%s): built? is unknown", engine.name, err)
         return None
 
 

@@ -217,6 +217,22 @@ def manifests(images: Sequence[Published], opts: Options) -> tuple[list[dict[str
     return docs, [collect]
 
 
+def to_yaml(documents: Sequence[dict[str, Any]]) -> str:
+    """YAML for kubectl and for people: multi-line strings (a cell's arguments, its run
+    record) as literal blocks, and no anchors where two places hold equal values."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump_all(documents, Dumper=Dumper, sort_keys=False)
+
+
 def _meta(name: str, opts: Options, labels: dict[str, str], **extra: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if opts.namespace:
