@@ -10,6 +10,7 @@ makes is made through the engine, and mlbox is handed the metadata file bake wri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -67,8 +68,11 @@ def buildkit_images(docker_client: Any) -> Iterator[list[str]]:
     try:
         yield tags
     finally:
+        from docker.errors import NotFound
+
         for tag in tags:
-            docker_client.api.remove_image(tag, force=True)
+            with contextlib.suppress(NotFound):  # another session's guard may have removed it
+                docker_client.api.remove_image(tag, force=True)
         left: set[str] = set()
         for _ in range(20):  # a record goes only after the records built on it: newest first, in rounds
             left = records() - before

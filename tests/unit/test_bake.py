@@ -179,7 +179,7 @@ def baked(tmp_path: Path) -> dict[str, Any]:
 
 def test_bake_metadata_becomes_the_records_mlbox_push_writes(tmp_path: Path) -> None:
     definition = baked(tmp_path)
-    [record] = records_from_metadata(metadata("resnet50-cpu-synthetic"), definition, REGISTRY)
+    [record] = records_from_metadata(metadata("resnet50-cpu-synthetic"), definition, None, local_repository="mlbox")
     labels = definition["target"]["resnet50-cpu-synthetic"]["labels"]
     expected = make_record("mlbox:resnet50-cpu-synthetic", REGISTRY, DIGEST, image_id=CONFIG, labels=labels)
     assert {k: v for k, v in record.items() if k != "time"} == {k: v for k, v in expected.items() if k != "time"}
@@ -198,15 +198,21 @@ def test_bake_metadata_becomes_the_records_mlbox_push_writes(tmp_path: Path) -> 
         (lambda m: m.update({"ghost": m["resnet50-cpu-synthetic"]}), "target 'ghost', which the bake file does not"),
         (lambda m: m["resnet50-cpu-synthetic"].pop("containerimage.digest"), "has no image digest"),
         (lambda m: m["resnet50-cpu-synthetic"].update({"image.name": "mlbox:resnet50-cpu-synthetic"}), "not to"),
+        (
+            lambda m: m["resnet50-cpu-synthetic"].update(
+                {"image.name": "other.example/ml/mlbox:resnet50-cpu-synthetic"}
+            ),
+            "not to registry.example.com/ml",
+        ),
         (lambda m: m.pop("resnet50-cpu-synthetic"), "names no built target"),
     ],
-    ids=["unknown target", "no digest", "not pushed", "empty"],
+    ids=["unknown target", "no digest", "not pushed", "another registry", "empty"],
 )
 def test_unusable_metadata_is_refused(change: Any, message: str, tmp_path: Path) -> None:
     data = metadata("resnet50-cpu-synthetic")
     change(data)
     with pytest.raises(RecordError, match=message):
-        records_from_metadata(data, baked(tmp_path), REGISTRY)
+        records_from_metadata(data, baked(tmp_path), REGISTRY, local_repository="mlbox")
 
 
 def test_publish_record_appends_every_record_or_none(
@@ -216,7 +222,7 @@ def test_publish_record_appends_every_record_or_none(
     baked(tmp_path)
     meta = tmp_path / "bake" / "metadata.json"
     meta.write_text(json.dumps(metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic")))
-    assert main(["publish-record", str(meta), "--registry", "registry.example.com/ml"]) == 0
+    assert main(["publish-record", str(meta)]) == 0  # the registry is in the pushed names
     assert capsys.readouterr().out.splitlines() == [f"registry.example.com/ml/mlbox@{DIGEST}"] * 2
     lines = (tmp_path / "state" / "published.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == [

@@ -26,10 +26,10 @@ from typing import Any
 
 from mlbox import layout
 from mlbox.build import Inputs, build_args, stage_context
-from mlbox.errors import CatalogError, RecordError
+from mlbox.errors import CatalogError, PushError, RecordError
 from mlbox.files import atomic_file
 from mlbox.plan import BuildPlan
-from mlbox.publish import Registry, make_record
+from mlbox.publish import Registry, make_record, parse_registry
 from mlbox.spec import ImageSpec
 
 log = logging.getLogger(__name__)
@@ -160,16 +160,20 @@ def _stage(dest: Path, plan: BuildPlan, inputs: Inputs) -> None:
 
 
 def records_from_metadata(
-    metadata: Mapping[str, Any], definition: Mapping[str, Any], registry: Registry
+    metadata: Mapping[str, Any],
+    definition: Mapping[str, Any],
+    registry: Registry | None,
+    *,
+    local_repository: str,
 ) -> list[dict[str, Any]]:
     """Publish records for every target in bake's `--metadata-file` output, as `mlbox push`
-    writes them. Labels come from the bake file (bake's metadata has none); the local tag is
-    the pushed name without the registry's HOST/NAMESPACE/ prefix."""
+    writes them. Labels come from the bake file (bake's metadata has none). A pushed name is
+    REGISTRY/LOCAL_REPOSITORY:TAG (`mlbox push` names it so), which gives the registry, when
+    none is given, and the local tag."""
     targets = definition.get("target")
     if not isinstance(targets, Mapping):
         msg = "the bake file has no targets"
         raise RecordError(msg, hint="pass the docker-bake.json that `mlbox bake` wrote (--bake-file)")
-    prefix = f"{registry.host}/{registry.namespace}/"
     records = []
     for name, result in metadata.items():
         if not isinstance(result, Mapping):
@@ -182,19 +186,35 @@ def records_from_metadata(
             msg = f"target {name!r} has no image digest in the metadata"
             raise RecordError(msg, hint="build with `docker buildx bake --push --metadata-file FILE`")
         names = [n.strip() for n in str(result.get("image.name") or "").split(",") if n.strip()]
-        local = [n.removeprefix(prefix) for n in names if n.startswith(prefix)]
-        if not local:
-            msg = f"target {name!r} was pushed as {', '.join(names) or 'nothing'}, not to {prefix.rstrip('/')}"
-            hint = "pass the --registry the bake file was written for (`mlbox bake --registry`)"
+        pushed = [p for p in (_pushed_as(n, local_repository, registry) for n in names) if p is not None]
+        if not pushed:
+            where = f"{registry.host}/{registry.namespace}" if registry else f"a registry as .../{local_repository}:TAG"
+            msg = f"target {name!r} was pushed as {', '.join(names) or 'nothing'}, not to {where}"
+            hint = "bake with `mlbox bake --registry R` and build with `docker buildx bake --push`"
             raise RecordError(msg, hint=hint)
         config = result.get("containerimage.config.digest")
         image_id = config if isinstance(config, str) and _DIGEST.match(config) else None
         labels = targets[name].get("labels") or {}
-        records += [make_record(tag, registry, digest, image_id=image_id, labels=labels) for tag in local]
+        records += [make_record(tag, reg, digest, image_id=image_id, labels=labels) for reg, tag in pushed]
     if not records:
         msg = "the metadata file names no built target"
         raise RecordError(msg, hint="is it the file `docker buildx bake --metadata-file` wrote?")
     return records
+
+
+def _pushed_as(name: str, local_repository: str, registry: Registry | None) -> tuple[Registry, str] | None:
+    """`host/ns/mlbox:tag` -> (host/ns, `mlbox:tag`); None for a name that is not
+    ``registry``'s (or, without one, any registry's)."""
+    head, sep, tag = name.rpartition(f"/{local_repository}:")
+    if not sep or not head:
+        return None
+    try:
+        found = parse_registry(head)
+    except PushError:
+        return None
+    if registry is not None and found != registry:
+        return None
+    return found, f"{local_repository}:{tag}"
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -489,25 +489,27 @@ def bake(ctx: Context, /, all_: bool, out: Path, registry: str | None, mirror: s
     env="MLBOX_BAKE_FILE",
     help="The bake file the build used [default: docker-bake.json beside METADATA].",
 )
-@option("--registry", env="MLBOX_REGISTRY", help="The registry the bake file pushes to: HOST[:PORT]/NAMESPACE.")
-def publish_record(metadata: Path, bake_file: Path | None, registry: str | None) -> None:
+@option(
+    "--registry",
+    env="MLBOX_REGISTRY",
+    help="Record only pushes to this registry (HOST[:PORT]/NAMESPACE) [default: the one each pushed name is in].",
+)
+@pass_ctx
+def publish_record(ctx: Context, /, metadata: Path, bake_file: Path | None, registry: str | None) -> None:
     """Record what `docker buildx bake --push --metadata-file METADATA` pushed.
 
     Appends a publish record per pushed image, as `mlbox push` does (digests from bake's
     metadata, labels from the bake file), and prints NAME@DIGEST for each on stdout.
     """
     from mlbox.bake import BAKE_FILE, read_json, records_from_metadata
-    from mlbox.errors import PushError
     from mlbox.paths import publish_records
     from mlbox.publish import append_record, parse_registry
 
-    if not registry:
-        msg = "no registry given"
-        raise PushError(msg, hint="pass the --registry the bake file was written for (or set MLBOX_REGISTRY)")
     records = records_from_metadata(
         read_json(metadata, "bake metadata file"),
         read_json(bake_file or metadata.parent / BAKE_FILE, "bake file"),
-        parse_registry(registry),
+        parse_registry(registry) if registry else None,
+        local_repository=ctx.catalog().defaults.registry,
     )
     for record in records:  # every record is checked before the first is appended
         append_record(publish_records(), record)
