@@ -112,6 +112,15 @@ def test_pods_run_locked_down_and_cuda_pods_get_gpus() -> None:
     assert "egress" not in policy["spec"]
 
 
+def test_a_private_registry_is_pulled_from_with_a_secret_the_user_made() -> None:
+    run, collect_docs = manifests(published(), Options(run="r1", pull_secret="regcred"))
+    for pod in [d["spec"]["template"]["spec"] for d in by_kind(run, "Job")] + [collect_docs[0]["spec"]]:
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    for doc in [*run, *collect_docs]:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    assert "imagePullSecrets" not in manifests(published(), OPTS)[1][0]["spec"]
+
+
 def test_resources_are_requested_as_they_are_limited() -> None:
     opts = Options(run="r1", cpu="8", memory="16Gi", gpus_per_pod=2)
     run, _ = manifests(published(), opts)

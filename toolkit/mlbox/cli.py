@@ -659,6 +659,12 @@ def run(
     env="MLBOX_ACCESS_MODE",
     help="The claim's access mode: ReadWriteMany when the run's pods may be on several nodes at once.",
 )
+@option(
+    "--pull-secret",
+    env="MLBOX_PULL_SECRET",
+    help="Name of the Secret the pods pull with, for a registry that needs a login "
+    "(`kubectl create secret docker-registry NAME ...`; mlbox never sees the password).",
+)
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def k8s(
@@ -679,6 +685,7 @@ def k8s(
     storage: str,
     storage_class: str | None,
     access_mode: str,
+    pull_secret: str | None,
     bench_args: tuple[str, ...],
     **kwargs: Any,
 ) -> None:
@@ -709,6 +716,7 @@ def k8s(
         run=run, scenarios=scenarios, matrix=tuple(_axis(text) for text in matrix), bench_args=bench_args,
         namespace=namespace, parallelism=parallelism, gpus_per_pod=gpus_per_pod, cpu=cpu, memory=memory,
         shm_size=shm_size, storage=storage, storage_class=storage_class, access_mode=access_mode,
+        pull_secret=pull_secret,
     )  # fmt: skip
     try:
         docs, collect = manifests(published, opts)

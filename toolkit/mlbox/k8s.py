@@ -73,6 +73,7 @@ class Options:
     storage: str = "5Gi"
     storage_class: str | None = None
     access_mode: str = "ReadWriteOnce"
+    pull_secret: str | None = None  # a Secret the user made (kubectl create secret docker-registry)
 
 
 def find_published(
@@ -109,9 +110,10 @@ def check_names(opts: Options) -> None:
     if not _DNS_LABEL.match(opts.run) or len(opts.run) > 30:
         msg = f"run name {opts.run!r}: lower-case letters, digits and '-', at most 30 characters"
         raise MatrixError(msg)
-    if opts.namespace is not None and (not _DNS_LABEL.match(opts.namespace) or len(opts.namespace) > 63):
-        msg = f"namespace {opts.namespace!r} is not a Kubernetes namespace name"
-        raise MatrixError(msg)
+    for what, name in (("namespace", opts.namespace), ("pull secret", opts.pull_secret)):
+        if name is not None and (not _DNS_LABEL.match(name) or len(name) > 63):
+            msg = f"{what} {name!r} is not a Kubernetes name (lower-case letters, digits and '-')"
+            raise MatrixError(msg)
     for what, value in (("cpu", opts.cpu), ("memory", opts.memory), ("storage", opts.storage)):
         if value is not None and not _QUANTITY.match(value):
             msg = f"--{what} {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)"
@@ -259,6 +261,19 @@ def _isolation(opts: Options, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _pod_basics(opts: Options) -> dict[str, Any]:
+    """What every pod of the run has: no restarts, no API access, the image's user."""
+    basics: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(),
+    }
+    if opts.pull_secret:
+        basics["imagePullSecrets"] = [{"name": opts.pull_secret}]
+    return basics
+
+
 def _pod_security() -> dict[str, Any]:
     uid = layout.IMAGE_UID
     return {
@@ -329,10 +344,7 @@ def _job(
     if resources:
         benchmark["resources"] = resources
     pod: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": _pod_security(),
+        **_pod_basics(opts),
         "initContainers": [record],
         "containers": [benchmark],
         "volumes": [
@@ -396,11 +408,8 @@ def _collect_pod(image: Published, claim: str, opts: Options, run_labels: dict[s
         "kind": "Pod",
         "metadata": _meta(dns_name("mlbox", opts.run, "collect"), opts, labels),
         "spec": {
-            "restartPolicy": "Never",
+            **_pod_basics(opts),
             "activeDeadlineSeconds": COLLECT_SECONDS,
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": _pod_security(),
             "containers": [
                 {
                     "name": "collect",
