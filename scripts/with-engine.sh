@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run a command with what mlbox needs on this machine: a Docker engine, Debian's
-# docker-registry and debootstrap, and a base image. Installs and starts only what is
-# missing, and stops what it started when the command ends (idempotent).
+# Run a command with what mlbox needs on this machine: a Docker engine, Podman (the
+# second engine; it needs no daemon), Debian's docker-registry and debootstrap, and a base
+# image. Installs and starts only what is missing, and stops what it started when the
+# command ends (idempotent).
 #
 #   scripts/with-engine.sh COMMAND [ARGS...]
 #
@@ -23,6 +24,11 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+# Rootless Podman (the tests run one as an unprivileged user): newuidmap/newgidmap map the
+# user's subordinate ids, catatonit holds its user namespace (Podman's pause process).
+command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
+command -v catatonit >/dev/null 2>&1 || missing+=(catatonit)
 if [ ${#missing[@]} -gt 0 ]; then
   need_root "apt-get install ${missing[*]}"
   log "installing ${missing[*]} (Debian packages)"

@@ -48,7 +48,9 @@ HOST_VARIABLES = frozenset(
         "CATALOG", "CONFIG", "CACHE_DIR", "STATE_DIR", "DEBUG", "VARIANT", "BASE_IMAGE", "CUDA_FROM", "LOADGEN_FROM",
         "ALL", "JSON", "OUT", "MODEL_FILE", "MODEL_URL", "MIRROR", "PUSH", "REGISTRY", "REGISTRY_USERNAME",
         "REGISTRY_PASSWORD", "PASSWORD_STDIN", "IMAGE", "RESULTS", "NETWORK", "SHM_SIZE", "CPUSET_CPUS", "READ_ONLY",
-        "GPUS", "PLOT", "CUDA", "BASE_SUITE", "DEBIAN_MIRROR", "FORCE", "SET_DEFAULT",
+        "GPUS", "PLOT", "CUDA", "BASE_SUITE", "DEBIAN_MIRROR", "FORCE", "SET_DEFAULT", "ENGINE", "BAKE_FILE",
+        "SCENARIOS", "MATRIX", "RUN_NAME", "NAMESPACE", "PARALLELISM", "GPUS_PER_POD", "CPU", "MEMORY", "STORAGE",
+        "STORAGE_CLASS", "ACCESS_MODE", "PULL_SECRET",
     )
 )  # fmt: skip
 
@@ -512,10 +514,14 @@ class Settings:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlbox-bench",
-        description="Run an MLPerf Inference LoadGen benchmark with onnxruntime. "
+        description="Run an MLPerf Inference LoadGen benchmark with onnxruntime or PyTorch. "
         "Every option is also an MLBOX_<NAME> environment variable; MLC_*/CM_* names in brackets are aliases. "
-        "Precedence: flag > MLBOX_* > MLC_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default.",
+        "Precedence: flag > MLBOX_* > MLC_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default. "
+        "@FILE stands for the arguments in FILE, one per line.",
         argument_default=argparse.SUPPRESS,  # absent flags stay absent: env and defaults come next
+        # A Kubernetes Indexed Job gives each pod the same command line: `@/etc/mlbox/$(INDEX)`
+        # lets each one read its own cell of the matrix without a shell in between.
+        fromfile_prefix_chars="@",
     )
     for opt in OPTIONS:
         extra = f" [env {', '.join((opt.env, *opt.aliases))}]"

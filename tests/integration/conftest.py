@@ -347,3 +347,18 @@ def served_image(served: Served) -> tuple[str, Path]:
 @pytest.fixture
 def served_catalog(served: Served) -> Path:
     return served.catalog
+
+
+@pytest.fixture(scope="session")
+def base_rootfs(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, base_image: str) -> Path:
+    """The base image's file system as a tarball (`docker export`), to import into another
+    engine the way `mlbox base` imports the tree debootstrap made."""
+    path = tmp_path_factory.mktemp("rootfs") / "base.tar"
+    container = docker_client.containers.create(base_image, ["true"])
+    try:
+        with path.open("wb") as out:
+            for chunk in container.export():
+                out.write(chunk)
+    finally:
+        container.remove(force=True)
+    return path

@@ -30,8 +30,8 @@ def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     tmp_path: Path, base_image: str, docker_client: Any
 ) -> None:
     dist = tmp_path / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(REPO)],
-        cwd=tmp_path)  # fmt: skip
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(REPO)]
+    run(pip_wheel, cwd=tmp_path)
     [wheel] = dist.glob("mlbox-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"mlbox/data/images.yaml", "mlbox/data/dockerfiles/Dockerfile.j2", "mlbox_bench/cli.py"} <= names

@@ -25,6 +25,7 @@ class FakeContainer:
 
 @dataclass
 class FakeEngine:
+    name = "fake engine"
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference -> inspect data
     containers: dict[str, FakeContainer] = field(default_factory=dict)
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
@@ -125,16 +126,23 @@ class FakeEngine:
         self._call("remove_container", container)
         self.containers.pop(container, None)
 
+    def close(self) -> None:
+        self._call("close")
+
     def names(self) -> list[str]:
         """The methods called, in order."""
         return [name for name, _ in self.calls]
 
 
-def use_fake_engine(monkeypatch: Any, engine: FakeEngine) -> Callable[[], FakeEngine]:
-    """Make `mlbox` CLI commands talk to ``engine``."""
+def use_fake_engine(
+    monkeypatch: Any, engine: FakeEngine, kinds: list[str] | None = None
+) -> Callable[[str], FakeEngine]:
+    """Make `mlbox` CLI commands talk to ``engine``; ``kinds`` collects the engine each asked for."""
     import mlbox.engine
 
-    def connect() -> FakeEngine:
+    def connect(kind: str = "docker") -> FakeEngine:
+        if kinds is not None:
+            kinds.append(kind)
         return engine
 
     monkeypatch.setattr(mlbox.engine, "connect", connect)

@@ -293,3 +293,14 @@ def test_every_variable_the_mlbox_cli_reads_is_known_to_mlbox_bench() -> None:
                 used.add(envvar)
     used |= {"MLBOX_CACHE_DIR", "MLBOX_STATE_DIR", "MLBOX_REGISTRY_USERNAME", "MLBOX_REGISTRY_PASSWORD"}  # read in code
     assert used - known == set()
+
+
+def test_an_arguments_file_stands_for_its_lines_and_later_flags_win(tmp_path: Path) -> None:
+    """`mlbox k8s` gives each pod of an Indexed Job `@/etc/mlbox/matrix/<index>`."""
+    cell = tmp_path / "0"
+    cell.write_text("--scenario\nServer\n--output-dir\n/results/run/0\n")
+    s, _ = parse_settings([f"@{cell}", "--concurrency", "3"], {})
+    assert (s.scenario, s.output_dir, s.concurrency) == ("Server", "/results/run/0", 3)
+    assert s.sources["scenario"] == "flag --scenario"
+    s, _ = parse_settings([f"@{cell}", "--scenario", "Offline"], {})
+    assert s.scenario == "Offline"

@@ -43,3 +43,53 @@ def test_platform_tags_cover_every_older_manylinux() -> None:
     assert "manylinux2014_x86_64" in tags
     assert "manylinux1_x86_64" in tags
     assert "manylinux_2_29_x86_64" not in tags
+
+
+def test_buildah_steps_give_a_failed_build_its_context() -> None:
+    """Podman's builder names steps `[2/2] STEP 3/6: ...` and ends with Docker's aux ID chunk."""
+    stream = iter(
+        [
+            {"stream": "[2/2] STEP 3/6: RUN false\n"},
+            {"stream": "about to fail\n"},
+            {"error": "x", "errorDetail": {"message": 'building at STEP "RUN false": exit status 1\n'}},
+        ]
+    )
+    with pytest.raises(BuildError) as err:
+        follow_build(stream, lambda _: None)
+    assert "at [2/2] STEP 3/6: RUN false" in str(err.value)
+    assert "about to fail" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        # Docker: the digest in an aux chunk, and in the status line.
+        [
+            {"status": "t: digest: sha256:" + "e" * 64 + " size: 527"},
+            {"aux": {"Tag": "t", "Digest": "sha256:" + "e" * 64}},
+        ],
+        # Podman 4.3: only the status line.
+        [
+            {"status": "The push refers to repository [r/x:t]"},
+            {"status": "t: digest: sha256:" + "e" * 64 + " size: 581"},
+        ],
+    ],
+    ids=["aux-and-status-line", "status-line-only"],
+)
+def test_push_digest_comes_from_either_engines_stream(chunks: list[dict[str, object]]) -> None:
+    from mlbox.engine import follow_push
+
+    assert follow_push(iter(chunks), "r/x:t", lambda _: None) == "sha256:" + "e" * 64
+
+
+def test_a_plain_http_registry_is_named_with_what_each_engine_needs() -> None:
+    from mlbox.engine import follow_push
+    from mlbox.errors import PushError
+
+    refused = {
+        "error": "x",
+        "errorDetail": {"message": 'Get "https://h:5/v2/": http: server gave HTTP response to HTTPS client'},
+    }
+    with pytest.raises(PushError) as err:
+        follow_push(iter([refused]), "h:5/x:t", lambda _: None)
+    assert "insecure=true in registries.conf" in (err.value.hint or "")

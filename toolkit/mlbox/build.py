@@ -83,10 +83,10 @@ def prepare_inputs(
     return Inputs(model, houses)
 
 
-def build_args(plan: BuildPlan, inputs: Inputs) -> dict[str, str]:
+def build_args(plan: BuildPlan, inputs: Inputs, *, created: datetime | None = None) -> dict[str, str]:
     """The per-build values of the plan's build arguments (they feed labels)."""
     values = {
-        "MLBOX_CREATED": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "MLBOX_CREATED": (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "MLBOX_MODEL_SHA256": inputs.model.sha256,
     }
     if set(values) != set(plan.build_args):  # the layout contract and this executor disagree: a bug

@@ -22,6 +22,7 @@ import click
 from mlbox.errors import MlboxError, exit_codes
 
 if TYPE_CHECKING:
+    from mlbox.build import Inputs
     from mlbox.catalog import Catalog
     from mlbox.engine import Engine
     from mlbox.plan import BuildPlan
@@ -50,6 +51,7 @@ def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
 @dataclass(frozen=True)
 class Context:
     catalog_path: Path | None  # None: the catalog shipped with mlbox
+    engine_kind: str = "docker"
     _loaded: list[Catalog] = field(default_factory=list, repr=False, compare=False)
     _engines: list[Engine] = field(default_factory=list, repr=False, compare=False)
 
@@ -70,8 +72,13 @@ class Context:
         if not self._engines:
             from mlbox.engine import connect
 
-            self._engines.append(connect())
+            self._engines.append(connect(self.engine_kind))
         return self._engines[0]
+
+    def close(self) -> None:
+        """When the command ends, however it ends: stops a Podman service mlbox started."""
+        while self._engines:
+            self._engines.pop().close()
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -101,10 +108,18 @@ def _epilog() -> str:
     env="MLBOX_CONFIG",
     help="Option defaults, by option name [default: $XDG_CONFIG_HOME/mlbox/config.yaml].",
 )
+@option(
+    "--engine",
+    type=click.Choice(["docker", "podman"]),
+    default=None,
+    env="MLBOX_ENGINE",
+    help="Container engine: docker, or podman through its Docker-compatible API (the service CONTAINER_HOST "
+    "names, else one mlbox starts for the command) [default: the configuration file's, else docker].",
+)
 @option("--debug", is_flag=True, env="MLBOX_DEBUG", help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mlbox")
 @click.pass_context
-def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, engine: str | None, debug: bool) -> None:
     """mlbox: build self-contained MLPerf Inference LoadGen benchmark images and run them."""
     _state.debug = debug
     logging.basicConfig(format="mlbox: %(message)s", stream=sys.stderr)
@@ -112,18 +127,37 @@ def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, debu
     from mlbox.config import read_config
     from mlbox.paths import config_file
 
-    settings = read_config(config_path or config_file(), _option_names())
+    path = config_path or config_file()
+    settings = read_config(path, _option_names())
     # Each command sees the file's values as its options' defaults (flags and MLBOX_* win).
     ctx.default_map = {
         name: {p.name: settings[p.name] for p in command.params if p.name in settings}
         for name, command in cli.commands.items()
     }
-    ctx.obj = Context(catalog_path=catalog)
+    ctx.obj = Context(catalog_path=catalog, engine_kind=engine or _configured_engine(settings, path))
+    ctx.call_on_close(ctx.obj.close)
+
+
+# Options of the group itself that the configuration file may set too (not --config,
+# which names the file, nor --catalog and --debug, which stay per invocation).
+GROUP_SETTINGS = {"engine"}
 
 
 def _option_names() -> set[str]:
     """Every option name of every command: what a configuration file may set."""
-    return {p.name for c in cli.commands.values() for p in c.params if isinstance(p, click.Option) and p.name}
+    names = {p.name for c in cli.commands.values() for p in c.params if isinstance(p, click.Option) and p.name}
+    return names | GROUP_SETTINGS
+
+
+def _configured_engine(settings: dict[str, Any], path: Path) -> str:
+    from mlbox.engine import ENGINES
+    from mlbox.errors import ConfigError
+
+    kind = str(settings.get("engine", "docker"))
+    if kind not in ENGINES:
+        msg = f"{path}: engine {kind!r} is not one of {', '.join(ENGINES)}"
+        raise ConfigError(msg, hint="for example `engine: podman`")
+    return kind
 
 
 def selection_options(func: F) -> F:
@@ -396,6 +430,95 @@ def push(
     _push(ctx.engine(), [plan.spec.tag for plan in plans], target, creds)
 
 
+@cli.command()
+@selection_options
+@all_option
+@option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    env="MLBOX_OUT",
+    help="Directory for the build contexts (one per image) and docker-bake.json.",
+)
+@option(
+    "--registry",
+    env="MLBOX_REGISTRY",
+    help="Tag the images for this registry (HOST[:PORT]/NAMESPACE), with a registry build cache beside them "
+    "[default: local tags, for --load].",
+)
+@option(
+    "--mirror",
+    env="MLBOX_MIRROR",
+    help="Base URL of a model mirror for air-gapped sites: files are fetched as MIRROR/<checksum>/<file>.",
+)
+@pass_ctx
+def bake(ctx: Context, /, all_: bool, out: Path, registry: str | None, mirror: str | None, **kwargs: Any) -> None:
+    """Stage build contexts and a Buildx Bake file for BuildKit builders (no engine needed).
+
+    Each image's context is what `mlbox build` sends its engine (model verified, wheelhouse,
+    Dockerfile); OUT/docker-bake.json has a target per image (tags, labels, build
+    arguments, platform, registry cache) and groups per model, per device and `default`.
+    Then: `docker buildx bake -f OUT/docker-bake.json --push --metadata-file OUT/metadata.json`
+    and `mlbox publish-record OUT/metadata.json`. Prints the bake file's path on stdout.
+    """
+    from datetime import UTC, datetime
+
+    from mlbox import ui
+    from mlbox.bake import write_bake
+    from mlbox.build import prepare_inputs
+    from mlbox.catalog import check_url
+    from mlbox.paths import cache_dir
+    from mlbox.publish import parse_registry
+
+    if mirror is not None:
+        check_url(mirror, what="--mirror")
+    target = parse_registry(registry) if registry else None
+    plans = _plans(ctx, kwargs, all_=all_)
+    mirror = mirror or ctx.catalog().defaults.mirror
+
+    def prepare(plan: BuildPlan) -> Inputs:
+        with ui.download_bar(plan.spec.variant_spec.file) as bar:
+            return prepare_inputs(plan, cache_dir(), mirror=mirror, progress=bar)
+
+    path = write_bake(plans, out, registry=target, prepare=prepare, created=datetime.now(UTC))
+    click.echo(path)
+
+
+@cli.command(name="publish-record")
+@click.argument("metadata", type=click.Path(dir_okay=False, path_type=Path))
+@option(
+    "--bake-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    env="MLBOX_BAKE_FILE",
+    help="The bake file the build used [default: docker-bake.json beside METADATA].",
+)
+@option(
+    "--registry",
+    env="MLBOX_REGISTRY",
+    help="Record only pushes to this registry (HOST[:PORT]/NAMESPACE) [default: the one each pushed name is in].",
+)
+@pass_ctx
+def publish_record(ctx: Context, /, metadata: Path, bake_file: Path | None, registry: str | None) -> None:
+    """Record what `docker buildx bake --push --metadata-file METADATA` pushed.
+
+    Appends a publish record per pushed image, as `mlbox push` does (digests from bake's
+    metadata, labels from the bake file), and prints NAME@DIGEST for each on stdout.
+    """
+    from mlbox.bake import BAKE_FILE, read_json, records_from_metadata
+    from mlbox.paths import publish_records
+    from mlbox.publish import append_record, parse_registry
+
+    records = records_from_metadata(
+        read_json(metadata, "bake metadata file"),
+        read_json(bake_file or metadata.parent / BAKE_FILE, "bake file"),
+        parse_registry(registry) if registry else None,
+        local_repository=ctx.catalog().defaults.registry,
+    )
+    for record in records:  # every record is checked before the first is appended
+        append_record(publish_records(), record)
+        click.echo(record["references"][0])
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
 @selection_options
 @option("--image", env="MLBOX_IMAGE", help="Run this image reference instead of a catalog selection.")
@@ -465,6 +588,180 @@ def run(
     else:
         log.warning("no result.json in %s (exit code %d)", out, code)
     return code
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@selection_options
+@all_option
+@option(
+    "--registry",
+    env="MLBOX_REGISTRY",
+    help="Where the images were pushed (HOST[:PORT]/NAMESPACE): each Job runs its image by the digest "
+    "its publish record holds.",
+)
+@option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    env="MLBOX_SCENARIOS",
+    help="A scenario of the matrix (SingleStream, MultiStream, Server, Offline); repeat for more "
+    "[default: the image's].",
+)
+@option(
+    "--matrix",
+    multiple=True,
+    env="MLBOX_MATRIX",
+    help="Another axis of the matrix: OPTION=V1,V2,... with an mlbox-bench option, e.g. concurrency=1,2,4; "
+    "repeatable. Each cell is one completion of the image's Indexed Job.",
+)
+@option(
+    "--run-name",
+    env="MLBOX_RUN_NAME",
+    help="Names the Jobs, the claim and the results directory [default: the UTC time, YYYYMMDD-HHMMSS].",
+)
+@option("--namespace", env="MLBOX_NAMESPACE", help="Kubernetes namespace [default: kubectl's current one].")
+@option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    env="MLBOX_OUT",
+    help="Directory for RUN.yaml (claim, network policy, ConfigMaps, Jobs) and RUN-collect.yaml.",
+)
+@option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    env="MLBOX_PARALLELISM",
+    help="Cells of one image running at once (benchmarks sharing a node disturb each other).",
+)
+@option(
+    "--gpus-per-pod",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    env="MLBOX_GPUS_PER_POD",
+    help="nvidia.com/gpu per pod of a cuda image.",
+)
+@option("--cpu", env="MLBOX_CPU", help="CPU request and limit per pod, e.g. 8 (with --memory: Guaranteed QoS).")
+@option("--memory", env="MLBOX_MEMORY", help="Memory request and limit per pod, e.g. 16Gi (counts /dev/shm).")
+@option(
+    "--shm-size",
+    default="2g",
+    show_default=True,
+    env="MLBOX_SHM_SIZE",
+    help="Size of the memory-backed /dev/shm (processpool shares samples there): 2g or 2Gi.",
+)
+@option("--storage", default="5Gi", show_default=True, env="MLBOX_STORAGE", help="Size of the results volume claim.")
+@option("--storage-class", env="MLBOX_STORAGE_CLASS", help="Storage class of the claim [default: the cluster's].")
+@option(
+    "--access-mode",
+    type=click.Choice(["ReadWriteOnce", "ReadWriteMany"]),
+    default="ReadWriteOnce",
+    show_default=True,
+    env="MLBOX_ACCESS_MODE",
+    help="The claim's access mode: ReadWriteMany when the run's pods may be on several nodes at once.",
+)
+@option(
+    "--pull-secret",
+    env="MLBOX_PULL_SECRET",
+    help="Name of the Secret the pods pull with, for a registry that needs a login "
+    "(`kubectl create secret docker-registry NAME ...`; mlbox never sees the password).",
+)
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def k8s(
+    ctx: Context,
+    /,
+    all_: bool,
+    registry: str | None,
+    scenarios: tuple[str, ...],
+    matrix: tuple[str, ...],
+    run_name: str | None,
+    namespace: str | None,
+    out: Path,
+    parallelism: int,
+    gpus_per_pod: int,
+    cpu: str | None,
+    memory: str | None,
+    shm_size: str,
+    storage: str,
+    storage_class: str | None,
+    access_mode: str,
+    pull_secret: str | None,
+    bench_args: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Kubernetes Jobs that benchmark published images, pinned by digest (kubectl applies them).
+
+    `mlbox k8s -m resnet50 --registry R --scenario Offline --scenario Server --out k8s -- --duration 600`:
+    per image an Indexed Job over the matrix (scenarios x --matrix settings), pinned by the
+    digest of its publish record; non-root, read-only root file system, no capabilities,
+    no network; cuda images get nvidia.com/gpu. Results go to a volume claim; RUN-collect.yaml
+    is a Pod to `kubectl cp` them from, for `mlbox results`. Prints the two files' paths.
+    """
+    from datetime import UTC, datetime
+
+    from mlbox.errors import RecordError
+    from mlbox.files import atomic_file
+    from mlbox.k8s import MatrixError, Options, find_published, manifests, to_yaml
+    from mlbox.paths import publish_records
+    from mlbox.publish import parse_registry, read_records
+
+    if not registry:
+        msg = "no registry given"
+        raise RecordError(msg, hint="pass the --registry the images were pushed to (or set MLBOX_REGISTRY)")
+    target = parse_registry(registry)
+    plans = _plans(ctx, kwargs, all_=all_)
+    published = find_published([plan.spec for plan in plans], read_records(publish_records()), target)
+    run = run_name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    opts = Options(
+        run=run, scenarios=scenarios, matrix=tuple(_axis(text) for text in matrix), bench_args=bench_args,
+        namespace=namespace, parallelism=parallelism, gpus_per_pod=gpus_per_pod, cpu=cpu, memory=memory,
+        shm_size=shm_size, storage=storage, storage_class=storage_class, access_mode=access_mode,
+        pull_secret=pull_secret,
+    )  # fmt: skip
+    try:
+        docs, collect = manifests(published, opts)
+    except MatrixError as err:
+        raise click.UsageError(str(err)) from None
+    for path, documents, header in (
+        (out / f"{run}.yaml", docs, _k8s_run_header(run, namespace)),
+        (out / f"{run}-collect.yaml", collect, _k8s_collect_header(run, namespace, collect[0]["metadata"]["name"])),
+    ):
+        with atomic_file(path) as (f, _):
+            f.write((header + to_yaml(documents)).encode())
+        click.echo(path)
+
+
+def _axis(text: str) -> tuple[str, tuple[str, ...]]:
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        msg = f"--matrix {text!r}: expected OPTION=V1,V2,... (e.g. concurrency=1,2,4)"
+        raise click.BadParameter(msg)
+    return name, tuple(v.strip() for v in values.split(","))
+
+
+def _k8s_run_header(run: str, namespace: str | None) -> str:
+    ns = f" -n {namespace}" if namespace else ""
+    return (
+        f"# mlbox benchmark run {run}: kubectl apply{ns} -f {run}.yaml\n"
+        f"# Wait for it: kubectl wait{ns} --for=condition=complete job -l mlbox/run={run} --timeout=24h\n"
+        f"# Then collect the results with {run}-collect.yaml.\n"
+    )
+
+
+def _k8s_collect_header(run: str, namespace: str | None, pod: str) -> str:
+    ns = f" -n {namespace}" if namespace else ""
+    where = f"{namespace}/{pod}" if namespace else pod
+    return (
+        f"# Results of mlbox run {run}, once its Jobs are done:\n"
+        f"#   kubectl apply{ns} -f {run}-collect.yaml\n"
+        f"#   kubectl wait{ns} --for=condition=ready pod/{pod}\n"
+        f"#   kubectl cp {where}:/results/{run} results/{run}\n"
+        f"#   kubectl delete{ns} pod/{pod}\n"
+        f"#   mlbox results results/{run}\n"
+    )
 
 
 @cli.command()

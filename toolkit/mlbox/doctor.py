@@ -37,7 +37,7 @@ def run_checks(
     try:
         version = engine.api_version()
         info = engine.info()
-        checks.append(Check("engine", True, f"Docker engine API {version}, server {info.get('ServerVersion')}"))
+        checks.append(Check("engine", True, f"{engine.name} API {version}, server {info.get('ServerVersion')}"))
     except MlboxError as err:
         checks.append(Check("engine", False, str(err), err.hint or "start dockerd"))
     for ref in base_images:

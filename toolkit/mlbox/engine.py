@@ -5,12 +5,21 @@ negotiating the API version: engines on many machines are older than the SDK's d
 Build streams are read chunk by chunk: lines go to the caller as they arrive and every
 ``error``/``errorDetail`` chunk becomes a typed exception (the SDK's high-level calls
 either buffer the log until the end or, for push, do not raise at all).
+
+Two engines stand behind the seam: Docker, and Podman through its Docker-compatible API
+service (the same SDK, pointed at Podman's socket). Where Podman 4.3 answers that API
+differently, the difference is handled here and named where it is handled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlbox.errors import BuildError, EngineError, PushError
+from mlbox.errors import BuildError, EngineError, PushError, RunError
 
 LineSink = Callable[[str], None]
+ENGINES = ("docker", "podman")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class ContainerSpec:
 class Engine(Protocol):
     """What mlbox needs from a container engine; unit tests substitute a fake
     (tests/support/fake_engine.py)."""
+
+    name: str  # how messages name it: "Docker engine", "Podman service"
 
     def api_version(self) -> str: ...
 
@@ -86,15 +98,27 @@ class Engine(Protocol):
 
     def remove_container(self, container: str) -> None: ...
 
+    def close(self) -> None:
+        """Let go of the engine (and stop what mlbox started for it); safe to call twice."""
+        ...
 
-def connect() -> Engine:
-    """The engine mlbox talks to (DOCKER_HOST or the local socket). Made lazily: nothing
-    is contacted until the first call."""
+
+def connect(kind: str = "docker") -> Engine:
+    """The engine mlbox talks to. docker: DOCKER_HOST or the local socket. podman: the
+    service CONTAINER_HOST names, else one mlbox starts for this command. Made lazily:
+    nothing is contacted (or started) until the first call."""
+    if kind == "podman":
+        return PodmanEngine.from_env()
+    if kind != "docker":
+        msg = f"unknown engine {kind!r}"
+        raise EngineError(msg, hint=f"pick one of {', '.join(ENGINES)}")
     return DockerEngine()
 
 
 class DockerEngine:
     """The Docker Engine API through docker-py."""
+
+    name = "Docker engine"  # how messages name it
 
     def __init__(self, base_url: str | None = None) -> None:
         self._base_url = base_url
@@ -103,35 +127,45 @@ class DockerEngine:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import docker  # heavy import, only when an engine is really needed
-            from docker.errors import DockerException
-
-            try:
-                if self._base_url:
-                    self._client = docker.DockerClient(base_url=self._base_url, version="auto")
-                else:
-                    self._client = docker.from_env(version="auto")
-            except DockerException as err:
-                msg = f"cannot reach the Docker engine: {_short(err)}"
-                raise EngineError(
-                    msg,
-                    hint="start it (`sudo dockerd &` or `sudo systemctl start docker`), "
-                    "or point DOCKER_HOST at a running engine",
-                ) from None
+            self._client = self._connect()
         return self._client
 
+    def _connect(self) -> Any:
+        import docker  # heavy import, only when an engine is really needed
+        from docker.errors import DockerException
+
+        try:
+            if self._base_url:
+                return docker.DockerClient(base_url=self._base_url, version="auto")
+            return docker.from_env(version="auto")
+        except DockerException as err:
+            msg = f"cannot reach the Docker engine: {_short(err)}"
+            raise EngineError(
+                msg,
+                hint="start it (`sudo dockerd &` or `sudo systemctl start docker`), "
+                "or point DOCKER_HOST at a running engine",
+            ) from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return _engine_errors(action, self.name)
+
     def api_version(self) -> str:
-        with _engine_errors("query the engine version"):
+        with self._errors("query the engine version"):
             return str(self.client.api.version()["ApiVersion"])
 
     def info(self) -> dict[str, Any]:
-        with _engine_errors("query the engine"):
+        with self._errors("query the engine"):
             return dict(self.client.info())
 
     def build(
         self, context: Path, *, tag: str, buildargs: Mapping[str, str], on_line: LineSink, nocache: bool = False
     ) -> str:
-        with _engine_errors("build the image"):
+        with self._errors("build the image"):
             stream = self.client.api.build(
                 path=str(context),
                 tag=tag,
@@ -147,7 +181,7 @@ class DockerEngine:
     def tag(self, source: str, repository: str, tag: str) -> None:
         from docker.errors import ImageNotFound
 
-        with _engine_errors(f"tag {source} as {repository}:{tag}"):
+        with self._errors(f"tag {source} as {repository}:{tag}"):
             try:
                 self.client.api.tag(source, repository, tag)
             except ImageNotFound:
@@ -159,13 +193,13 @@ class DockerEngine:
     def untag(self, ref: str) -> None:
         from docker.errors import ImageNotFound
 
-        with _engine_errors(f"remove the tag {ref}"), contextlib.suppress(ImageNotFound):
+        with self._errors(f"remove the tag {ref}"), contextlib.suppress(ImageNotFound):
             self.client.api.remove_image(ref, noprune=True)
 
     def push(self, repository: str, tag: str, *, auth: Mapping[str, str] | None, on_progress: LineSink) -> str:
         """Push and return the manifest digest. docker-py does not raise when the registry
         refuses: the error is a chunk in the stream, so every chunk is checked."""
-        with _engine_errors(f"push {repository}:{tag}"):
+        with self._errors(f"push {repository}:{tag}"):
             stream = self.client.api.push(
                 repository, tag=tag, stream=True, decode=True, auth_config=dict(auth) if auth else None
             )
@@ -174,7 +208,7 @@ class DockerEngine:
     def image_exists(self, ref: str) -> bool:
         from docker.errors import ImageNotFound
 
-        with _engine_errors(f"look up image {ref}"):
+        with self._errors(f"look up image {ref}"):
             try:
                 self.client.api.inspect_image(ref)
             except ImageNotFound:
@@ -184,7 +218,7 @@ class DockerEngine:
     def inspect_image(self, ref: str) -> dict[str, Any]:
         from docker.errors import ImageNotFound
 
-        with _engine_errors(f"inspect image {ref}"):
+        with self._errors(f"inspect image {ref}"):
             try:
                 return dict(self.client.api.inspect_image(ref))
             except ImageNotFound:
@@ -192,8 +226,11 @@ class DockerEngine:
                 raise EngineError(msg, hint="build it first with `mlbox build`") from None
 
     def import_rootfs(self, tarball: Path, *, repository: str, tag: str, changes: list[str]) -> str:
-        with _engine_errors("import the base image"):
-            out = self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+        with self._errors("import the base image"):
+            # The reference goes whole in `repo` (the API allows a tag there): Podman 4.3
+            # ignores the separate `tag` parameter and would name the image REPO:latest.
+            ref = f"{repository}:{tag}"
+            out = self.client.api.import_image_from_file(str(tarball), repository=ref, changes=changes)
             # The engine answers with a JSON status line holding the new image id.
             match = re.search(r"sha256:[0-9a-f]{64}", str(out))
             if match is None:
@@ -202,6 +239,11 @@ class DockerEngine:
             return match.group(0)
 
     def create_container(self, spec: ContainerSpec) -> str:
+        kwargs = self._create_options(spec)
+        with self._errors(f"create a container from {spec.image}"):
+            return str(self.client.containers.create(spec.image, list(spec.command), **kwargs).id)
+
+    def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "user": spec.user,
             "network_mode": spec.network,
@@ -218,15 +260,14 @@ class DockerEngine:
             from docker.types import DeviceRequest
 
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        with _engine_errors(f"create a container from {spec.image}"):
-            return str(self.client.containers.create(spec.image, list(spec.command), **kwargs).id)
+        return kwargs
 
     def start_container(self, container: str) -> None:
-        with _engine_errors("start the container"):
+        with self._errors("start the container"):
             self.client.api.start(container)
 
     def container_logs(self, container: str) -> Iterator[str]:
-        with _engine_errors("read the container's log"):
+        with self._errors("read the container's log"):
             pending = ""
             for chunk in self.client.api.logs(container, stream=True, follow=True):
                 pending += chunk.decode(errors="replace")
@@ -236,18 +277,188 @@ class DockerEngine:
                 yield pending
 
     def wait_container(self, container: str) -> int:
-        with _engine_errors("wait for the container"):
+        with self._errors("wait for the container"):
             return int(self.client.api.wait(container)["StatusCode"])
 
     def stop_container(self, container: str, *, timeout: int) -> None:
-        with _engine_errors("stop the container"):
+        with self._errors("stop the container"):
             self.client.api.stop(container, timeout=timeout)
 
     def remove_container(self, container: str) -> None:
         from docker.errors import NotFound
 
-        with _engine_errors("remove the container"), contextlib.suppress(NotFound):
+        with self._errors("remove the container"), contextlib.suppress(NotFound):
             self.client.api.remove_container(container, force=True)
+
+
+class PodmanEngine(DockerEngine):
+    """Podman through its Docker-compatible API service, with the same SDK calls as Docker.
+
+    CONTAINER_HOST (Podman's own variable, `unix://PATH` or `tcp://HOST:PORT`) names a
+    running service, as `podman --remote` uses it. Without it, mlbox starts
+    `podman system service` for the command on a private socket and stops it in close():
+    Podman has no daemon to rely on. Run as root, that is rootful Podman; run as a user,
+    rootless Podman, with that user's storage.
+    """
+
+    name = "Podman service"
+
+    def __init__(self, base_url: str | None = None) -> None:
+        super().__init__(base_url)
+        self._service: PodmanService | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PodmanEngine:
+        url = (os.environ if environ is None else environ).get("CONTAINER_HOST") or None
+        if url is not None and not url.startswith(("unix://", "tcp://")):
+            msg = f"CONTAINER_HOST={url}: mlbox reaches a Podman service over unix:// or tcp:// only"
+            hint = "forward the remote socket (ssh -L /tmp/podman.sock:/run/podman/podman.sock HOST) and use unix://"
+            raise EngineError(msg, hint=hint)
+        return cls(url)
+
+    def _connect(self) -> Any:
+        import docker
+        from docker.errors import DockerException
+
+        url = self._base_url
+        if url is None:
+            self._service = PodmanService.start()
+            url = self._service.url
+        try:
+            return docker.DockerClient(base_url=url, version="auto")
+        except DockerException as err:
+            self.close()
+            msg = f"cannot reach the Podman service at {url}: {_short(err)}"
+            hint = "start one (`podman system service --time=0 unix:///PATH`) or unset CONTAINER_HOST"
+            raise EngineError(msg, hint=hint) from None
+
+    def close(self) -> None:
+        super().close()
+        if self._service is not None:
+            self._service.stop()
+            self._service = None
+
+    def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
+        if spec.gpus:
+            # Podman's Docker-compatible API accepts DeviceRequests and ignores them (the
+            # container would start without a GPU); Podman gives GPUs through CDI devices.
+            msg = f"the Podman service cannot give GPUs to {spec.image} through the Docker API mlbox uses"
+            hint = (
+                "run it with `podman run --device nvidia.com/gpu=all` (CDI: `nvidia-ctk cdi generate`), "
+                "use --engine docker, or pass --gpus none to run without"
+            )
+            raise RunError(msg, hint=hint)
+        kwargs = super()._create_options(spec)
+        if self._service is not None:
+            kwargs["ulimits"] = self._service.ulimits()
+        return kwargs
+
+
+@dataclass
+class PodmanService:
+    """`podman system service` on a private socket, for one mlbox command."""
+
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.directory / 'podman.sock'}"
+
+    @classmethod
+    def start(cls, timeout: float = 60) -> PodmanService:
+        podman = shutil.which("podman")
+        if podman is None:
+            msg = "--engine podman: the podman program is not installed"
+            raise EngineError(msg, hint="install it (Debian 12: `apt-get install podman`), or use --engine docker")
+        directory = Path(tempfile.mkdtemp(prefix="mlbox-podman-", dir=_socket_parent()))
+        log = (directory / "service.log").open("wb")
+        process = subprocess.Popen(
+            [podman, "system", "service", "--time=0", f"unix://{directory / 'podman.sock'}"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            # Its own session: Ctrl-C reaches mlbox, which still needs the service to stop
+            # the benchmark's container; close() stops the service afterwards. Should mlbox
+            # die without closing it (SIGKILL), the kernel stops it too.
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,
+        )
+        log.close()
+        service = cls(process, directory)
+        deadline = time.monotonic() + timeout
+        while not service._answers():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = service.log_tail()
+                service.stop()
+                msg = f"`podman system service` did not start: {tail or 'no output'}"
+                raise EngineError(msg, hint="run `podman info` to see what Podman needs on this machine")
+            time.sleep(0.1)
+        return service
+
+    def _answers(self) -> bool:
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(str(self.directory / "podman.sock"))
+            except OSError:
+                return False
+        return True
+
+    def ulimits(self) -> list[Any]:
+        """The service's own open-file and process limits, for each container it runs.
+
+        Podman 4.3 asks the runtime for nofile=1048576 and nproc=4194304 in rootful
+        containers unless told otherwise; a root without CAP_SYS_RESOURCE (in a container,
+        in many CI sandboxes and VMs) cannot raise its limits, and runc then fails with
+        "error setting rlimit". The service's own limits are always grantable, and are what
+        rootless Podman (and Docker, through dockerd's) give containers anyway.
+        """
+        import resource
+
+        from docker.types import Ulimit
+
+        pid = self.process.pid
+        return [
+            Ulimit(name=name, soft=soft, hard=hard)
+            for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))
+            for soft, hard in [resource.prlimit(pid, which)]
+        ]
+
+    def log_tail(self) -> str:
+        try:
+            lines = (self.directory / "service.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-5:])
+
+    def stop(self) -> None:
+        """Stop the service, wait for it, and remove its socket directory."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _socket_parent() -> str:
+    """Where the private socket goes: the user's runtime directory (as Podman's own), else
+    the temporary directory; /tmp when either is too deep for a socket path (108 bytes)."""
+    parent = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return parent if len(parent) < 60 else "/tmp"  # the socket gets a mkdtemp (0700) of its own there
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _chunk_error(chunk: Mapping[str, Any]) -> str | None:
@@ -257,6 +468,11 @@ def _chunk_error(chunk: Mapping[str, Any]) -> str | None:
         return None
     detail = chunk.get("errorDetail") or {}
     return str(detail.get("message") or chunk.get("error") or "unknown error").strip()
+
+
+# `TAG: digest: sha256:... size: N`: the status line both engines send when the registry
+# accepted the manifest. Docker also sends the digest in an `aux` chunk; Podman 4.3 does not.
+_PUSHED = re.compile(r": digest: (sha256:[0-9a-f]{64}) size: \d+$")
 
 
 def follow_push(stream: Iterator[Mapping[str, Any]], ref: str, on_progress: LineSink) -> str:
@@ -269,16 +485,27 @@ def follow_push(stream: Iterator[Mapping[str, Any]], ref: str, on_progress: Line
         if message is not None:
             msg = f"the registry refused the push of {ref}: {message}"
             hint = "check the registry address and your login (docker login, --username/--password-stdin)"
-            if "unauthorized" in message.lower() or "authentication" in message.lower():
+            lowered = message.lower()
+            if "unauthorized" in lowered or "authentication" in lowered:
                 hint = "log in: `docker login`, --username with --password-stdin, or MLBOX_REGISTRY_USERNAME/PASSWORD"
-            elif "connection refused" in message.lower() or "no such host" in message.lower():
+            elif "connection refused" in lowered or "no such host" in lowered:
                 hint = "is the registry running and its address right (HOST[:PORT]/NAMESPACE)?"
+            elif "http response to https client" in lowered:
+                hint = (
+                    "the registry speaks plain HTTP: Docker allows that for 127.0.0.0/8 and `insecure-registries`; "
+                    'Podman needs [[registry]] location="HOST:PORT" insecure=true in registries.conf'
+                )
             raise PushError(msg, hint=hint)
         aux = chunk.get("aux")
         if isinstance(aux, Mapping) and "Digest" in aux:
             digest = str(aux["Digest"])
         layer, status = chunk.get("id"), chunk.get("status")
-        if isinstance(layer, str) and isinstance(status, str) and last.get(layer) != status:
+        if not isinstance(status, str):
+            continue
+        pushed = _PUSHED.search(status)
+        if pushed and not digest:
+            digest = pushed.group(1)
+        if isinstance(layer, str) and last.get(layer) != status:
             last[layer] = status  # one line per layer per state, not per progress tick
             on_progress(f"{layer}: {status}")
     if not digest.startswith("sha256:"):
@@ -287,7 +514,9 @@ def follow_push(stream: Iterator[Mapping[str, Any]], ref: str, on_progress: Line
     return digest
 
 
-_STEP = re.compile(r"^Step \d+/\d+ : ")
+# A new Dockerfile step: Docker's classic builder says `Step 3/9 : RUN ...`, Podman's
+# (Buildah) `STEP 3/9: RUN ...`, with `[2/3] ` before it in a multi-stage build.
+_STEP = re.compile(r"^(Step \d+/\d+ : |(\[\d+/\d+\] )?STEP \d+/\d+: )")
 
 
 def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
@@ -300,7 +529,7 @@ def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
         if message is not None:
             where = f" at {step}" if step else ""
             tail = "\n".join(f"    {line}" for line in recent)
-            msg = f"docker build failed{where}: {message}" + (f"\n  last output:\n{tail}" if tail else "")
+            msg = f"the image build failed{where}: {message}" + (f"\n  last output:\n{tail}" if tail else "")
             raise BuildError(msg, hint="fix the step above; `mlbox render` shows the Dockerfile")
         text = chunk.get("stream")
         if isinstance(text, str):
@@ -321,21 +550,31 @@ def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
 
 
 @contextmanager
-def _engine_errors(action: str) -> Iterator[None]:
+def _engine_errors(action: str, engine: str = "Docker engine") -> Iterator[None]:
     """Turn SDK and transport failures into EngineError, keeping our own errors as they are."""
     from docker.errors import APIError, DockerException
     from requests.exceptions import ConnectionError as RequestsConnectionError
 
     try:
         yield
-    except (BuildError, EngineError, PushError):
+    except (BuildError, EngineError, PushError, RunError):
         raise
     except RequestsConnectionError as err:
-        msg = f"lost the Docker engine while trying to {action}: {_short(err)}"
-        raise EngineError(msg, hint="is dockerd still running?") from None
+        msg = f"lost the {engine} while trying to {action}: {_short(err)}"
+        raise EngineError(msg, hint=f"is the {engine} still running?") from None
     except APIError as err:
-        msg = f"the Docker engine refused to {action}: {err.explanation or err}"
-        raise EngineError(msg) from None
+        explanation = str(err.explanation or err)
+        msg = f"the {engine} refused to {action}: {explanation}"
+        hint = None
+        if "error setting rlimit" in explanation:
+            # Podman asks the runtime for nofile/nproc limits above the service's own, which
+            # only a root with CAP_SYS_RESOURCE may grant (not one inside a container or VM sandbox).
+            hint = (
+                "the Podman service cannot raise resource limits here: set default_ulimits "
+                '(e.g. ["nofile=N:N", "nproc=N:N"], N at most `ulimit -Hn`/`-Hu`) in containers.conf, '
+                "or unset CONTAINER_HOST and let mlbox start its own service"
+            )
+        raise EngineError(msg, hint=hint) from None
     except DockerException as err:
         msg = f"could not {action}: {_short(err)}"
         raise EngineError(msg) from None

@@ -44,7 +44,7 @@ class WheelhouseError(MlboxError):
 
 
 class EngineError(MlboxError):
-    """The Docker engine is unreachable or refused a request."""
+    """The container engine (Docker, or a Podman service) is unreachable or refused a request."""
 
     exit_code = 14
 
@@ -77,6 +77,12 @@ class ConfigError(MlboxError):
     """The user's mlbox configuration file is unreadable or names an unknown option."""
 
     exit_code = 19
+
+
+class RecordError(MlboxError):
+    """An image has no publish record for the registry, or a record or bake metadata file is unusable."""
+
+    exit_code = 20
 
 
 def exit_codes() -> list[tuple[int, str]]:

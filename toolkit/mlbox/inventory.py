@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ from mlbox.engine import Engine
 from mlbox.errors import EngineError
 from mlbox.paths import publish_records
 from mlbox.plan import matrix
+from mlbox.publish import read_records
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,13 @@ def _built(engine: Engine, tags: set[str]) -> set[str] | None:
     try:
         return {tag for tag in sorted(tags) if engine.image_exists(tag)}
     except EngineError as err:
-        log.warning("cannot ask the Docker engine which images exist (%s): built? is unknown", err)
+        log.warning("cannot ask the %s which images exist (%s): built? is unknown", engine.name, err)
         return None
 
 
 def _pushed() -> dict[str, list[str]]:
     """Local tag -> references it was pushed as (with digests), from the publish records."""
     out: dict[str, list[str]] = {}
-    path = publish_records()
-    if not path.is_file():
-        return out
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            record = json.loads(line)
-            out.setdefault(str(record["image"]), []).extend(str(r) for r in record["references"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s line %d is not a publish record; skipped", path, number)
+    for record in read_records(publish_records()):
+        out.setdefault(record["image"], []).extend(str(r) for r in record.get("references") or [])
     return out

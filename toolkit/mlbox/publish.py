@@ -9,6 +9,7 @@ arguments, labels or layers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -20,6 +21,8 @@ from typing import Any
 
 from mlbox.engine import Engine, LineSink
 from mlbox.errors import EngineError, PushError
+
+log = logging.getLogger(__name__)
 
 # HOST[:PORT]/NAMESPACE[/...], lower case as registries require; no scheme, no tag.
 _REGISTRY = re.compile(r"^(?P<host>[a-z0-9.-]+(?::[0-9]{1,5})?)/(?P<namespace>[a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
@@ -105,18 +108,49 @@ def push_image(
     except BaseException:
         engine.untag(remote)  # a refused push leaves no tag behind
         raise
-    record = {
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "image": local_tag,
-        "image_id": image.get("Id"),
-        "registry": f"{registry.host}/{registry.namespace}",
-        "tags": [remote],
-        "digest": digest,
-        "references": [f"{repository}@{digest}"],
-        "labels": (image.get("Config") or {}).get("Labels") or {},
-    }
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    record = make_record(local_tag, registry, digest, image_id=image.get("Id"), labels=labels)
     append_record(records, record)
     return Published(local_tag, f"{repository}@{digest}", record)
+
+
+def make_record(
+    local_tag: str, registry: Registry, digest: str, *, image_id: str | None, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The publish record of ``local_tag``, now in ``registry`` as ``digest``: what `mlbox
+    push` writes, and `mlbox publish-record` for images a BuildKit builder pushed."""
+    local_repository, _, tag = local_tag.rpartition(":")
+    repository = registry.repository(local_repository)
+    return {
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "image": local_tag,
+        "image_id": image_id,
+        "registry": f"{registry.host}/{registry.namespace}",
+        "tags": [f"{repository}:{tag}"],
+        "digest": digest,
+        "references": [f"{repository}@{digest}"],
+        "labels": dict(labels),
+    }
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every publish record in ``path``, oldest first; lines that are not one are skipped,
+    with a warning (a reader must not fail on what another tool appended)."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in _REQUIRED):
+                raise TypeError
+            records.append(record)
+        except (ValueError, TypeError):
+            log.warning("%s line %d is not a publish record; skipped", path, number)
+    return records
+
+
+_REQUIRED = ("image",)  # what every reader needs; each checks the rest it uses
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

@@ -1,0 +1,263 @@
+"""`mlbox bake` and `mlbox publish-record` without an engine or a builder: the bake file is
+checked by the Bake file reference's rules, and against what `mlbox build` and `mlbox push`
+make of the same inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlbox import layout
+from mlbox.bake import BAKE_FILE, Target, bake_file, records_from_metadata, target_name, write_bake
+from mlbox.build import Inputs, build_args, build_image
+from mlbox.catalog import load_catalog
+from mlbox.cli import main
+from mlbox.errors import RecordError
+from mlbox.fetch import ModelFile
+from mlbox.paths import packaged_catalog, templates
+from mlbox.plan import BuildPlan, make_plan, select
+from mlbox.publish import make_record, parse_registry, push_image
+from mlbox.wheelhouse import LOCK_FILE
+from tests.support.bake import check_bake_file
+from tests.support.fake_engine import FakeEngine
+
+CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+REGISTRY = parse_registry("registry.example.com/ml")
+DIGEST = "sha256:" + "a" * 64
+CONFIG = "sha256:" + "c" * 64
+
+
+def plan_for(device: str) -> BuildPlan:
+    spec = select(load_catalog(packaged_catalog()), model="resnet50", device=device, variant="synthetic")
+    return make_plan(spec, templates())
+
+
+def fake_inputs(root: Path, plan: BuildPlan) -> Inputs:
+    """A model file and wheelhouses with the layout prepare_inputs gives (no download)."""
+    root.mkdir(parents=True, exist_ok=True)
+    model = root / plan.spec.variant_spec.file
+    model.write_bytes(b"onnx " + plan.spec.device.encode())
+    houses = {}
+    for house in plan.wheelhouses:
+        folder = root / house.folder
+        folder.mkdir()
+        (folder / f"{house.folder}_pkg-1.0-py3-none-any.whl").write_bytes(b"wheel")
+        (folder / LOCK_FILE).write_text(f"{house.folder}_pkg==1.0 --hash=sha256:{'0' * 64}\n")
+        houses[house.folder] = folder
+    return Inputs(ModelFile(model, "f" * 64, "0" * 32, "test"), houses)
+
+
+def dockerfile_labels(dockerfile: str, args: Mapping[str, str]) -> dict[str, str]:
+    """The labels the Dockerfile's LABEL instruction gives, its ${ARG}s filled from ``args``."""
+    instruction = [line for line in dockerfile.replace("\\\n", " ").splitlines() if line.startswith("LABEL ")][-1]
+    labels = {}
+    for word in shlex.split(instruction.removeprefix("LABEL ")):
+        key, _, value = word.partition("=")
+        labels[key] = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], value)
+    return labels
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """`mlbox build` stamps MLBOX_CREATED with the time: the same time for both sides."""
+    import mlbox.build
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Clock:  # type: ignore[override]
+            return cls.fromtimestamp(CREATED.timestamp(), tz)
+
+    monkeypatch.setattr(mlbox.build, "datetime", Clock)
+    return CREATED
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_target_names_the_tags_and_labels_mlbox_build_and_push_give(
+    device: str, tmp_path: Path, frozen_clock: datetime
+) -> None:
+    plan = plan_for(device)
+    inputs = fake_inputs(tmp_path / "inputs", plan)
+    engine = FakeEngine()
+    built = build_image(plan, engine, inputs, on_line=lambda _: None)
+    [(_, (tag, buildargs))] = [call for call in engine.calls if call[0] == "build"]
+
+    local = bake_file([Target(target_name(plan), plan, build_args(plan, inputs))], tmp_path, None)
+    [target] = local["target"].values()
+    assert target["tags"] == [built.tag] == [tag]
+    assert target["args"] == buildargs
+    assert target["labels"] == dockerfile_labels(plan.dockerfile, buildargs)
+    assert set(target["labels"]) == {k for k, _ in plan.labels} | set(layout.BUILD_ARG_LABELS.values())
+
+    engine.images[built.tag]["Config"]["Labels"] = target["labels"]
+    pushed = push_image(engine, built.tag, REGISTRY, None, records=tmp_path / "records.jsonl", on_progress=print)
+    remote = bake_file([Target(target_name(plan), plan, build_args(plan, inputs))], tmp_path, REGISTRY)
+    assert remote["target"][target_name(plan)]["tags"] == pushed.record["tags"]
+
+
+def test_the_bake_file_follows_the_bake_reference_and_groups_by_model_and_device(tmp_path: Path) -> None:
+    plans = [plan_for("cpu"), plan_for("cuda")]
+    path = write_bake(
+        plans, tmp_path / "bake", registry=REGISTRY, created=CREATED,
+        prepare=lambda plan: fake_inputs(tmp_path / "inputs" / plan.spec.device, plan),
+    )  # fmt: skip
+    definition = json.loads(path.read_text())
+    check_bake_file(definition)
+    cpu, cuda = "resnet50-cpu-synthetic", "resnet50-cuda-synthetic"
+    assert definition["group"] == {
+        "default": {"targets": [cpu, cuda]},
+        "resnet50": {"targets": [cpu, cuda]},
+        "cpu": {"targets": [cpu]},
+        "cuda": {"targets": [cuda]},
+    }
+    target = definition["target"][cuda]
+    assert target["context"] == str((tmp_path / "bake" / cuda).resolve())
+    assert target["platforms"] == ["linux/amd64"]
+    assert target["args"] == {"MLBOX_CREATED": "2026-01-02T03:04:05Z", "MLBOX_MODEL_SHA256": "f" * 64}
+    assert target["cache-from"] == ["type=registry,ref=registry.example.com/ml/mlbox-cache:resnet50-cuda-synthetic"]
+    assert target["cache-to"] == [target["cache-from"][0] + ",mode=max"]
+    assert (tmp_path / "bake" / cuda / "Dockerfile").read_text() == plans[1].dockerfile
+
+
+def test_each_context_is_what_mlbox_build_sends_its_engine(tmp_path: Path) -> None:
+    plan = plan_for("cpu")
+    inputs = fake_inputs(tmp_path / "inputs", plan)
+    engine = FakeEngine()
+    build_image(plan, engine, inputs, on_line=lambda _: None)
+    write_bake([plan], tmp_path / "bake", registry=None, created=CREATED, prepare=lambda _: inputs)
+    context = tmp_path / "bake" / target_name(plan)
+    staged = {str(p.relative_to(context)): p.read_bytes() for p in sorted(context.rglob("*")) if p.is_file()}
+    assert staged == engine.built_contexts[0]
+
+
+def test_a_failure_leaves_no_bake_file_and_no_half_staged_context(tmp_path: Path) -> None:
+    out = tmp_path / "bake"
+    first = [plan_for("cpu")]
+    write_bake(first, out, registry=None, created=CREATED, prepare=lambda p: fake_inputs(tmp_path / "a", p))
+    assert (out / BAKE_FILE).is_file()
+
+    def prepare(plan: BuildPlan) -> Inputs:
+        if plan.spec.device == "cuda":
+            msg = "the download failed"
+            raise RecordError(msg)
+        return fake_inputs(tmp_path / "b", plan)
+
+    with pytest.raises(RecordError):
+        write_bake([plan_for("cpu"), plan_for("cuda")], out, registry=None, created=CREATED, prepare=prepare)
+    assert not (out / BAKE_FILE).exists()  # the old one named contexts that were being replaced
+    assert sorted(p.name for p in out.iterdir()) == ["resnet50-cpu-synthetic"]
+
+
+def metadata(*targets: str, registry: str = "registry.example.com/ml") -> dict[str, Any]:
+    """What `docker buildx bake --push --metadata-file` writes (the buildx reference's example)."""
+    out: dict[str, Any] = {
+        name: {
+            "buildx.build.ref": "builder/builder0/0fjb6ubs52xx3vygf6fgdl611",
+            "containerimage.config.digest": CONFIG,
+            "containerimage.descriptor": {"digest": DIGEST, "mediaType": "application/vnd.oci.image.manifest.v1+json"},
+            "containerimage.digest": DIGEST,
+            "image.name": f"{registry}/mlbox:{name}",
+        }
+        for name in targets
+    }
+    out["buildx.build.warnings"] = []
+    return out
+
+
+def baked(tmp_path: Path) -> dict[str, Any]:
+    plans = [plan_for("cpu"), plan_for("cuda")]
+    path = write_bake(plans, tmp_path / "bake", registry=REGISTRY, created=CREATED,
+                      prepare=lambda plan: fake_inputs(tmp_path / "inputs" / plan.spec.device, plan))  # fmt: skip
+    return dict(json.loads(path.read_text()))
+
+
+def test_bake_metadata_becomes_the_records_mlbox_push_writes(tmp_path: Path) -> None:
+    definition = baked(tmp_path)
+    [record] = records_from_metadata(metadata("resnet50-cpu-synthetic"), definition, None, local_repository="mlbox")
+    labels = definition["target"]["resnet50-cpu-synthetic"]["labels"]
+    expected = make_record("mlbox:resnet50-cpu-synthetic", REGISTRY, DIGEST, image_id=CONFIG, labels=labels)
+    assert {k: v for k, v in record.items() if k != "time"} == {k: v for k, v in expected.items() if k != "time"}
+    assert record["references"] == [f"registry.example.com/ml/mlbox@{DIGEST}"]
+
+    engine = FakeEngine(images={"mlbox:resnet50-cpu-synthetic": {"Id": CONFIG, "Config": {"Labels": labels}}})
+    pushed = push_image(
+        engine, "mlbox:resnet50-cpu-synthetic", REGISTRY, None, records=tmp_path / "r", on_progress=print
+    )
+    assert pushed.record.keys() == record.keys()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update({"ghost": m["resnet50-cpu-synthetic"]}), "target 'ghost', which the bake file does not"),
+        (lambda m: m["resnet50-cpu-synthetic"].pop("containerimage.digest"), "has no image digest"),
+        (lambda m: m["resnet50-cpu-synthetic"].update({"image.name": "mlbox:resnet50-cpu-synthetic"}), "not to"),
+        (
+            lambda m: m["resnet50-cpu-synthetic"].update(
+                {"image.name": "other.example/ml/mlbox:resnet50-cpu-synthetic"}
+            ),
+            "not to registry.example.com/ml",
+        ),
+        (lambda m: m.pop("resnet50-cpu-synthetic"), "names no built target"),
+    ],
+    ids=["unknown target", "no digest", "not pushed", "another registry", "empty"],
+)
+def test_unusable_metadata_is_refused(change: Any, message: str, tmp_path: Path) -> None:
+    data = metadata("resnet50-cpu-synthetic")
+    change(data)
+    with pytest.raises(RecordError, match=message):
+        records_from_metadata(data, baked(tmp_path), REGISTRY, local_repository="mlbox")
+
+
+def test_publish_record_appends_every_record_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path / "state"))
+    baked(tmp_path)
+    meta = tmp_path / "bake" / "metadata.json"
+    meta.write_text(json.dumps(metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic")))
+    assert main(["publish-record", str(meta)]) == 0  # the registry is in the pushed names
+    assert capsys.readouterr().out.splitlines() == [f"registry.example.com/ml/mlbox@{DIGEST}"] * 2
+    lines = (tmp_path / "state" / "published.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == [
+        "mlbox:resnet50-cpu-synthetic",
+        "mlbox:resnet50-cuda-synthetic",
+    ]
+
+    broken = metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic")
+    del broken["resnet50-cuda-synthetic"]["containerimage.digest"]
+    meta.write_text(json.dumps(broken))
+    assert main(["publish-record", str(meta), "--registry", "registry.example.com/ml"]) == 20
+    err = capsys.readouterr().err
+    assert "'resnet50-cuda-synthetic' has no image digest" in err
+    assert "hint: build with `docker buildx bake --push --metadata-file FILE`" in err
+    assert len((tmp_path / "state" / "published.jsonl").read_text().splitlines()) == 2  # none of the batch
+
+    meta.write_text("{not json")
+    assert main(["publish-record", str(meta), "--registry", "registry.example.com/ml"]) == 20
+    assert "is not JSON" in capsys.readouterr().err
+
+
+def test_mlbox_bake_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command wires selection, inputs and output together; downloads are faked here."""
+    import mlbox.build
+
+    monkeypatch.setattr(
+        mlbox.build, "prepare_inputs", lambda plan, cache, **kw: fake_inputs(tmp_path / plan.spec.device, plan)
+    )
+    out = tmp_path / "bake"
+    assert main(["bake", "--all", "--model", "resnet50", "--variant", "synthetic", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out / BAKE_FILE)
+    definition = json.loads((out / BAKE_FILE).read_text())
+    check_bake_file(definition)
+    assert definition["group"]["default"]["targets"] == ["resnet50-cpu-synthetic", "resnet50-cuda-synthetic"]
+    assert definition["target"]["resnet50-cpu-synthetic"]["tags"] == ["mlbox:resnet50-cpu-synthetic"]
+    assert "cache-to" not in definition["target"]["resnet50-cpu-synthetic"]  # no registry: nothing to cache to
