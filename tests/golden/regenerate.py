@@ -1,7 +1,7 @@
 """Regenerate the golden Dockerfiles: `make golden`. Review the diff before committing.
 
 The golden set is what `mlbox render --all --out DIR` writes (every buildable image),
-plus one image rendered with --loadgen-from source and one with --cuda-from pip.
+plus one image rendered with --loadgen-from source and one with --cuda-from nvidia.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mlbox.cli import main as mlbox
 
 GOLDEN = Path(__file__).parent
 SOURCE_CASE = ["--model", "resnet50", "--loadgen-from", "source"]
-CUDA_PIP_CASE = ["--model", "resnet50", "--device", "cuda", "--cuda-from", "pip"]
+CUDA_NVIDIA_CASE = ["--model", "resnet50", "--device", "cuda", "--cuda-from", "nvidia"]
 
 
 def render_all(out: Path) -> list[Path]:
@@ -25,7 +25,8 @@ def render_all(out: Path) -> list[Path]:
         path.unlink()
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLBOX_")}
     try:
-        ok = all(mlbox(["render", *args, "--out", str(out)]) == 0 for args in (["--all"], SOURCE_CASE, CUDA_PIP_CASE))
+        cases = (["--all"], SOURCE_CASE, CUDA_NVIDIA_CASE)
+        ok = all(mlbox(["render", *args, "--out", str(out)]) == 0 for args in cases)
     finally:
         os.environ.update(saved)
     if not ok:

@@ -79,6 +79,6 @@ LABEL \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.template.sha256="7be03bc8886afdde3d661d5c9de38b2c1afdea5e08f16c2ac0bad436b04b9dd7" \
+      mlbox.template.sha256="e7272321b50e49609680acfcb59dfa70fa532efc7b88d8a7aedc029ff7aa11d6" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

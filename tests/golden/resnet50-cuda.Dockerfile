@@ -3,17 +3,8 @@
 # Builds with the classic builder too (no RUN --mount) and needs no network:
 # Python packages come from a wheelhouse resolved on the host, the model is fetched
 # and verified on the host. Layers go from least to most often changed.
-# ---- python-base: nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 has no Python; add the distribution's --------
-FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS python-base
-# The distribution's own python3 3.12 (the wheelhouse targets it), unpinned on
-# purpose: the base image's tag pins the release, and its mirror keeps one version.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/*
-
 # ---- deps: the backend's Python packages, installed from the wheelhouse ------------
-FROM python-base AS deps
+FROM python:3.11-slim-bookworm AS deps
 COPY wheels/ /tmp/wheels/
 # pip lives in a throwaway venv of this stage only; the runtime stage gets the packages
 # and the lock file (exact versions and sha256 of every wheel) beside them.
@@ -32,7 +23,7 @@ RUN /tmp/pip/bin/pip install --no-index --no-cache-dir --disable-pip-version-che
     && cp /tmp/loadgen/requirements.lock /opt/mlbox/loadgen/requirements.lock
 
 # ---- runtime: no pip, no compilers, no caches; runs as a non-root user -----------------
-FROM python-base AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 # World-writable results dir (sticky) so the image also runs as any --user without a mount.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent mlbox \
     && mkdir -p /results && chmod 1777 /results
@@ -42,11 +33,13 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PATH=/opt/mlbox/app/bin:/opt/mlbox/deps/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# device: cuda (nvidia: NVIDIA's CUDA runtime base image)
+# device: cuda (pip: NVIDIA's CUDA/cuDNN wheels, no NVIDIA base image)
 # The NVIDIA container runtime reads these; `mlbox run` passes --gpus all for cuda images.
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
+# onnxruntime-gpu dlopens CUDA and cuDNN: point the loader at the wheels' libraries.
+ENV LD_LIBRARY_PATH=/opt/mlbox/deps/nvidia/cu13/lib:/opt/mlbox/deps/nvidia/cudnn/lib
+# backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
@@ -75,7 +68,7 @@ LABEL \
       org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 ONNX opset 11, fp32 (MLCommons reference weights)" \
       org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
       org.opencontainers.image.version="0.1.0" \
-      org.opencontainers.image.base.name="nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04" \
+      org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
       mlbox.variant="onnx-opset11-fp32" \
@@ -86,12 +79,12 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/4735647/files/resnet50_v1.onnx" \
       mlbox.device="cuda" \
       mlbox.backend="onnxruntime" \
-      mlbox.backend.packages="onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
+      mlbox.backend.packages="onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0" \
       mlbox.backend.version="1.31.1" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.cuda.from="nvidia" \
-      mlbox.template.sha256="7be03bc8886afdde3d661d5c9de38b2c1afdea5e08f16c2ac0bad436b04b9dd7" \
+      mlbox.cuda.from="pip" \
+      mlbox.template.sha256="e7272321b50e49609680acfcb59dfa70fa532efc7b88d8a7aedc029ff7aa11d6" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -110,15 +110,15 @@ def test_loadgen_compiled_from_source_runs(
 def test_cuda_image_from_nvidia_wheels_builds_and_refuses_to_run_without_a_gpu(
     tmp_path: Path, served: Served, base_image: str, shared_cache: Path, docker_client: Any
 ) -> None:
-    """--cuda-from pip: no NVIDIA base image, NVIDIA's CUDA/cuDNN wheels (1.6 GB). The image's
+    """The default CUDA route: no NVIDIA base image, NVIDIA's CUDA/cuDNN wheels (1.6 GB). The image's
     onnxruntime offers CUDAExecutionProvider; on this GPU-less host the benchmark refuses
     to fall back to CPU, and `mlbox run` asks the engine for GPUs."""
     env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_CACHE_DIR": str(shared_cache)}
-    args = ["build", "--model", "tiny", "--device", "cuda", "--cuda-from", "pip", "--base-image", base_image, "--json"]
+    args = ["build", "--model", "tiny", "--device", "cuda", "--base-image", base_image, "--json"]
     result = run_mlbox(*args, env=env, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
     tag = json.loads(result.stdout)[0]["tag"]
-    assert tag == "mlbox:tiny-cuda-cudapip"
+    assert tag == "mlbox:tiny-cuda"
     try:
         image = docker_client.images.get(tag)
         assert image.labels["mlbox.cuda.from"] == "pip"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -29,8 +30,16 @@ def run(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout
 def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     tmp_path: Path, base_image: str, docker_client: Any
 ) -> None:
+    # Built from a copy of the tracked files: setuptools writes build/ and *.egg-info into
+    # the tree it builds, and the checkout must stay as it was.
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in tracked.decode().split("\0"):
+        if name:
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name, follow_symlinks=False)
     dist = tmp_path / "dist"
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(REPO)]
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(source)]
     run(pip_wheel, cwd=tmp_path)
     [wheel] = dist.glob("mlbox-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -67,7 +67,8 @@ FLAG_CASES: list[tuple[str, list[str], Callable[[Result, Path], bool]]] = [
     ("max_batchsize", ["--duration", "0.1", "--max-batchsize", "5"], lambda r, _: seen(r, "largest_batch") == 5),
     ("runner", ["--duration", "0.1", "--runner", "processpool", "--concurrency", "2"],
      lambda r, _: (seen(r, "runner"), seen(r, "workers_used")) == ("processpool", 2)),
-    ("concurrency", ["--duration", "0.1", "--runner", "threadpool", "--concurrency", "3", "--max-batchsize", "1"],
+    # Half a second of batches of one: every worker gets work even when the machine is busy.
+    ("concurrency", ["--duration", "0.5", "--runner", "threadpool", "--concurrency", "3", "--max-batchsize", "1"],
      lambda r, _: seen(r, "workers_used") == 3),
     ("execmode", [*SHORT, "--execmode", "parallel"], lambda r, _: session(r, "execution_mode") == "parallel"),
     ("intraop", [*SHORT, "--intraop", "1"], lambda r, _: session(r, "intra_op_num_threads") == 1),
@@ -168,7 +169,7 @@ CM_CASES: list[tuple[str, str, str, list[str], Callable[[Result, Path], bool]]] 
     ("CM_MLPERF_LOADGEN_SCENARIO", "scenario", "MultiStream", ["--duration", "0.05"],
      lambda r, _: eff(r, "scenario") == "MultiStream"),
     ("CM_MLPERF_CONCURRENCY", "concurrency", "3",
-     ["--duration", "0.1", "--runner", "threadpool", "--max-batchsize", "1"],
+     ["--duration", "0.5", "--runner", "threadpool", "--max-batchsize", "1"],
      lambda r, _: seen(r, "workers_used") == 3),
     ("CM_MLPERF_EXEC_MODE", "execmode", "parallel", SHORT, lambda r, _: session(r, "execution_mode") == "parallel"),
     ("CM_MLPERF_INTEROP", "interop", "3", SHORT, lambda r, _: session(r, "inter_op_num_threads") == 3),
@@ -269,7 +270,7 @@ REFERENCE_CASES: list[tuple[list[str], list[str], Callable[[Result, Path], bool]
      lambda r, _: eff(r, "target_latency_ns") == 40_000_000),  # seconds, as the reference
     (["--max-latency", "0.002", "--scenario", "MultiStream", "--duration", "0.05"], ["target_latency"],
      lambda r, _: r["harness"]["applied_test_settings"]["multi_stream_expected_latency_ns"] == 2_000_000),
-    (["--threads", "3", "--duration", "0.1", "--max-batchsize", "1"], ["concurrency", "runner"],
+    (["--threads", "3", "--duration", "0.5", "--max-batchsize", "1"], ["concurrency", "runner"],
      lambda r, _: (seen(r, "runner"), seen(r, "workers_used")) == ("threadpool", 3)),
     (["--count", "24", "--scenario", "SingleStream", "--duration", "0.05"],
      ["samples", "min_query_count", "max_query_count"],

@@ -261,10 +261,10 @@ def test_mlbox_k8s_writes_the_run_and_the_collect_pod(
 
 def test_names_fit_kubernetes_limits() -> None:
     assert (
-        dns_name("mlbox", "r1", "resnet50-cuda-onnx-opset8-fp32-cudapip")
-        == "mlbox-r1-resnet50-cuda-onnx-opset8-fp32-cudapip"
+        dns_name("mlbox", "r1", "resnet50-cuda-onnx-opset8-fp32-nvidiabase")
+        == "mlbox-r1-resnet50-cuda-onnx-opset8-fp32-nvidiabase"
     )
-    long = dns_name("mlbox", "20261126-021500", "resnet50-cuda-onnx-opset8-fp32-onnxruntime-cudapip")
+    long = dns_name("mlbox", "20261126-021500", "resnet50-cuda-onnx-opset8-fp32-onnxruntime-nvidiabase")
     assert len(long) <= 52
     assert long.startswith("mlbox-20261126-021500-resnet50-cuda")
     assert long != dns_name("mlbox", "20261126-021500", "resnet50-cuda-onnx-opset8-fp32-onnxruntime-cudapix")

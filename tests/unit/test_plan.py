@@ -53,21 +53,28 @@ def test_unbuildable_cells_are_listed_but_refused_naming_what_is_missing(
 
 
 def test_cuda_routes(catalog) -> None:  # type: ignore[no-untyped-def]
-    """NVIDIA's base image (its own Python and glibc) by default; NVIDIA's wheels with pip."""
-    nvidia = select(catalog, model="resnet50", device="cuda")
-    assert nvidia.base_image.startswith("nvidia/cuda:")
-    assert (nvidia.python, nvidia.wheel_platform, nvidia.python_from_apt) == ("3.12", "manylinux_2_39_x86_64", True)
-    assert nvidia.tag == "mlbox:resnet50-cuda"
-    assert "onnxruntime-gpu==1.31.1" in nvidia.packages
-    assert not any(p.startswith("nvidia-") for p in nvidia.packages)
-    pip = select(catalog, model="resnet50", device="cuda", cuda_from="pip")
+    """NVIDIA's wheels on the plain base by default (nothing fetched inside the build);
+    NVIDIA's base image (its own Python, from Ubuntu's archive, pinned) on request."""
+    pip = select(catalog, model="resnet50", device="cuda")
     assert pip.base_image == catalog.defaults.base_image
-    assert (pip.python, pip.python_from_apt, pip.cuda_from) == ("3.11", False, "pip")
-    assert pip.tag == "mlbox:resnet50-cuda-cudapip"
+    assert (pip.python, pip.python_from_apt, pip.cuda_from, pip.python_apt) == ("3.11", False, "pip", ())
+    assert pip.tag == "mlbox:resnet50-cuda"
     assert "nvidia-cudnn-cu13==9.28.1.4" in pip.packages
     assert pip.library_dirs == ("nvidia/cu13/lib", "nvidia/cudnn/lib")
-    with pytest.raises(CatalogError, match="--cuda-from pip applies to cuda devices"):
-        select(catalog, model="resnet50", device="cpu", cuda_from="pip")
+    nvidia = select(catalog, model="resnet50", device="cuda", cuda_from="nvidia")
+    assert nvidia.base_image.startswith("nvidia/cuda:")
+    assert (nvidia.python, nvidia.wheel_platform, nvidia.python_from_apt) == ("3.12", "manylinux_2_39_x86_64", True)
+    assert nvidia.tag == "mlbox:resnet50-cuda-nvidiabase"
+    assert "onnxruntime-gpu==1.31.1" in nvidia.packages
+    assert not any(p.startswith("nvidia-") for p in nvidia.packages)
+    assert all("=" in pin for pin in nvidia.python_apt)
+    assert "python3-venv=3.12.3-0ubuntu2.1" in nvidia.python_apt
+    # torch's wheels carry CUDA: no NVIDIA wheels added on the pip route.
+    torch_cuda = select(catalog, model="resnet50", device="cuda", variant="pytorch-fp32")
+    assert not any(p.startswith("nvidia-cudnn-cu13==9.28") for p in torch_cuda.packages)
+    assert torch_cuda.library_dirs == ()
+    # cpu images have one route: the option does not apply.
+    assert select(catalog, model="resnet50", device="cpu", cuda_from="nvidia").tag == "mlbox:resnet50-cpu"
 
 
 def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # type: ignore[no-untyped-def]

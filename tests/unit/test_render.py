@@ -55,14 +55,19 @@ def test_loadgen_from_source_compiles_in_a_builder_stage_and_ships_only_the_whee
     assert "loadgen-build" not in runtime
 
 
-def test_cuda_renders_differ_and_only_the_default_uses_an_nvidia_base() -> None:
-    nvidia = (GOLDEN / "resnet50-cuda.Dockerfile").read_text()
-    pip = (GOLDEN / "resnet50-cuda-cudapip.Dockerfile").read_text()
+def test_cuda_routes_differ_and_only_nvidias_fetches_inside_the_build() -> None:
+    pip = (GOLDEN / "resnet50-cuda.Dockerfile").read_text()
+    nvidia = (GOLDEN / "resnet50-cuda-nvidiabase.Dockerfile").read_text()
     assert nvidia != pip
     assert "FROM nvidia/cuda:" in nvidia
     assert "nvidia/cuda" not in pip.replace("nvidia/cu13", "").replace("nvidia/cudnn", "")
     assert "ENV LD_LIBRARY_PATH=/opt/mlbox/deps/nvidia/cu13/lib:/opt/mlbox/deps/nvidia/cudnn/lib" in pip
     assert "nvidia-cudnn-cu13==9.28.1.4" in pip
+    assert "apt-get" not in pip  # the default route needs no network inside the build
+    # NVIDIA's image has no Python: the only network fetch inside a build, every package pinned.
+    apt = next(line for line in nvidia.splitlines() if "apt-get install" in line)
+    assert "python3=3.12.3-0ubuntu2.1" in apt
+    assert all("=" in word for word in apt.split("--no-install-recommends")[1].split() if word != "\\")
     for text in (nvidia, pip):
         assert "MLBOX_DEFAULT_EP=CUDAExecutionProvider" in text
         assert "NVIDIA_VISIBLE_DEVICES=all" in text

@@ -71,6 +71,9 @@ class Device(_Frozen):
     python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")] | None = None
     wheel_platform: Annotated[str, Field(pattern=r"^manylinux_2_[0-9]+_x86_64$")] | None = None
     python_from_apt: bool = False  # the base has no Python: install Debian/Ubuntu's in a stage
+    # Its exact packages (name=version, as apt takes them): the one thing a build fetches
+    # from the network inside the build (the distribution's archive).
+    python_apt: tuple[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.+-]*=[A-Za-z0-9.+:~-]+$")], ...] = ()
     cuda_pip: CudaPip | None = None
 
 

@@ -179,11 +179,13 @@ def selection_options(func: F) -> F:
         ),
         option(
             "--cuda-from",
-            type=click.Choice(["nvidia", "pip"]),
-            default="nvidia",
+            type=click.Choice(["pip", "nvidia"]),
+            default="pip",
             show_default=True,
             env="MLBOX_CUDA_FROM",
-            help="cuda images: NVIDIA's CUDA runtime base image, or NVIDIA's CUDA/cuDNN wheels on the plain base.",
+            help="cuda images: NVIDIA's CUDA/cuDNN wheels on the plain base (nothing fetched inside the build), "
+            "or NVIDIA's CUDA runtime image (tag -nvidiabase; installs Python from Ubuntu's archive, pinned, "
+            "so the build needs that network).",
         ),
         option(
             "--loadgen-from",

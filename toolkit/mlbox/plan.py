@@ -37,7 +37,7 @@ def cell(
     device: str,
     *,
     base_image: str | None = None,
-    cuda_from: str = "nvidia",
+    cuda_from: str = "pip",
 ) -> Cell:
     """Plan one (model, variant, device); names are already known to be in the catalog."""
     entry = catalog.models[model]
@@ -47,13 +47,14 @@ def cell(
     defaults = catalog.defaults
     dev = catalog.devices[device]
     pip_cuda = dev.cuda_pip is not None and cuda_from == "pip"
+    nvidia_base = dev.cuda_pip is not None and cuda_from == "nvidia"
     tag = image_tag(
         defaults.registry,
         model=model,
         device=device,
         variant=None if variant == entry.default_variant else variant,
         backend=None if backend == defaults.backend else backend,
-    ) + ("-cudapip" if pip_cuda else "")
+    ) + ("-nvidiabase" if nvidia_base else "")
     packages = bspec.packages.get(device)
     if bspec.missing is not None:
         return Cell(model, variant, device, backend, tag, None, bspec.missing)
@@ -90,6 +91,7 @@ def cell(
         tag=tag,
         cuda_from="nvidia" if dev.execution_provider.startswith("CUDA") else None,
         python_from_apt=dev.python_from_apt and not base_image,
+        python_apt=dev.python_apt if dev.python_from_apt and not base_image else (),
         backend_package=bspec.package,
         index=index,
     )
@@ -104,7 +106,7 @@ def matrix(
     variant: str | None = None,
     backend: str | None = None,
     base_image: str | None = None,
-    cuda_from: str = "nvidia",
+    cuda_from: str = "pip",
 ) -> list[Cell]:
     """Every (model, variant, device) the filters allow, buildable or not, in catalog order."""
     models = [choose("model", model, list(catalog.models))] if model else list(catalog.models)
@@ -135,7 +137,7 @@ def select(
     variant: str | None = None,
     backend: str | None = None,
     base_image: str | None = None,
-    cuda_from: str = "nvidia",
+    cuda_from: str = "pip",
 ) -> ImageSpec:
     """Resolve a user's selection against the catalog, refusing unknown names and cells
     mlbox cannot build (with what is missing)."""
@@ -147,12 +149,9 @@ def select(
     if backend is not None and backend != own:
         msg = f"variant {model}/{variant} runs on backend {own!r}, not {backend!r}"
         raise CatalogError(msg, hint=f"drop --backend or pass --backend {own}")
-    if cuda_from not in ("nvidia", "pip"):
-        msg = f"--cuda-from {cuda_from!r}: expected 'nvidia' or 'pip'"
+    if cuda_from not in ("pip", "nvidia"):
+        msg = f"--cuda-from {cuda_from!r}: expected 'pip' or 'nvidia'"
         raise CatalogError(msg)
-    if cuda_from == "pip" and catalog.devices[device].cuda_pip is None:
-        msg = f"--cuda-from pip applies to cuda devices; {device!r} has no NVIDIA wheels in the catalog"
-        raise CatalogError(msg, hint="drop --cuda-from, or pick --device cuda")
     only = entry.variants[variant].devices
     if only is not None and device not in only:
         msg = f"variant {model}/{variant} exists for {', '.join(only)} only, not {device}"
@@ -339,7 +338,7 @@ class Selection:
     backend: str | None = None
     base_image: str | None = None
     loadgen_from: str = "wheel"
-    cuda_from: str = "nvidia"
+    cuda_from: str = "pip"
 
 
 def plans_for(

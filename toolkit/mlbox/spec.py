@@ -25,8 +25,9 @@ class ImageSpec:
     wheel_platform: str
     base_image: str
     tag: str
-    cuda_from: str | None = None  # cuda images: "nvidia" (NVIDIA's base image) or "pip" (NVIDIA's wheels)
+    cuda_from: str | None = None  # cuda images: "pip" (NVIDIA's wheels) or "nvidia" (NVIDIA's base image)
     python_from_apt: bool = False
+    python_apt: tuple[str, ...] = ()  # pinned distribution packages for Python (apt, inside the build)
     library_dirs: tuple[str, ...] = ()  # LD_LIBRARY_PATH entries under the packages dir
     backend_package: str = ""  # the distribution whose version labels the image (torch, onnxruntime)
     index: str | None = None  # the package index the backend's pins come from (None: pip's default)
