@@ -28,12 +28,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-docker"):
-        return
-    skip = pytest.mark.skip(reason="needs a Docker engine: run with --run-docker (make test does)")
+    no_gpu_here = pytest.mark.skip(reason="needs an NVIDIA GPU (benchmarks/gpu.py runs these on a GPU machine)")
+    no_engine = pytest.mark.skip(reason="needs a Docker engine: run with --run-docker (make test does)")
     for item in items:
-        if "docker" in item.keywords or "registry" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords and not gpu_present():
+            item.add_marker(no_gpu_here)
+        if not config.getoption("--run-docker") and ("docker" in item.keywords or "registry" in item.keywords):
+            item.add_marker(no_engine)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -8,19 +8,20 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlbox_bench import fields
+from mlbox_bench import fields, tune
 from mlbox_bench.backends import Backend, from_settings
 from mlbox_bench.calibrate import calibrate, responses_only
 from mlbox_bench.compliance import audit_text
 from mlbox_bench.data import ImagenetData, SampleLibrary, SyntheticData
 from mlbox_bench.errors import EXIT_INVALID, EXIT_VALID, BenchError
 from mlbox_bench.layout import run_dir as layout_run_dir
-from mlbox_bench.runners import Complete, Runner, ThreadRunner, make_runner
+from mlbox_bench.runners import Complete
 from mlbox_bench.settings import Settings
 
 log = logging.getLogger("mlbox-bench")
@@ -178,17 +179,7 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
     data = make_data(s, backend, conf_perf_count)
     perf_count = min(conf_perf_count, data.count)
     ts.performance_sample_count_override = perf_count
-    runner_kind = s.runner
-    if s.scenario == "Server" and runner_kind == "inline":
-        # Inline would run inference on LoadGen's issue thread and delay the next arrivals.
-        log.info("Server: the inline runner uses one worker thread so LoadGen's issue thread never waits")
-        runner: Runner = ThreadRunner(backend, data, 1, replicate=False)
-        workers = 1
-    else:
-        workers = 1 if runner_kind == "inline" else s.concurrency
-        runner = make_runner(runner_kind, backend, data, workers)
     complete = loadgen_complete(lg)
-    batch = s.max_batchsize  # Offline: calibration may pick a smaller one (see calibrate)
     first_issue: list[float] = []
 
     def issue(ids_list: list[int], indices_list: list[int]) -> None:
@@ -210,15 +201,24 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
     def flush() -> None:
         pass  # every sample is submitted as soon as it is issued: nothing is held back
 
+    bound_ms = int(ts.server_target_latency_ns) / 1e6 if s.scenario == "Server" else None
+    plan = tune.requested(s, backend, bound_ms)
+    tuning: dict[str, Any] = {}
+    measured_run = s.mode != "accuracy" or s.scenario == "Server"
+    if measured_run:
+        t = time.perf_counter()
+        # LoadGen's performance set when the library is that size; LoadGen's own load of it
+        # then costs nothing (samples are made once).
+        data.load(list(range(perf_count)))
+        timeline["samples_s"] = time.perf_counter() - t
+        if tune.wanted(s, backend):
+            plan, tuning = tune.tune(s, backend, data, plan, responses_only(lg))
+    runner = tune.build(plan, s, backend, data)
+    batch = plan.batch  # Offline: calibration may pick a smaller one (see calibrate)
     try:
         calibration: dict[str, Any] = {}
-        if s.mode != "accuracy" or s.scenario == "Server":
-            t = time.perf_counter()
-            # LoadGen's performance set when the library is that size; LoadGen's own load
-            # of it then costs nothing (samples are made once).
-            data.load(list(range(perf_count)))
-            timeline["samples_s"] = time.perf_counter() - t
-            found, calibration = calibrate(s, ts, runner, data, workers, responses_only(lg))
+        if measured_run:
+            found, calibration = calibrate(s, ts, runner, data, plan.workers, responses_only(lg))
             if s.scenario == "Offline" and "batch" in calibration:
                 batch = int(calibration["batch"])
             values.update(found)
@@ -251,6 +251,9 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
         "total_sample_count": data.count,
         "performance_sample_count": perf_count,
         "calibration": calibration,
+        "tuning": tuning,
+        "runner": {**asdict(plan), "offline_batch": batch if s.scenario == "Offline" else None},
+        "samples_on_device": s.samples_on_device,
         "observed": runner.observed(),
         "applied": values,
         "applied_test_settings": fields.test_settings_values(values, s.scenario),

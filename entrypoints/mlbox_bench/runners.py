@@ -9,6 +9,11 @@
 
 Each runner records what it observed (workers that ran inference, batch sizes), which
 result.json reports: a setting that did not take effect shows up there.
+
+With samples on the device, a session gets LoadGen's loaded samples once per load
+(``stage``) and runs rows of them (``run_rows``). In Server, thread workers batch
+dynamically: a worker takes the queries already waiting (and, with a window, those that
+arrive within it) up to the largest batch, and runs them as one.
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ WORKER_START_TIMEOUT_S = 300.0
 class Runner:
     name = "runner"
 
-    def __init__(self, backend: Backend, data: SampleLibrary) -> None:
+    def __init__(self, backend: Backend, data: SampleLibrary, *, on_device: bool = False) -> None:
         self.backend = backend
         self.data = data
+        self.on_device = on_device
         self.errors: list[str] = []
         self._lock = threading.Lock()
+        self._staged: dict[int, int] = {}  # id(session) -> the load generation it holds
         # Per worker: [batches, samples, largest batch]. Each entry has one writer (its
         # worker, or the collector thread), so the hot path takes no lock.
         self._stats: dict[str, list[int]] = {}
@@ -82,9 +89,20 @@ class Runner:
         if batch > stats[2]:
             stats[2] = batch
 
+    def _infer(self, session: Any, indices: Ids) -> np.ndarray:
+        if not self.on_device:
+            return np.asarray(session.run(self.data.batch(indices)))
+        generation = self.data.generation
+        if self._staged.get(id(session)) != generation:
+            with self._lock:  # a shared session is staged once per load, by one worker
+                if self._staged.get(id(session)) != generation:
+                    session.stage(self.data.data)
+                    self._staged[id(session)] = generation
+        return np.asarray(session.run_rows(self.data.rows(np.asarray(indices))))
+
     def _run_and_complete(self, session: Any, ids: Ids, indices: Ids, complete: Complete) -> None:
         try:
-            out = session.run(self.data.batch(indices))
+            out = self._infer(session, indices)
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
             self.errors.append(f"{type(err).__name__}: {err}")
             out = np.zeros((len(ids), 1), dtype=np.float32)
@@ -107,9 +125,21 @@ class ThreadRunner(Runner):
     tracked with a counter instead.
     """
 
-    def __init__(self, backend: Backend, data: SampleLibrary, workers: int, *, replicate: bool) -> None:
-        super().__init__(backend, data)
+    def __init__(
+        self,
+        backend: Backend,
+        data: SampleLibrary,
+        workers: int,
+        *,
+        replicate: bool,
+        on_device: bool = False,
+        coalesce: int = 1,
+        window_s: float = 0.0,
+    ) -> None:
+        super().__init__(backend, data, on_device=on_device)
         self.name = "threadpool+replication" if replicate else "threadpool"
+        self._coalesce = coalesce  # the largest batch dynamic batching forms (1: none)
+        self._window_s = window_s
         self._queue: queue.SimpleQueue[tuple[Ids, Ids, Complete] | None] = queue.SimpleQueue()
         # Idleness without a lock on the hot path: one thread submits at a time (LoadGen's
         # issue thread, or calibration before the run), and each worker counts its own.
@@ -142,10 +172,55 @@ class ThreadRunner(Runner):
 
     def _work(self, slot: int, session: Any) -> None:
         while (item := self._queue.get()) is not None:
+            items, stop = self._gather(item) if self._coalesce > 1 else ([item], False)
             try:
-                self._run_and_complete(session, *item)
+                if len(items) == 1:
+                    self._run_and_complete(session, *item)
+                else:
+                    self._run_together(session, items)
             finally:
-                self._done[slot] += 1
+                self._done[slot] += len(items)
+            if stop:
+                return
+
+    def _gather(self, first: tuple[Ids, Ids, Complete]) -> tuple[list[tuple[Ids, Ids, Complete]], bool]:
+        """The queries to run with ``first``: those waiting, then those arriving within the
+        window, up to the largest batch. True when the shutdown sentinel was drawn."""
+        items, count = [first], len(first[0])
+        deadline = time.perf_counter() + self._window_s
+        while count < self._coalesce:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is None:
+                return items, True
+            items.append(item)
+            count += len(item[0])
+        return items, False
+
+    def _run_together(self, session: Any, items: list[tuple[Ids, Ids, Complete]]) -> None:
+        ids = np.concatenate([np.asarray(i[0], dtype=np.uint64) for i in items])
+        indices = np.concatenate([np.asarray(i[1], dtype=np.int64) for i in items])
+        try:
+            out = self._infer(session, indices)
+        except Exception as err:  # keep LoadGen from waiting forever; fail after the run
+            self.errors.append(f"{type(err).__name__}: {err}")
+            out = np.zeros((len(ids), 1), dtype=np.float32)
+        self._note(threading.current_thread().name, len(ids))
+        if all(i[2] is items[0][2] for i in items):
+            items[0][2](ids, out)  # one completion call for the whole batch
+            return
+        start = 0
+        for item_ids, _, complete in items:
+            complete(item_ids, out[start : start + len(item_ids)])
+            start += len(item_ids)
 
 
 class ProcessRunner(Runner):
@@ -301,12 +376,26 @@ def _process_main(config: tuple[str, Any], tasks: Any, results: Any) -> None:
             results.put(("error", seq, (name, f"{type(err).__name__}: {err}")))
 
 
-def make_runner(kind: str, backend: Backend, data: SampleLibrary, workers: int) -> Runner:
+def make_runner(
+    kind: str,
+    backend: Backend,
+    data: SampleLibrary,
+    workers: int,
+    *,
+    on_device: bool = False,
+    coalesce: int = 1,
+    window_s: float = 0.0,
+) -> Runner:
+    """``coalesce``/``window_s``: Server's dynamic batching (thread workers)."""
     if kind == "inline":
-        return InlineRunner(backend, data)
+        return InlineRunner(backend, data, on_device=on_device)
     if kind in ("threadpool", "threadpool+replication"):
-        return ThreadRunner(backend, data, workers, replicate=kind == "threadpool+replication")
+        return ThreadRunner(backend, data, workers, replicate=kind == "threadpool+replication", on_device=on_device,
+                            coalesce=coalesce, window_s=window_s)  # fmt: skip
     if kind == "processpool":
+        if on_device:
+            msg = "--samples-on-device keeps samples in this process's GPU memory: use a thread runner"
+            raise BenchError(msg)
         return ProcessRunner(backend, data, workers)
     msg = f"unknown runner {kind}"
     raise BenchError(msg)

@@ -145,6 +145,18 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """`prefer_nhwc=1,enable_cuda_graph=0` -> (("prefer_nhwc", "1"), ...)."""
+    pairs = []
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or not value:
+            msg = f"{item.strip()!r} is not KEY=VALUE (give e.g. prefer_nhwc=1,cudnn_conv_algo_search=HEURISTIC)"
+            raise SettingsError(msg)
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
 def _seconds_to_ms(text: str) -> str:
     """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
     return repr(_positive_float(text) * 1000.0)
@@ -297,6 +309,28 @@ OPTIONS: tuple[Option, ...] = (
     # --- how samples are run ------------------------------------------------------
     Option("max_batchsize", _positive_int, "largest batch per session run", flags=("--max_batchsize",), default=32),
     Option("runner", _choice(RUNNERS), "how samples are run", cm="CM_MLPERF_RUNNER", default="inline"),
+    Option(
+        "tune",
+        _choice(("auto", "off")),
+        "auto: on a GPU, pick the runner, workers and batch size the user left open in a short search "
+        "(result.json says what was picked and the flags that reproduce it); off: run exactly what is asked",
+        default="auto",
+    ),
+    Option(
+        "batch_window",
+        _number(float, above=False),
+        "Server: how long (ms) a worker may wait for more queries to batch with the first one "
+        "(default: none on the CPU; on a GPU a tenth of the latency bound, at most 2 ms)",
+    ),
+    Option(
+        "samples_on_device",
+        _bool,
+        "GPU: keep LoadGen's loaded samples in GPU memory, copied once per load (declared in result.json and "
+        "the submission's system description, as MLPerf requires)",
+        is_flag=True,
+        default=False,
+        owner=("onnxruntime", "pytorch"),
+    ),
     Option("concurrency", _positive_int, "worker count of the runner", cm="CM_MLPERF_CONCURRENCY", default=2),
     # --- onnxruntime (the seed app's names) ----------------------------------------
     Option(
@@ -307,6 +341,13 @@ OPTIONS: tuple[Option, ...] = (
         cm="CM_MLPERF_EXECUTION_PROVIDER",
         default="CPUExecutionProvider",
         owner=("onnxruntime", "pytorch"),
+    ),
+    Option(
+        "ep_options",
+        _pairs,
+        "onnxruntime execution provider options, KEY=VALUE,... (CUDA: prefer_nhwc=1, ...)",
+        default=(),
+        owner=("onnxruntime",),
     ),
     Option(
         "execmode",
@@ -357,6 +398,13 @@ OPTIONS: tuple[Option, ...] = (
         owner=("pytorch",),
     ),
     Option("torch_compile", _bool, "CUDA: torch.compile the model", is_flag=True, default=False, owner=("pytorch",)),
+    Option(
+        "torch_compile_mode",
+        _choice(("default", "reduce-overhead", "max-autotune")),
+        "torch.compile's mode (reduce-overhead replays CUDA graphs)",
+        default="default",
+        owner=("pytorch",),
+    ),
     Option(
         "model_code",
         _text,
@@ -472,8 +520,12 @@ class Settings:
     compliance: str | None
     max_batchsize: int
     runner: str
+    tune: str
+    batch_window: float | None
+    samples_on_device: bool
     concurrency: int
     ep: str
+    ep_options: tuple[tuple[str, str], ...]
     execmode: str
     intraop: int
     interop: int
@@ -482,6 +534,7 @@ class Settings:
     half: bool
     channels_last: bool
     torch_compile: bool
+    torch_compile_mode: str
     model_code: str | None
     model_cfg: str | None
     output_dir: str
@@ -702,6 +755,9 @@ def _check_combinations(s: Settings) -> None:
         if opt.owner and s.backend not in opt.owner and s.set_by_user(opt.name):
             msg = f"{s.source(opt.name)}: {opt.name} is a {'/'.join(opt.owner)} option; this run uses {s.backend}"
             raise SettingsError(msg)
+    if s.backend == "onnxruntime" and s.samples_on_device and not s.ep.startswith("CUDA"):
+        msg = f"--samples-on-device keeps samples in GPU memory: it needs a CUDA provider, not {s.ep}"
+        raise SettingsError(msg)
     if s.backend == "pytorch":
         from mlbox_bench.backends.pytorch import SEED_DEVICES, torch_device
 
@@ -709,7 +765,8 @@ def _check_combinations(s: Settings) -> None:
             seed = " or ".join(SEED_DEVICES)
             msg = f"{s.source('ep')}: PyTorch runs on {seed} (the seed app's spellings), not {s.ep}"
             raise SettingsError(msg + "; or pass --device cpu|cuda")
-        cuda_only = [f"--{n.replace('_', '-')}" for n in ("half", "channels_last", "torch_compile") if getattr(s, n)]
+        names = ("half", "channels_last", "torch_compile", "samples_on_device")
+        cuda_only = [f"--{n.replace('_', '-')}" for n in names if getattr(s, n)]
         if cuda_only and torch_device(s) != "cuda":
             msg = f"{', '.join(cuda_only)}: for CUDA only (--device cuda); this run is on the CPU"
             raise SettingsError(msg)

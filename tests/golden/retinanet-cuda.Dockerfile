@@ -51,7 +51,8 @@ ENV MLBOX_DEFAULT_MODEL=retinanet \
     MLBOX_DEFAULT_OUTPUT_DIR=/results \
     MLBOX_DEFAULT_DEVICE=cuda \
     MLBOX_DEFAULT_BACKEND=onnxruntime \
-    MLBOX_DEFAULT_EP=CUDAExecutionProvider
+    MLBOX_DEFAULT_EP=CUDAExecutionProvider \
+    MLBOX_DEFAULT_EP_OPTIONS=prefer_nhwc=1
 
 USER 10001:10001
 WORKDIR /results

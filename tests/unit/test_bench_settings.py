@@ -126,8 +126,12 @@ SAMPLE_VALUES = {
     "compliance": "TEST01",
     "max_batchsize": "8",
     "runner": "processpool",
+    "tune": "off",
+    "batch_window": "1.5",
+    "samples_on_device": None,
     "concurrency": "4",
     "ep": "CUDAExecutionProvider",
+    "ep_options": "prefer_nhwc=1",
     "execmode": "parallel",
     "intraop": "3",
     "interop": "2",
@@ -136,6 +140,7 @@ SAMPLE_VALUES = {
     "half": None,
     "channels_last": None,
     "torch_compile": None,
+    "torch_compile_mode": "reduce-overhead",
     "model_code": "/code",
     "model_cfg": "/code/cfg.json",
     "output_dir": "/out",
@@ -172,6 +177,8 @@ def test_flag_variable_alias_and_image_default_give_the_same_value(name: str, mo
         context += ["--backend", "pytorch"]
     if name in ("half", "channels_last", "torch_compile"):  # CUDA's own
         context += ["--device", "cuda"]
+    if name == "samples_on_device":  # GPU memory: onnxruntime's CUDA provider
+        context += ["--ep", "CUDAExecutionProvider"]
     flag_args = [*context, opt.all_flags[0]] if raw is None else [*context, opt.all_flags[0], raw]
     env_value = "1" if raw is None else raw
     via_flag, _ = parse_settings(flag_args, {})

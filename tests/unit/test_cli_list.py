@@ -27,8 +27,9 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     assert main(["list", "--json"]) == 0
     assert "built? is unknown" in caplog.text
     rows = json.loads(capsys.readouterr().out)
-    # resnet50's 10 variants and retinanet's 1, on cpu and cuda, but the int8 ones on cpu only
-    assert len(rows) == (10 + 1) * 2 - 2
+    # resnet50's 12 variants and retinanet's 1, on cpu and cuda; the int8 ones on cpu only,
+    # the fp16 ones (made by mlbox) on cuda only
+    assert len(rows) == (12 + 1) * 2 - 2 - 2
     by_key = {(r["model"], r["variant"], r["device"]): r for r in rows}
     default = by_key[("resnet50", "onnx-opset11-fp32", "cpu")]
     assert default["tag"] == "mlbox:resnet50-cpu"

@@ -85,6 +85,7 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
     assert {v for m, v in variants if m == "resnet50"} == {
         "onnx-opset11-fp32", "onnx-opset8-fp32", "pytorch-fp32", "pytorch-int8", "tensorflow-fp32",
         "tflite-argmax", "tflite-noargmax", "synthetic", "synthetic-pytorch-fp32", "synthetic-pytorch-int8",
+        "onnx-opset11-fp16", "synthetic-fp16",
     }  # fmt: skip
     assert ("retinanet", "onnx-fp32") in variants
     assert {c.device for c in every} == {"cpu", "cuda"}

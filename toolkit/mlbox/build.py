@@ -11,9 +11,10 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from mlbox.convert import derived_model
 from mlbox.engine import Engine, LineSink
 from mlbox.errors import BuildError
-from mlbox.fetch import ModelFile, obtain_model, stage_file
+from mlbox.fetch import ModelFile, digests, obtain_model, stage_file
 from mlbox.files import atomic_file
 from mlbox.plan import BuildPlan, ContextEntry
 from mlbox.wheelhouse import LOCK_FILE, wheelhouse
@@ -68,9 +69,13 @@ def prepare_inputs(
 ) -> Inputs:
     spec = plan.spec
     log.info("model: %s/%s (%s weights)", spec.model, spec.variant, spec.weights)
-    model = obtain_model(
-        spec.variant_spec, cache, model_file=model_file, url=model_url, mirror=mirror, progress=progress
-    )
+    wanted = spec.source_variant or spec.variant_spec  # a derived variant is made from its source
+    model = obtain_model(wanted, cache, model_file=model_file, url=model_url, mirror=mirror, progress=progress)
+    derive = spec.variant_spec.derive
+    if derive is not None:
+        path = derived_model(spec.variant_spec, model.path, model.sha256, cache)
+        md5, sha = digests(path)
+        model = ModelFile(path, sha, md5, f"{derive.convert} of {model.source}")
     log.info("model file %s sha256 %s", model.path, model.sha256)
     log.info("resolving Python packages for the image on the host (wheelhouse)")
     houses = {

@@ -32,6 +32,8 @@ ImageRef = Annotated[
 ]
 Version = Annotated[str, Field(pattern=r"^[0-9][A-Za-z0-9.+_-]*$")]
 Text = Annotated[str, Field(pattern=r"^[^\n\r\"\\`$]*$", max_length=300)]
+OptionKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+OptionValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class _Frozen(BaseModel):
@@ -70,6 +72,8 @@ class Device(_Frozen):
     base_image: ImageRef | None = None
     python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")] | None = None
     wheel_platform: Annotated[str, Field(pattern=r"^manylinux_2_[0-9]+_x86_64$")] | None = None
+    # onnxruntime provider options an image sets by default (mlbox-bench --ep-options).
+    ep_options: dict[OptionKey, OptionValue] = {}
     python_from_apt: bool = False  # the base has no Python: install Debian/Ubuntu's in a stage
     # Its exact packages (name=version, as apt takes them): the one thing a build fetches
     # from the network inside the build (the distribution's archive).
@@ -108,6 +112,13 @@ class Synthetic(_Frozen):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
+class Derive(_Frozen):
+    """A variant mlbox makes from another variant of the same model (verified first)."""
+
+    source: Name  # the variant it is made from
+    convert: Literal["fp16"]  # fp16: onnxruntime's float16 converter, fp32 inputs and outputs kept
+
+
 class Variant(_Frozen):
     description: Text
     framework: Literal["onnx", "pytorch", "tensorflow", "tflite"]
@@ -122,6 +133,7 @@ class Variant(_Frozen):
     checksum: Literal["unknown"] | None = None
     compression: Literal["gzip"] | None = None  # the URL serves the file compressed
     synthetic: Synthetic | None = None
+    derive: Derive | None = None  # made by mlbox from another variant (no url, no synthetic)
     format: Format | None = None  # see Format; required where the framework has several
     devices: tuple[Name, ...] | None = None  # only these devices (an fbgemm int8 model runs on CPU only)
 
@@ -139,8 +151,8 @@ class Variant(_Frozen):
 
     @model_validator(mode="after")
     def _one_source(self) -> Variant:
-        if (self.url is None) == (self.synthetic is None):
-            msg = "give exactly one of 'url' (published weights) or 'synthetic'"
+        if sum(x is not None for x in (self.url, self.synthetic, self.derive)) != 1:
+            msg = "give exactly one of 'url' (published weights), 'synthetic' or 'derive'"
             raise ValueError(msg)
         has_digest = self.md5 is not None or self.sha256 is not None
         if self.url is not None and not has_digest and self.checksum is None:
@@ -153,6 +165,7 @@ class Variant(_Frozen):
 
     @property
     def is_synthetic(self) -> bool:
+        """Its own weights are synthetic (a derived variant: see Model.is_synthetic)."""
         return self.synthetic is not None
 
 
@@ -167,7 +180,23 @@ class Model(_Frozen):
         if self.default_variant not in self.variants:
             msg = f"default_variant {self.default_variant!r} is not one of its variants ({', '.join(self.variants)})"
             raise ValueError(msg)
+        for name, variant in self.variants.items():
+            if variant.derive is None:
+                continue
+            source = self.variants.get(variant.derive.source)
+            if source is None:
+                choices = ", ".join(self.variants)
+                msg = f"variants.{name}.derive.source {variant.derive.source!r} is not one of {choices}"
+                raise ValueError(msg)
+            if source.derive is not None or source.model_format != "onnx" or variant.model_format != "onnx":
+                msg = f"variants.{name}: mlbox converts ONNX files it fetches or makes, not {variant.derive.source}"
+                raise ValueError(msg)
         return self
+
+    def is_synthetic(self, variant: str) -> bool:
+        """Synthetic weights, its own or those of the variant it is made from."""
+        v = self.variants[variant]
+        return v.is_synthetic or (v.derive is not None and self.variants[v.derive.source].is_synthetic)
 
 
 class Catalog(_Frozen):

@@ -36,7 +36,7 @@ def inventory(
             "tag": c.tag,
             "buildable": c.spec is not None,
             "missing": c.missing,
-            "weights": "synthetic" if catalog.models[c.model].variants[c.variant].is_synthetic else "published",
+            "weights": "synthetic" if catalog.models[c.model].is_synthetic(c.variant) else "published",
             "built": None if built is None else c.tag in built,
             "pushed": pushed.get(c.tag, []),
         }

@@ -29,8 +29,10 @@ class ImageSpec:
     python_from_apt: bool = False
     python_apt: tuple[str, ...] = ()  # pinned distribution packages for Python (apt, inside the build)
     library_dirs: tuple[str, ...] = ()  # LD_LIBRARY_PATH entries under the packages dir
+    source_variant: Variant | None = None  # a derived variant's source (fetched, then converted)
     backend_package: str = ""  # the distribution whose version labels the image (torch, onnxruntime)
     index: str | None = None  # the package index the backend's pins come from (None: pip's default)
+    ep_options: tuple[tuple[str, str], ...] = ()  # the device's onnxruntime provider options
 
     @property
     def model_path(self) -> str:
@@ -39,4 +41,6 @@ class ImageSpec:
     @property
     def weights(self) -> str:
         """'synthetic' or 'published': shown on every surface a model appears on."""
-        return "synthetic" if self.variant_spec.is_synthetic else "published"
+        source = self.source_variant
+        synthetic = self.variant_spec.is_synthetic or (source is not None and source.is_synthetic)
+        return "synthetic" if synthetic else "published"

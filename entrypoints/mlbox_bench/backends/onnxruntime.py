@@ -33,10 +33,11 @@ class Config:
     execmode: str
     intraop: int
     interop: int
+    provider_options: tuple[tuple[str, str], ...] = ()  # e.g. (("prefer_nhwc", "1"),) for CUDA
 
     @classmethod
     def from_settings(cls, s: Any) -> Config:
-        return cls(s.modelpath, s.ep, s.execmode, s.intraop, s.interop)
+        return cls(s.modelpath, s.ep, s.execmode, s.intraop, s.interop, tuple(s.ep_options))
 
 
 def version() -> str:
@@ -46,15 +47,45 @@ def version() -> str:
 
 
 class OrtSession:
-    def __init__(self, session: Any, io: ModelIO) -> None:
+    def __init__(self, session: Any, io: ModelIO, config: Config) -> None:
         self.session = session
         self.io = io
+        self.config = config
         self._outputs = [io.output_name]
         self._input = io.input_name
+        self._on_device: Any = None  # the loaded samples as an OrtValue in GPU memory (stage)
+        self._host: np.ndarray | None = None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         raw = np.asarray(self.session.run(self._outputs, {self._input: batch})[0])
         return to_labels(raw, len(batch), self.io.label_offset)
+
+    def stage(self, data: np.ndarray) -> None:
+        """Copy the loaded samples into GPU memory, once per LoadGen load (--samples-on-device)."""
+        import onnxruntime as ort
+
+        self._on_device = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(data), "cuda", 0)
+        self._host = data
+
+    def run_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Run loaded rows from GPU memory: consecutive rows are bound in place (a pointer
+        into the staged samples, no copy); scattered ones are gathered on the host."""
+        if self._on_device is None or self._host is None:
+            msg = "samples on the device were asked for before any were staged (a harness bug)"
+            raise BenchError(msg)
+        first, count = int(rows[0]), len(rows)
+        if count > 1 and not (int(rows[-1]) - first == count - 1 and bool(np.all(np.diff(rows) == 1))):
+            return self.run(self._host[rows])
+        sample = self._host[0]
+        binding = self.session.io_binding()
+        binding.bind_input(
+            self._input, "cuda", 0, sample.dtype, [count, *sample.shape],
+            self._on_device.data_ptr() + first * sample.nbytes,
+        )  # fmt: skip
+        binding.bind_output(self._outputs[0], "cpu")
+        self.session.run_with_iobinding(binding)
+        raw = np.asarray(binding.copy_outputs_to_cpu()[0])
+        return to_labels(raw, count, self.io.label_offset)
 
     def facts(self) -> dict[str, Any]:
         """What the session really runs with, read back from onnxruntime."""
@@ -65,6 +96,7 @@ class OrtSession:
         return {
             "provider": providers[0],
             "device": "cuda" if providers[0].startswith(("CUDA", "Tensorrt")) else "cpu",
+            "provider_options": self.session.get_provider_options().get(providers[0], {}),
             "session": {
                 "execution_mode": "parallel" if opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL else "sequential",
                 "intra_op_num_threads": opts.intra_op_num_threads,
@@ -95,7 +127,8 @@ def open_session(config: Config) -> OrtSession:
     options.intra_op_num_threads = config.intraop
     options.inter_op_num_threads = config.interop
     try:
-        session = ort.InferenceSession(config.modelpath, options, providers=[config.ep])
+        provider: Any = (config.ep, dict(config.provider_options)) if config.provider_options else config.ep
+        session = ort.InferenceSession(config.modelpath, options, providers=[provider])
     except Exception as err:  # onnxruntime raises its own exception types
         msg = f"onnxruntime cannot load {config.modelpath}: {err}"
         raise BenchError(msg) from None
@@ -104,7 +137,7 @@ def open_session(config: Config) -> OrtSession:
     if not active or active[0] != config.ep:
         msg = f"requested {config.ep} but onnxruntime is running on {', '.join(active) or 'nothing'}"
         raise BenchError(msg + _provider_hint(config.ep))
-    return OrtSession(session, _describe_io(session))
+    return OrtSession(session, _describe_io(session), config)
 
 
 def _require_gpu(ort: Any, ep: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Config:
     half: bool
     channels_last: bool
     compile: bool
+    compile_mode: str
     model_code: str | None  # the seed app's route: a directory with cmc.py's model_init
     model_cfg: str | None
     input_shape: tuple[int, ...] | None
@@ -51,7 +53,7 @@ class Config:
     def from_settings(cls, s: Any) -> Config:
         return cls(
             s.modelpath, s.model_format, torch_device(s), s.torch_threads, s.torch_interop_threads, s.half,
-            s.channels_last, s.torch_compile, s.model_code, s.model_cfg, s.input_shape, s.model,
+            s.channels_last, s.torch_compile, s.torch_compile_mode, s.model_code, s.model_cfg, s.input_shape, s.model,
         )  # fmt: skip
 
 
@@ -169,29 +171,82 @@ def _seed_route(torch: Any, config: Config, device: Any) -> Any:
 
 
 class TorchSession:
+    """On CUDA each worker thread has its own stream and its own pinned staging buffer:
+    one worker's host-to-device copy overlaps another's compute. With the samples on the
+    device (stage/run_rows) there is no copy at all."""
+
     def __init__(self, torch: Any, module: Any, config: Config, facts: dict[str, Any], io: ModelIO) -> None:
         self.torch = torch
         self.module = module
         self.config = config
         self.device = torch.device(config.device)
+        self.cuda = config.device == "cuda"
         self.dtype = torch.float16 if config.half else torch.float32
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.file_facts = facts
         self.io = io
+        self._local = threading.local()  # per worker thread: CUDA stream and pinned buffer
+        self._on_device: Any = None
+
+    def _stream(self) -> Any:
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = self.torch.cuda.Stream(self.device)
+        return stream
+
+    def _to_device(self, batch: np.ndarray) -> Any:
+        torch = self.torch
+        host = torch.from_numpy(batch)
+        if not self.cuda:
+            return host
+        pinned = getattr(self._local, "pinned", None)
+        if pinned is None or pinned.numel() < host.numel():
+            pinned = self._local.pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=True)
+        staged = pinned[: host.numel()].view(host.shape)
+        staged.copy_(host)
+        return staged.to(self.device, non_blocking=True)
+
+    def _forward(self, x: Any) -> np.ndarray:
+        if x.dtype != self.dtype:
+            x = x.to(self.dtype)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=self.memory_format)
+        out = self.module(x)
+        if isinstance(out, list | tuple):
+            out = out[0]
+        return np.asarray(out.float().cpu().numpy())  # .cpu() waits for this stream only
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device, dtype=self.dtype, non_blocking=True)
-            if self.config.channels_last:
-                x = x.contiguous(memory_format=self.memory_format)
-            out = self.module(x)
-            if isinstance(out, list | tuple):
-                out = out[0]
-            return np.asarray(out.float().cpu().numpy())
+            if not self.cuda:
+                return self._forward(self._to_device(batch))
+            with torch.cuda.stream(self._stream()):
+                return self._forward(self._to_device(batch))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return to_labels(self.forward(batch), len(batch), self.io.label_offset)
+
+    def stage(self, data: np.ndarray) -> None:
+        """Copy the loaded samples into GPU memory once per LoadGen load (--samples-on-device),
+        already in the model's dtype."""
+        torch = self.torch
+        with torch.inference_mode():
+            self._on_device = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, dtype=self.dtype)
+            torch.cuda.synchronize(self.device)
+
+    def run_rows(self, rows: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        if self._on_device is None:
+            msg = "samples on the device were asked for before any were staged (a harness bug)"
+            raise BenchError(msg)
+        first, count = int(rows[0]), len(rows)
+        with torch.inference_mode(), torch.cuda.stream(self._stream()):
+            if count == 1 or (int(rows[-1]) - first == count - 1 and bool(np.all(np.diff(rows) == 1))):
+                x = self._on_device[first : first + count]
+            else:
+                x = self._on_device.index_select(0, torch.from_numpy(rows).to(self.device, non_blocking=True))
+            return to_labels(self._forward(x), count, self.io.label_offset)
 
     def facts(self) -> dict[str, Any]:
         torch = self.torch
@@ -207,6 +262,8 @@ class TorchSession:
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "channels_last": self.config.channels_last,
                 "torch_compile": self.config.compile,
+                "torch_compile_mode": self.config.compile_mode if self.config.compile else None,
+                "pinned_host_buffers": self.cuda,
                 "inference_mode": True,
                 **self.file_facts,
             },
@@ -241,7 +298,7 @@ def open_session(config: Config) -> TorchSession:
     if config.channels_last:
         module = module.to(memory_format=torch.channels_last)
     if config.compile:
-        module = torch.compile(module)
+        module = torch.compile(module, mode=config.compile_mode)
     session = TorchSession(torch, module, config, facts, _placeholder_io(config, facts))
     session.io = _describe_io(session, config, facts)
     _check_device(torch, session, config)
