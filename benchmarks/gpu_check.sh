@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
 mkdir -p "$out" /tmp/mlbox-gpu/site
 if [ ! -d /tmp/mlbox-gpu/ort/onnxruntime ]; then
-  parts=$(ls .gpu/ort.part.* /tmp/ort.part.* 2>/dev/null | sort -u -t/ -k3)
+  # Parts sent by earlier calls wait in /tmp; this call's own parts are in .gpu/.
+  cp .gpu/ort.part.* /tmp/ 2>/dev/null
   mkdir -p /tmp/mlbox-gpu/ort
-  if [ -f .gpu/ort.tar.xz ]; then cat .gpu/ort.tar.xz; else cat $parts; fi | xz -d | tar -C /tmp/mlbox-gpu/ort -xf - || exit 1
+  if [ -f .gpu/ort.tar.xz ]; then cat .gpu/ort.tar.xz; else cat $(ls /tmp/ort.part.* | sort); fi \
+    | xz -d | tar -C /tmp/mlbox-gpu/ort -xf - || exit 1
 fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/mlbox-gpu/site .gpu/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/mlbox-gpu/ort:/tmp/mlbox-gpu/site:$PWD/toolkit:$PWD/entrypoints:$PWD PYTHONUNBUFFERED=1
