@@ -135,11 +135,15 @@ class ThreadRunner(Runner):
         on_device: bool = False,
         coalesce: int = 1,
         window_s: float = 0.0,
+        buckets: tuple[int, ...] = (),
     ) -> None:
         super().__init__(backend, data, on_device=on_device)
         self.name = "threadpool+replication" if replicate else "threadpool"
         self._coalesce = coalesce  # the largest batch dynamic batching forms (1: none)
         self._window_s = window_s
+        # Batch sizes dynamic batches are padded up to (a GPU picks kernels per input shape,
+        # and the first batch of a new shape takes hundreds of milliseconds); () pads none.
+        self._buckets = tuple(sorted(buckets))
         self._queue: queue.SimpleQueue[tuple[Ids, Ids, Complete] | None] = queue.SimpleQueue()
         # Idleness without a lock on the hot path: one thread submits at a time (LoadGen's
         # issue thread, or calibration before the run), and each worker counts its own.
@@ -152,6 +156,7 @@ class ThreadRunner(Runner):
             threading.Thread(target=self._work, args=(i, s), name=f"mlbox-worker-{i}", daemon=True)
             for i, s in enumerate(sessions)
         ]
+        self._sessions = [(i, s) for i, s in enumerate(sessions)]
         for thread in self._threads:
             thread.start()
 
@@ -205,11 +210,23 @@ class ThreadRunner(Runner):
             count += len(item[0])
         return items, False
 
+    def warm_shapes(self) -> None:
+        """Run every bucket size once on every session, before the run: no query meets a
+        shape the library has not seen."""
+        loaded = np.flatnonzero(self.data.slot >= 0)
+        unique = {id(s): s for _, s in self._sessions}  # threadpool workers share one session
+        for session in unique.values():
+            for size in self._buckets:
+                self._infer(session, np.resize(loaded, size))
+
     def _run_together(self, session: Any, items: list[tuple[Ids, Ids, Complete]]) -> None:
         ids = np.concatenate([np.asarray(i[0], dtype=np.uint64) for i in items])
         indices = np.concatenate([np.asarray(i[1], dtype=np.int64) for i in items])
+        size = next((b for b in self._buckets if b >= len(indices)), len(indices))
+        if size > len(indices):  # padded with the last sample; its extra answers are dropped
+            indices = np.concatenate([indices, np.repeat(indices[-1:], size - len(indices))])
         try:
-            out = self._infer(session, indices)
+            out = self._infer(session, indices)[: len(ids)]
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
             self.errors.append(f"{type(err).__name__}: {err}")
             out = np.zeros((len(ids), 1), dtype=np.float32)
@@ -385,13 +402,14 @@ def make_runner(
     on_device: bool = False,
     coalesce: int = 1,
     window_s: float = 0.0,
+    buckets: tuple[int, ...] = (),
 ) -> Runner:
-    """``coalesce``/``window_s``: Server's dynamic batching (thread workers)."""
+    """``coalesce``/``window_s``/``buckets``: Server's dynamic batching (thread workers)."""
     if kind == "inline":
         return InlineRunner(backend, data, on_device=on_device)
     if kind in ("threadpool", "threadpool+replication"):
         return ThreadRunner(backend, data, workers, replicate=kind == "threadpool+replication", on_device=on_device,
-                            coalesce=coalesce, window_s=window_s)  # fmt: skip
+                            coalesce=coalesce, window_s=window_s, buckets=buckets)  # fmt: skip
     if kind == "processpool":
         if on_device:
             msg = "--samples-on-device keeps samples in this process's GPU memory: use a thread runner"

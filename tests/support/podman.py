@@ -152,6 +152,12 @@ class RootlessPodman:
             if pid in processes_of(self.uid):
                 os.kill(pid, signal.SIGTERM)
                 _wait_gone(pid)
+        # Rootless Podman re-executes itself inside the user namespace: that child leaves
+        # after its parent, later still on a busy machine. Only what outlives a grace
+        # period is a stray.
+        deadline = time.monotonic() + 20
+        while processes_of(self.uid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         stray = []
         for pid in processes_of(self.uid):  # only this test's own temporary user runs these
             stray.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))

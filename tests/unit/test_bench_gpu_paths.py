@@ -57,6 +57,39 @@ def test_server_workers_batch_the_queries_waiting(tmp_path: Path) -> None:
     assert runner.observed()["largest_batch"] == max(session.batches)
 
 
+def test_dynamic_batches_are_padded_to_a_few_shapes(tmp_path: Path) -> None:
+    """On a GPU each new input shape costs a kernel search: batches run at bucket sizes
+    (padded with the last sample, whose extra answers are dropped), warmed up before."""
+    from mlbox_bench.backends import ModelIO
+    from mlbox_bench.data import SyntheticData
+    from mlbox_bench.runners import ThreadRunner
+    from mlbox_bench.tune import buckets
+
+    assert buckets(32) == (1, 2, 4, 8, 16, 32)
+    assert buckets(24) == (1, 2, 4, 8, 16, 24)
+    io = ModelIO("x", (1,), np.float32, "y", "float32", 0)
+    data = SyntheticData(io, 64)
+    data.load(list(range(64)))
+    session = SlowSession()
+    backend: Any = type("B", (), {"session": session, "new_session": lambda self: session})()
+    runner = ThreadRunner(backend, data, 1, replicate=False, coalesce=8, buckets=buckets(8))
+    runner.warm_shapes()
+    assert session.batches == [1, 2, 4, 8]
+    session.batches.clear()
+    answered: dict[int, float] = {}
+
+    def complete(ids: Any, out: np.ndarray) -> None:
+        answered.update(zip((int(i) for i in ids), out[:, 0].tolist(), strict=True))
+
+    for n in range(13):
+        runner.submit([2000 + n], [n], complete)
+    runner.wait_idle()
+    runner.close()
+    assert set(session.batches) <= {1, 2, 4, 8}
+    assert answered == {2000 + n: float(data.data[data.slot[n]].reshape(-1)[0]) for n in range(13)}
+    assert runner.observed()["samples_run"] == 13  # padding is not counted as work
+
+
 def test_the_runner_search_picks_a_plan_and_says_how_to_reproduce_it(
     bench_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

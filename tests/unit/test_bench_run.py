@@ -28,9 +28,10 @@ def test_every_scenario_runs_valid_in_a_short_run(scenario: str, bench_model: Pa
     --duration lowers the query count to what early stopping needs. The point is a VALID
     run, so it gets headroom for a loaded 2-core machine: 2 s, and a light Server load."""
     out = tmp_path / "out"  # created by the harness
-    # Server: a 100 ms bound and a light load; its calibrated rate is checked elsewhere
-    # (a rate measured in a quiet moment overloads a machine that another process loads).
-    bound = ["--target-latency", "100", "--target-qps", "200"] if scenario == "Server" else []
+    # Server: a 1 s bound and a light load; its calibrated rate is checked elsewhere (a rate
+    # measured in a quiet moment overloads a machine that another process loads, and busy
+    # loops on both cores delay a query by tens of milliseconds now and then).
+    bound = ["--target-latency", "1000", "--target-qps", "200"] if scenario == "Server" else []
     args = [
         "--modelpath",
         str(bench_model),
