@@ -233,10 +233,11 @@ def main() -> int:
             row("ort fp16 mlbox-bench Offline", f"{metric(r):.0f} = {metric(r) / plain:.3f} x plain {how(r)}")
             # Accuracy on a generated dataset: the synthetic ResNet's random weights answer
             # one class whatever the input (and overflow in fp16).
+            from tests.support.colors import colour_classifier, colour_dataset
+
             from mlbox.catalog import Derive, Variant
             from mlbox.convert import derived_model
             from mlbox.fetch import digests
-            from tests.support.colors import colour_classifier, colour_dataset
 
             dataset, _ = colour_dataset(work / "colours", count=60, wrong=6)
             fp32 = colour_classifier(work / "colour.onnx")
