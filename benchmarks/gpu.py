@@ -106,7 +106,6 @@ def ort_plain(model: Path, data: np.ndarray, batch: int, seconds: float, cpu: bo
     return timed(run, batch, seconds)
 
 
-
 def torch_plain(model: Path, data: np.ndarray, batch: int, seconds: float, cpu: bool, half: bool) -> float:
     import warnings
 
@@ -222,7 +221,9 @@ def main() -> int:
             row("ort fp32 mlbox-bench --samples-on-device", f"{metric(r):.0f} = {metric(r) / bound:.3f} x IOB {how(r)}")
             fixed = ["--tune", "off", "--runner", "threadpool", "--concurrency", "4", "--max-batchsize", "256"]
             for n, extra in enumerate(([], ["--samples-on-device"])):
-                r = bench(work / f"o32f{n}", "--modelpath", str(models["onnx-fp32"]), *device, *duration, *fixed, *extra)
+                r = bench(
+                    work / f"o32f{n}", "--modelpath", str(models["onnx-fp32"]), *device, *duration, *fixed, *extra
+                )
                 row(f"ort fp32 mlbox-bench tp4 b256 {extra}", f"{metric(r):.0f} {how(r)}")
 
         def ort_fp16() -> None:
