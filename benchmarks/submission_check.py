@@ -32,10 +32,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="where the tree goes (default: a temporary directory)")
     parser.add_argument("--version", default="v6.1", help="the checker's --version")
     args = parser.parse_args()
-    from tests.support.colors import colour_dataset, heavy_colour_classifier
+    from tests.support.colors import colour_classifier, colour_dataset
 
     work = args.out or Path(tempfile.mkdtemp(prefix="mlbox-submission-"))
-    model = heavy_colour_classifier(work / "heavy.onnx")
+    model = colour_classifier(work / "heavy.onnx", conv_width=48)
     dataset, _ = colour_dataset(work / "dataset", count=1024, wrong=0)
     out = work / "tree"
     for scenario in SCENARIOS:

@@ -19,10 +19,12 @@ COLOURS = {0: (230, 20, 30), 1: (25, 220, 35), 2: (30, 40, 225)}  # label -> RGB
 SIZES = [(300, 260), (260, 300), (500, 375), (224, 224), (640, 480), (257, 511)]
 
 
-def colour_classifier(path: Path, classes: int = 1001, layout: str = "NCHW") -> Path:
+def colour_classifier(path: Path, classes: int = 1001, layout: str = "NCHW", conv_width: int = 0) -> Path:
     """With 1001 classes (MLPerf's ResNet50 files) the colours are logits 1-3 and the
     harness subtracts 1; with 1000 classes they are logits 0-2 and it subtracts nothing.
-    An NHWC model transposes its input first."""
+    An NHWC model transposes its input first. With ``conv_width``, two convolutions whose
+    composition keeps each channel's mean come first: the same answers with real compute
+    per sample (a submission tree's runs then take the time a real model's do)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -36,6 +38,19 @@ def colour_classifier(path: Path, classes: int = 1001, layout: str = "NCHW") -> 
         nodes.append(helper.make_node("Transpose", [source], ["nchw"], perm=[0, 3, 1, 2]))
         source = "nchw"
     shape = ["N", 3, 224, 224] if layout == "NCHW" else ["N", 224, 224, 3]
+    weights = [numpy_helper.from_array(w, "w")]
+    if conv_width:
+        w1 = np.zeros((conv_width, 3, 3, 3), np.float32)
+        w2 = np.zeros((3, conv_width, 1, 1), np.float32)
+        for j in range(conv_width):
+            w1[j, j % 3, 1, 1] = 1.0
+            w2[j % 3, j, 0, 0] = 3.0 / conv_width
+        nodes += [
+            helper.make_node("Conv", [source, "w1"], ["c1"], pads=[1, 1, 1, 1]),
+            helper.make_node("Conv", ["c1", "w2"], ["c2"]),
+        ]
+        weights += [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
+        source = "c2"
     nodes += [
         helper.make_node("GlobalAveragePool", [source], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
@@ -51,7 +66,7 @@ def colour_classifier(path: Path, classes: int = 1001, layout: str = "NCHW") -> 
             helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
             helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", classes]),
         ],
-        [numpy_helper.from_array(w, "w")],
+        weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -195,44 +210,3 @@ def tiny_torch_code(directory: Path) -> Path:
     (directory / "cmc.py").write_text(TINY_TORCH_CODE)
     (directory / "cfg.json").write_text('{"width": 16}')
     return directory
-
-
-def heavy_colour_classifier(path: Path, width: int = 48) -> Path:
-    """The colour classifier behind two convolutions whose composition keeps each channel's
-    mean: the same answers, with real compute per sample (a submission tree's runs then
-    take measurable time, as a real model's do). 1001 classes, NCHW 224x224."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w1 = np.zeros((width, 3, 3, 3), np.float32)
-    w2 = np.zeros((3, width, 1, 1), np.float32)
-    for j in range(width):
-        w1[j, j % 3, 1, 1] = 1.0
-        w2[j % 3, j, 0, 0] = 3.0 / width
-    w = np.zeros((3, 1001), np.float32)
-    for channel in range(3):
-        w[channel, channel + 1] = 1.0
-    nodes = [
-        helper.make_node("Conv", ["input_tensor:0", "w1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Conv", ["c1", "w2"], ["c2"]),
-        helper.make_node("GlobalAveragePool", ["c2"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("MatMul", ["flat", "w"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["softmax_tensor:0"], axis=1),
-        helper.make_node("ArgMax", ["logits"], ["ArgMax:0"], axis=1, keepdims=0),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "heavy_colour_classifier",
-        [helper.make_tensor_value_info("input_tensor:0", TensorProto.FLOAT, ["N", 3, 224, 224])],
-        [
-            helper.make_tensor_value_info("ArgMax:0", TensorProto.INT64, ["N"]),
-            helper.make_tensor_value_info("softmax_tensor:0", TensorProto.FLOAT, ["N", 1001]),
-        ],
-        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (w, "w"))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
