@@ -40,8 +40,8 @@ OFFLINE_MARGIN = 1.08
 STREAM_MARGIN = 1.25
 # Server without --target-qps: this fraction of the measured capacity (queueing headroom).
 SERVER_LOAD_FRACTION = 0.5
-# Warm-up: rounds until two in a row are no more than 10% faster than the fastest before
-# them (at most WARM_UP_ROUNDS, WARM_UP_S). Libraries make the first runs of each batch
+# Warm-up: rounds (one batch per worker) until one is no more than 10% faster than the one
+# before (at most WARM_UP_ROUNDS, WARM_UP_S). Libraries make the first runs of each batch
 # shape slow (onnxruntime allocates and picks kernels; PyTorch packs weights), and a slow
 # round measured would size the run too small.
 WARM_UP_ROUNDS = 8
@@ -90,26 +90,27 @@ def measure(
         position = (position + size) % len(walk)
         return picked
 
-    def run_round(size: int) -> float:
+    def run_round(size: int, per: int = per_worker) -> float:
         t = time.perf_counter()
-        for _ in range(workers * per_worker):
+        for _ in range(workers * per):
             indices = next_batch(size)
             runner.submit(np.zeros(size, dtype=np.uint64), indices, complete)
         runner.wait_idle()
         return time.perf_counter() - t
 
     def warm_up(size: int) -> float:
-        """Rounds until they stop getting faster; the last round's time."""
+        """Rounds of one batch per worker until one is no more than 10% faster than the
+        one before; that round's time."""
         began = time.perf_counter()
-        times = [run_round(size), run_round(size)]
+        times = [run_round(size, 1)]
         while len(times) < WARM_UP_ROUNDS and time.perf_counter() - began < WARM_UP_S:
-            times.append(run_round(size))
-            if min(times[-2:]) >= STEADY * min(times[:-2]):
+            times.append(run_round(size, 1))
+            if times[-1] >= STEADY * times[-2]:
                 break
         return times[-1]
 
     first = min(batch, 1 if not fixed_batch else batch)
-    one = warm_up(first) / per_worker
+    one = warm_up(first)
     if not fixed_batch:
         per_sample = one / first
         picked = int(min(batch, max(1, seconds / 4 / max(per_sample, 1e-9))))
