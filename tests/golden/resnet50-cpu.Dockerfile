@@ -79,6 +79,6 @@ LABEL \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.template.sha256="7be03bc8886afdde3d661d5c9de38b2c1afdea5e08f16c2ac0bad436b04b9dd7" \
+      mlbox.template.sha256="7cbbebd4a1d3cee5ad7c95e9ba8c05f40e74be84ce97f0f36444493c9807da8f" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

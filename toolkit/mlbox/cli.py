@@ -146,10 +146,10 @@ def selection_options(func: F) -> F:
         option(
             "--cuda-from",
             type=click.Choice(["nvidia", "pip"]),
-            default="nvidia",
-            show_default=True,
+            default=None,
             env="MLBOX_CUDA_FROM",
-            help="cuda images: NVIDIA's CUDA runtime base image, or NVIDIA's CUDA/cuDNN wheels on the plain base.",
+            help="cuda images: NVIDIA's CUDA runtime base image, or NVIDIA's CUDA/cuDNN wheels on the plain base "
+            "[default: nvidia; pip for a backend whose wheels bring their own CUDA (tensorflow)].",
         ),
         option(
             "--loadgen-from",

@@ -37,26 +37,31 @@ def cell(
     device: str,
     *,
     base_image: str | None = None,
-    cuda_from: str = "nvidia",
+    cuda_from: str | None = None,
 ) -> Cell:
-    """Plan one (model, variant, device); names are already known to be in the catalog."""
+    """Plan one (model, variant, device); names are already known to be in the catalog.
+    ``cuda_from`` None: the backend's own CUDA route if it has one, else NVIDIA's base image."""
     entry = catalog.models[model]
     vspec = entry.variants[variant]
     backend = vspec.backend
     bspec = catalog.backends[backend]
     defaults = catalog.defaults
     dev = catalog.devices[device]
-    pip_cuda = dev.cuda_pip is not None and cuda_from == "pip"
+    route = cuda_from or bspec.cuda_from or "nvidia"
+    pip_cuda = dev.cuda_pip is not None and route == "pip"
     tag = image_tag(
         defaults.registry,
         model=model,
         device=device,
         variant=None if variant == entry.default_variant else variant,
         backend=None if backend == defaults.backend else backend,
-    ) + ("-cudapip" if pip_cuda else "")
+    ) + ("-cudapip" if pip_cuda and bspec.cuda_from is None else "")  # a backend with one route needs no suffix
     packages = bspec.packages.get(device)
     if bspec.missing is not None:
         return Cell(model, variant, device, backend, tag, None, bspec.missing)
+    if dev.cuda_pip is not None and bspec.cuda_from is not None and route != bspec.cuda_from:
+        why = f"its own CUDA route, --cuda-from {bspec.cuda_from} (its wheels bring their own CUDA)"
+        return Cell(model, variant, device, backend, tag, None, why)
     if packages is None:
         return Cell(model, variant, device, backend, tag, None, f"pinned {backend} packages for {device}")
     index = bspec.index.get(device)
@@ -104,7 +109,7 @@ def matrix(
     variant: str | None = None,
     backend: str | None = None,
     base_image: str | None = None,
-    cuda_from: str = "nvidia",
+    cuda_from: str | None = None,
 ) -> list[Cell]:
     """Every (model, variant, device) the filters allow, buildable or not, in catalog order."""
     models = [choose("model", model, list(catalog.models))] if model else list(catalog.models)
@@ -135,7 +140,7 @@ def select(
     variant: str | None = None,
     backend: str | None = None,
     base_image: str | None = None,
-    cuda_from: str = "nvidia",
+    cuda_from: str | None = None,
 ) -> ImageSpec:
     """Resolve a user's selection against the catalog, refusing unknown names and cells
     mlbox cannot build (with what is missing)."""
@@ -147,12 +152,19 @@ def select(
     if backend is not None and backend != own:
         msg = f"variant {model}/{variant} runs on backend {own!r}, not {backend!r}"
         raise CatalogError(msg, hint=f"drop --backend or pass --backend {own}")
-    if cuda_from not in ("nvidia", "pip"):
+    if cuda_from not in (None, "nvidia", "pip"):
         msg = f"--cuda-from {cuda_from!r}: expected 'nvidia' or 'pip'"
         raise CatalogError(msg)
     if cuda_from == "pip" and catalog.devices[device].cuda_pip is None:
         msg = f"--cuda-from pip applies to cuda devices; {device!r} has no NVIDIA wheels in the catalog"
         raise CatalogError(msg, hint="drop --cuda-from, or pick --device cuda")
+    own_route = catalog.backends[own].cuda_from
+    if cuda_from is not None and own_route is not None and cuda_from != own_route and catalog.devices[device].cuda_pip:
+        msg = (
+            f"{own} cuda images come one way only, --cuda-from {own_route}: its wheels bring their own CUDA, "
+            f"which NVIDIA's base image would contradict"
+        )
+        raise CatalogError(msg, hint="drop --cuda-from")
     only = entry.variants[variant].devices
     if only is not None and device not in only:
         msg = f"variant {model}/{variant} exists for {', '.join(only)} only, not {device}"
@@ -282,10 +294,11 @@ def image_defaults(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
 
 def _pinned_version(packages: tuple[str, ...], package: str) -> str:
     """The version of the backend's own package (onnxruntime==1.32.0 -> 1.32.0;
-    onnxruntime-gpu counts as onnxruntime, torch==2.13.0+cpu as torch)."""
+    onnxruntime-gpu counts as onnxruntime, tensorflow-cpu as tensorflow, torch==2.13.0+cpu
+    as torch)."""
     for pin in packages:
         name, _, version = pin.partition("==")
-        if name.split("[")[0].lower() in (package.lower(), f"{package.lower()}-gpu"):
+        if name.split("[")[0].lower() in (package.lower(), f"{package.lower()}-gpu", f"{package.lower()}-cpu"):
             return version
     return "unknown"
 
@@ -339,7 +352,7 @@ class Selection:
     backend: str | None = None
     base_image: str | None = None
     loadgen_from: str = "wheel"
-    cuda_from: str = "nvidia"
+    cuda_from: str | None = None  # None: the backend's own route, else NVIDIA's base image
 
 
 def plans_for(
