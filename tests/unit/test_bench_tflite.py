@@ -87,9 +87,25 @@ def test_accuracy_through_litert_decodes_as_the_official_scorer(
     if fmt == "tflite-int8":
         assert session["input_quantization"]["dtype"] == "uint8"
         assert session["output_quantization"]["dtype"] == "uint8"
-        assert result["model"]["input_dtype"] == "float32"  # the harness's samples; the backend quantizes
+        assert result["model"]["input_dtype"] == "uint8"  # samples quantized when loaded, not per batch
+        assert np.load(next((tmp_path / "prep").rglob("*.npy"))).dtype == np.float32  # the cache stays float
     else:
         assert session["input_quantization"] is None
+
+
+def test_a_quantized_input_is_quantized_when_the_samples_load() -> None:
+    """Quantizing costs ~0.3 ms a 224x224 sample, 2-3% of an int8 ResNet-50 run: it is done
+    once, as the sample library loads, with the preprocessing, not in the timed path."""
+    from mlbox_bench.backends import ModelIO, quantize
+    from mlbox_bench.data import SyntheticData
+
+    quantized = SyntheticData(ModelIO("x", (4, 4, 3), np.uint8, "y", "float32", -1, (1.0774, 115)), 100)
+    floats = SyntheticData(ModelIO("x", (4, 4, 3), np.float32, "y", "float32", -1), 100)
+    for library in (quantized, floats):
+        library.load(list(range(100)))
+    assert quantized.data.dtype == np.uint8
+    assert np.array_equal(quantized.data, quantize(floats.data, np.uint8, 1.0774, 115))
+    assert len(np.unique(quantized.data)) > 200  # the range of real pixels minus the means, not a clipped one
 
 
 def test_quantization_is_the_files_affine_map() -> None:

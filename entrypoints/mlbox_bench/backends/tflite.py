@@ -3,7 +3,8 @@
 ``resnet50_v1.no-argmax.tflite``, and quantized models, whose uint8/int8 input and output
 are converted with the scale and zero point the file gives. Inputs are NHWC.
 
-A batch is run by resizing the interpreter's input to it (the published files have a
+A quantized input's samples are quantized when the sample library loads them, not per
+batch. A batch is run by resizing the interpreter's input to it (the published files have a
 batch of 1; resizing again only when the batch size changes). An interpreter is not
 thread-safe: each worker (threadpool, threadpool+replication, processpool) has its own,
 never one shared. LiteRT runs on the CPU (XNNPACK); ``--tflite-threads`` sets its threads.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mlbox_bench.backends import ModelIO, native_noise_dropped, offset_for, to_labels
+from mlbox_bench.backends import ModelIO, native_noise_dropped, offset_for, quantize, to_labels
 from mlbox_bench.errors import BenchError
 
 THREAD_SAFE = False  # an Interpreter must not be invoked from two threads: one per worker
@@ -68,9 +69,7 @@ class Quantization:
     zero_point: int
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        info = np.iinfo(self.dtype)
-        q = np.rint(x * np.float32(1.0 / self.scale)) + np.float32(self.zero_point)
-        return np.clip(q, info.min, info.max).astype(self.dtype)
+        return quantize(x, self.dtype, self.scale, self.zero_point)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return (q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
@@ -110,14 +109,16 @@ class TfliteSession:
         self.sample_shape = config.input_shape or tuple(int(d) for d in inp["shape"][1:])
         self._batch = 0
         self.resizes = 0
-        # The harness hands over float samples; a quantized input is converted here.
-        input_dtype = np.float32 if self.input_quant or inp["dtype"] == np.float32 else inp["dtype"]
+        self._input_dtype = np.dtype(inp["dtype"])
         out_dtype = "float32" if self.output_quant else np.dtype(out["dtype"]).name
         classes = _classes(interpreter, out)
         self.classes = classes
+        # A quantized input: the sample library quantizes the samples when it loads them.
+        quantization = (self.input_quant.scale, self.input_quant.zero_point) if self.input_quant else None
         self.io = ModelIO(
-            str(inp["name"]), self.sample_shape, input_dtype, str(out["name"]), out_dtype, offset_for(classes)
-        )
+            str(inp["name"]), self.sample_shape, inp["dtype"], str(out["name"]), out_dtype, offset_for(classes),
+            quantization,
+        )  # fmt: skip
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         it = self.interpreter
@@ -127,7 +128,9 @@ class TfliteSession:
             it.allocate_tensors()
             self._batch = n
             self.resizes += 1
-        it.set_tensor(self._input, self.input_quant.quantize(batch) if self.input_quant else batch)
+        if batch.dtype != self._input_dtype:  # float samples for a quantized input (the harness's are not)
+            batch = self.io.prepare(batch)
+        it.set_tensor(self._input, batch)
         it.invoke()
         raw = it.get_tensor(self._output)
         if self.output_quant:
