@@ -101,16 +101,25 @@ class SyntheticData(SampleLibrary):
         out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
         block = len(self._block)
         shift = (indices // block).astype(np.uint8).reshape(-1, *([1] * len(self.io.input_shape)))
+        quantized = self.io.input_quantization is not None
         for start in range(0, len(indices), block):  # bounded temporaries
             part = slice(start, start + block)
-            out[part] = self._block[indices[part] % block] + shift[part]  # uint8: wraps, stays a pixel
+            pixels = self._block[indices[part] % block] + shift[part]  # uint8: wraps, stays a pixel
+            # A quantized input gets the float samples, quantized as the model's input says.
+            out[part] = self.io.prepare(self._profiled(pixels.astype(np.float32))) if quantized else pixels
         if np.issubdtype(self.io.input_dtype, np.floating):
-            if self.profile == "torchvision":  # /255, then near ImageNet's mean and standard deviation
-                out *= self.io.input_dtype(1.0 / (255.0 * 0.226))
-                out -= self.io.input_dtype(0.449 / 0.226)
-            else:
-                out -= self.io.input_dtype(118.0)  # near the mean of ImageNet's channel means
+            self._profiled(out)
         return out
+
+    def _profiled(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixel values (floats, in place) as the preprocessing profile leaves images."""
+        one = pixels.dtype.type
+        if self.profile == "torchvision":  # /255, then near ImageNet's mean and standard deviation
+            pixels *= one(1.0 / (255.0 * 0.226))
+            pixels -= one(0.449 / 0.226)
+        else:
+            pixels -= one(118.0)  # near the mean of ImageNet's channel means
+        return pixels
 
 
 class ImagenetData(SampleLibrary):
@@ -140,9 +149,9 @@ class ImagenetData(SampleLibrary):
         if missing:
             msg = f"--dataset {root}: {len(missing)} image(s) in val_map.txt are missing, first {missing[0]}"
             raise BenchError(msg)
-        if io.input_dtype != np.float32:
+        if io.input_dtype != np.float32 and io.input_quantization is None:
             msg = f"--dataset needs a float32 image input; the model's input {io.input_name} is {io.input_dtype}"
-            raise BenchError(msg)
+            raise BenchError(msg + " without quantization parameters")
         self.layout, self.size = image_layout(io.input_shape)
         if layout is not None and layout != self.layout:
             msg = (
@@ -159,10 +168,13 @@ class ImagenetData(SampleLibrary):
         self.cache = _cache_root(preprocessed_dir, root) / key
 
     def _rows(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices), *self.io.input_shape), dtype=np.float32)
+        """Preprocessed samples (cached as float32), in the model's input type: a quantized
+        input's are quantized here, once per load."""
+        out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
         made = 0
         for row, index in enumerate(indices):
-            out[row], fresh = self._sample(self.files[index])
+            sample, fresh = self._sample(self.files[index])
+            out[row] = self.io.prepare(sample)
             made += fresh
         if made:
             log.info("preprocessed %d image(s) into %s", made, self.cache)

@@ -49,3 +49,12 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_sha256(path: Path) -> str:
+    """A model file's sha256; for a directory (a TensorFlow SavedModel), the sha256 of its
+    listing: one `<sha256>  <relative path>` line per file, sorted, as `sha256sum` writes it."""
+    if not path.is_dir():
+        return file_sha256(path)
+    lines = [f"{file_sha256(f)}  {f.relative_to(path).as_posix()}\n" for f in sorted(path.rglob("*")) if f.is_file()]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()

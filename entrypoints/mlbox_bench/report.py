@@ -21,7 +21,7 @@ import numpy as np
 
 from mlbox_bench import __version__
 from mlbox_bench.errors import BenchError
-from mlbox_bench.files import file_sha256, write_json_atomic
+from mlbox_bench.files import model_sha256, write_json_atomic
 from mlbox_bench.settings import Settings
 
 # The headline metric the submission checker reads per scenario: RESULT_FIELD_NEW in
@@ -144,7 +144,7 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
             "model": {
                 "name": s.model,
                 "path": s.modelpath,
-                "sha256": file_sha256(Path(s.modelpath)),
+                "sha256": model_sha256(Path(s.modelpath)),
                 "weights": s.weights,
                 "input_dtype": np.dtype(backend.io.input_dtype).name,
                 "label_offset": backend.io.label_offset,

@@ -1,7 +1,9 @@
 """Runners: where inference happens. All share one interface (submit, wait_idle, close).
 
 - ``inline``: in the caller's thread (LoadGen's issue thread), no hand-off cost.
-- ``threadpool``: worker threads share one onnxruntime session (``run`` is thread-safe).
+- ``threadpool``: worker threads share one session (onnxruntime's, PyTorch's and
+  TensorFlow's ``run`` are thread-safe; a backend whose sessions are not, LiteRT's
+  interpreter, gets one per worker instead, and says so).
 - ``threadpool+replication``: one session per worker thread.
 - ``processpool``: worker processes, each with its own session; loaded samples are
   published once per LoadGen load as a memory-mapped .npy that every worker maps, so
@@ -71,10 +73,13 @@ class Runner:
         """Drop what was observed so far (calibration): result.json reports the run only."""
         self._stats = {}
 
+    sessions = 1  # sessions (interpreters) that run inference
+
     def observed(self) -> dict[str, Any]:
         stats = list(self._stats.values())
         return {
             "runner": self.name,
+            "sessions": self.sessions,
             "workers_used": sum(1 for s in stats if s[0]),
             "largest_batch": max((s[2] for s in stats), default=0),
             "samples_run": sum(s[1] for s in stats),
@@ -144,6 +149,9 @@ class ThreadRunner(Runner):
         # Batch sizes dynamic batches are padded up to (a GPU picks kernels per input shape,
         # and the first batch of a new shape takes hundreds of milliseconds); () pads none.
         self._buckets = tuple(sorted(buckets))
+        if not replicate and workers > 1 and not backend.thread_safe:
+            log.info("%s: %s sessions are not thread-safe: one session per worker thread", self.name, backend.name)
+            replicate = True
         self._queue: queue.SimpleQueue[tuple[Ids, Ids, Complete] | None] = queue.SimpleQueue()
         # Idleness without a lock on the hot path: one thread submits at a time (LoadGen's
         # issue thread, or calibration before the run), and each worker counts its own.
@@ -152,6 +160,7 @@ class ThreadRunner(Runner):
         # Sessions are made before the run starts so the first queries don't pay for it.
         sessions = [backend.session]
         sessions += [backend.new_session() if replicate else backend.session for _ in range(workers - 1)]
+        self.sessions = len({id(s) for s in sessions})
         self._threads = [
             threading.Thread(target=self._work, args=(i, s), name=f"mlbox-worker-{i}", daemon=True)
             for i, s in enumerate(sessions)
@@ -248,6 +257,7 @@ class ProcessRunner(Runner):
 
     def __init__(self, backend: Backend, data: SampleLibrary, workers: int) -> None:
         super().__init__(backend, data)
+        self.sessions = workers  # each worker process opens its own
         ctx = multiprocessing.get_context("spawn")
         self._tasks: Any = ctx.Queue()
         self._results: Any = ctx.Queue()

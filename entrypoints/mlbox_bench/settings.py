@@ -157,6 +157,15 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _tensor(text: str) -> str:
+    """One tensor (or signature key): `input_tensor:0`, `input_tensor`. The reference's
+    --inputs/--outputs take lists; mlbox-bench feeds one input and answers one output."""
+    if not text or "," in text or any(c.isspace() for c in text):
+        msg = f"{text!r} is not one tensor name (e.g. input_tensor:0); mlbox-bench feeds one input and reads one output"
+        raise SettingsError(msg)
+    return text
+
+
 def _seconds_to_ms(text: str) -> str:
     """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
     return repr(_positive_float(text) * 1000.0)
@@ -222,7 +231,12 @@ OPTIONS: tuple[Option, ...] = (
         "performance, accuracy, or find-peak (Server: the highest target QPS whose run is VALID)",
         default="performance",
     ),
-    Option("modelpath", _text, "model file (.onnx, .pt, .pt2, .pth)", cm="CM_ML_MODEL_FILE_WITH_PATH"),
+    Option(
+        "modelpath",
+        _text,
+        "model file (.onnx, .pt, .pt2, .pth, .pb, .tflite) or SavedModel directory",
+        cm="CM_ML_MODEL_FILE_WITH_PATH",
+    ),
     Option(
         "model_format",
         _choice(tuple(FORMATS)),
@@ -234,7 +248,9 @@ OPTIONS: tuple[Option, ...] = (
         "dataset preprocessing: mlperf (the reference's: means subtracted) or torchvision (/255, mean/std) "
         "(default: the model format's)",
     ),
-    Option("input_shape", _shape, "one sample's input shape when the file does not say, e.g. 3,224,224"),
+    Option(
+        "input_shape", _shape, "one sample's input shape when the file does not say, e.g. 3,224,224 (NHWC: 224,224,3)"
+    ),
     Option(
         "model",
         _model_name,
@@ -421,6 +437,43 @@ OPTIONS: tuple[Option, ...] = (
         cm="CM_ML_MODEL_CFG_WITH_PATH",
         owner=("pytorch",),
     ),
+    # --- tensorflow ----------------------------------------------------------------
+    Option(
+        "tf_intra_op_threads",
+        _number(int, above=False),
+        "TensorFlow intra-op threads of each session (ConfigProto.intra_op_parallelism_threads; 0: TensorFlow decides)",
+        default=0,
+        owner=("tensorflow",),
+    ),
+    Option(
+        "tf_inter_op_threads",
+        _number(int, above=False),
+        "TensorFlow inter-op threads of each session (ConfigProto.inter_op_parallelism_threads; 0: TensorFlow decides)",
+        default=0,
+        owner=("tensorflow",),
+    ),
+    Option(
+        "tf_input",
+        _tensor,
+        "TensorFlow input tensor, or SavedModel signature key (default: input_tensor:0, else the only placeholder)",
+        flags=("--inputs",),
+        owner=("tensorflow",),
+    ),
+    Option(
+        "tf_output",
+        _tensor,
+        "TensorFlow output answered to LoadGen, tensor or signature key (default: ArgMax:0, else softmax_tensor:0)",
+        flags=("--outputs",),
+        owner=("tensorflow",),
+    ),
+    # --- tflite (LiteRT) --------------------------------------------------------------
+    Option(
+        "tflite_threads",
+        _number(int, above=False),
+        "LiteRT interpreter threads, each worker's (num_threads; 0: LiteRT decides)",
+        default=0,
+        owner=("tflite",),
+    ),
     # --- output -----------------------------------------------------------------
     Option(
         "output_dir",
@@ -449,7 +502,10 @@ OPTIONS: tuple[Option, ...] = (
         default="published",
     ),
     Option(
-        "device", _choice(("cpu", "cuda")), "device of the image (set by the image); pytorch runs on it", default="cpu"
+        "device",
+        _choice(("cpu", "cuda")),
+        "device of the image (set by the image); pytorch and tensorflow run on it (tflite: cpu only)",
+        default="cpu",
     ),
     Option(
         "backend",
@@ -537,6 +593,11 @@ class Settings:
     torch_compile_mode: str
     model_code: str | None
     model_cfg: str | None
+    tf_intra_op_threads: int
+    tf_inter_op_threads: int
+    tf_input: str | None
+    tf_output: str | None
+    tflite_threads: int
     output_dir: str
     submission_layout: bool
     system_name: str
@@ -567,7 +628,7 @@ class Settings:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlbox-bench",
-        description="Run an MLPerf Inference LoadGen benchmark with onnxruntime or PyTorch. "
+        description="Run an MLPerf Inference LoadGen benchmark with onnxruntime, PyTorch, TensorFlow or LiteRT. "
         "Every option is also an MLBOX_<NAME> environment variable; MLC_*/CM_* names in brackets are aliases. "
         "Precedence: flag > MLBOX_* > MLC_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default. "
         "@FILE stands for the arguments in FILE, one per line.",
@@ -770,6 +831,9 @@ def _check_combinations(s: Settings) -> None:
         if cuda_only and torch_device(s) != "cuda":
             msg = f"{', '.join(cuda_only)}: for CUDA only (--device cuda); this run is on the CPU"
             raise SettingsError(msg)
+    if s.backend == "tflite" and s.device != "cpu":
+        msg = f"{s.source('device')}: --device {s.device}: the tflite backend (LiteRT) runs on the CPU only"
+        raise SettingsError(msg)
     if s.mode == "find-peak" and s.scenario != "Server":
         msg = (
             f"--mode find-peak searches Server's target QPS; it does not apply to {s.scenario} (use --scenario Server)"

@@ -79,6 +79,6 @@ LABEL \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \
       mlbox.loadgen.from="wheel" \
-      mlbox.template.sha256="e7272321b50e49609680acfcb59dfa70fa532efc7b88d8a7aedc029ff7aa11d6" \
+      mlbox.template.sha256="1f1980cdf693696839ccad47b580ad0db9389906d31603488fbaf6c20574cb24" \
       org.opencontainers.image.created="${MLBOX_CREATED}" \
       mlbox.model.sha256="${MLBOX_MODEL_SHA256}"

@@ -210,3 +210,73 @@ def tiny_torch_code(directory: Path) -> Path:
     (directory / "cmc.py").write_text(TINY_TORCH_CODE)
     (directory / "cfg.json").write_text('{"width": 16}')
     return directory
+
+
+def colour_classifier_tf(path: Path, fmt: str = "frozen-graph", classes: int = 1001) -> Path:
+    """The colour classifier for TensorFlow and LiteRT, NHWC (MLCommons' TF and TFLite
+    layout): a frozen graph with the MLPerf tensor names (``input_tensor:0``,
+    ``softmax_tensor:0``, ``ArgMax:0``); a SavedModel made the TF2 way (a tf.Module, its
+    weights a variable, signature outputs ``probabilities`` and ``classes``); or TFLite
+    converted from the frozen graph: ``tflite`` (with ArgMax), ``tflite-noargmax``, and
+    ``tflite-int8`` (fully quantized, calibrated on the dataset's colours)."""
+    from mlbox.synthetic_tf import ARGMAX, CHANNEL_MEANS, SOFTMAX, import_tensorflow, to_tflite
+
+    tf = import_tensorflow("test")
+    first = classes - 1000  # 1 with a background class, else 0
+    w = np.zeros((3, classes), dtype=np.float32)
+    for channel in range(3):
+        w[channel, channel + first] = 1.0
+    if fmt == "saved-model":
+
+        class Colour(tf.Module):  # type: ignore[misc,name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.w = tf.Variable(w)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="images")])
+            def __call__(self, x: object) -> dict[str, object]:
+                logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), self.w)
+                return {"probabilities": tf.nn.softmax(logits), "classes": tf.argmax(logits, axis=1)}
+
+        module = Colour()
+        tf.saved_model.save(module, str(path), signatures=module.__call__)
+        return path
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3], name="input_tensor")
+        logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), tf.constant(w))
+        tf.nn.softmax(logits, name=SOFTMAX)
+        tf.argmax(logits, axis=1, name=ARGMAX)
+    frozen = graph.as_graph_def().SerializeToString()
+    if fmt == "frozen-graph":
+        path.write_bytes(frozen)
+        return path
+    outputs = [ARGMAX, SOFTMAX] if fmt == "tflite" else [SOFTMAX]
+    calibration = None
+    if fmt == "tflite-int8":  # each colour as preprocessing leaves it, and noisy versions of it
+        rng = np.random.default_rng(0)
+        calibration = [
+            (np.clip(np.array(rgb) + rng.integers(-20, 21, (1, 224, 224, 3)), 0, 255) - CHANNEL_MEANS).astype(
+                np.float32
+            )
+            for rgb in list(COLOURS.values()) * 3
+        ]
+    path.write_bytes(to_tflite(tf, frozen, outputs, (1, 224, 224, 3), calibration))
+    return path
+
+
+def tiny_tf_model(path: Path, fmt: str = "frozen-graph", *, size: int = 32) -> Path:
+    """MLPerf's tensor names on a small network (two strided convolutions, 1001 classes,
+    N x size x size x 3) with seeded weights: a frozen graph, or TFLite converted from it
+    (``tflite`` with ArgMax, ``tflite-noargmax``, ``tflite-int8``)."""
+    from mlbox.synthetic_tf import ARGMAX, SOFTMAX, calibration_images, graph_def, import_tensorflow, to_tflite
+
+    tf = import_tensorflow("test")
+    frozen = graph_def(tf, "tiny", 0, image_size=size, facts={"weights": "synthetic", "generator": "tiny"})
+    if fmt == "frozen-graph":
+        path.write_bytes(frozen.SerializeToString())
+        return path
+    outputs = [ARGMAX, SOFTMAX] if fmt == "tflite" else [SOFTMAX]
+    calibration = calibration_images(0, size, 4) if fmt == "tflite-int8" else None
+    path.write_bytes(to_tflite(tf, frozen.SerializeToString(), outputs, (1, size, size, 3), calibration))
+    return path

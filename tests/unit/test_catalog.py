@@ -95,12 +95,29 @@ def test_a_variant_on_an_unknown_backend_names_the_path_and_the_closest() -> Non
 def test_unknown_checksum_must_be_said_and_cannot_contradict_a_digest() -> None:
     data = yaml.safe_load((REPO / "images.yaml").read_text())
     variant = data["models"]["resnet50"]["variants"]["tflite-noargmax"]
-    del variant["checksum"]
+    del variant["md5"]
     with pytest.raises(CatalogError, match="needs 'md5' or 'sha256'"):
         parse_catalog(yaml.safe_dump(data))
     variant["checksum"] = "unknown"
+    parse_catalog(yaml.safe_dump(data))  # said out loud: accepted (mlbox then downloads nothing)
     variant["md5"] = "0" * 32
     with pytest.raises(CatalogError, match="contradicts"):
+        parse_catalog(yaml.safe_dump(data))
+
+
+def test_the_tflite_files_carry_mlcommons_md5s() -> None:
+    """The md5s of MLCommons' model script (get-ml-model-resnet50): the argmax file's is
+    that of its gzip download."""
+    variants = load_catalog(REPO / "images.yaml").models["resnet50"].variants
+    argmax, noargmax = variants["tflite-fp32"], variants["tflite-noargmax"]
+    assert (argmax.md5, argmax.compression, argmax.checksum) == ("92b5ae497e0de5c2d487507953b6e5cc", "gzip", None)
+    assert (noargmax.md5, noargmax.compression, noargmax.checksum) == ("53e81f9f9b459ecfb6d64add3da91564", None, None)
+
+
+def test_a_backend_with_its_own_cuda_route_must_bundle_its_cuda() -> None:
+    data = repo_catalog_data()
+    data["backends"]["tensorflow"]["bundles_cuda"] = False
+    with pytest.raises(CatalogError, match=r"backends\.tensorflow: cuda_from: pip says the backend's own wheels"):
         parse_catalog(yaml.safe_dump(data))
 
 

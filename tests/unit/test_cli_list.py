@@ -27,9 +27,10 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     assert main(["list", "--json"]) == 0
     assert "built? is unknown" in caplog.text
     rows = json.loads(capsys.readouterr().out)
-    # resnet50's 12 variants and retinanet's 1, on cpu and cuda; the int8 ones on cpu only,
-    # the fp16 ones (made by mlbox) on cuda only
-    assert len(rows) == (12 + 1) * 2 - 2 - 2
+    # resnet50's 16 variants and retinanet's 1, on cpu and cuda; but pytorch's int8 ones and
+    # the TFLite ones (LiteRT runs on the CPU) on cpu only, the fp16 ones (made by mlbox) on
+    # cuda only
+    assert len(rows) == (16 + 1) * 2 - 7 - 2
     by_key = {(r["model"], r["variant"], r["device"]): r for r in rows}
     default = by_key[("resnet50", "onnx-opset11-fp32", "cpu")]
     assert default["tag"] == "mlbox:resnet50-cpu"
@@ -37,8 +38,32 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     assert default["built"] is None
     assert default["pushed"] == ["r.example/ml/resnet50@sha256:" + "a" * 64]
     assert by_key[("resnet50", "synthetic", "cpu")]["weights"] == "synthetic"
-    tflite = by_key[("resnet50", "tflite-argmax", "cpu")]
-    assert (tflite["buildable"], tflite["missing"]) == (False, "a TFLite backend in mlbox-bench")
+    resnet50 = [r for r in rows if r["model"] == "resnet50"]
+    assert [(r["variant"], r["device"]) for r in resnet50 if not r["buildable"]] == []  # every variant, every device
+    assert by_key[("resnet50", "tflite-fp32", "cpu")]["tag"] == "mlbox:resnet50-cpu-tflite-fp32"
+    assert by_key[("resnet50", "tensorflow-fp32", "cuda")]["tag"] == "mlbox:resnet50-cuda-tensorflow-fp32"
+
+
+def test_list_says_what_an_unbuildable_row_needs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import yaml
+
+    from tests.conftest import REPO
+
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    data["backends"]["tflite"]["missing"] = "a TFLite backend in mlbox-bench"
+    catalog = tmp_path / "images.yaml"
+    catalog.write_text(yaml.safe_dump(data))
+    use_fake_engine(monkeypatch, FakeEngine())
+    assert main(["--catalog", str(catalog), "list", "--json", "--backend", "tflite"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["buildable"], r["missing"]) for r in rows} == {(False, "a TFLite backend in mlbox-bench")}
+    assert main(["--catalog", str(catalog), "build", "--model", "resnet50", "--variant", "tflite-fp32"]) == 10
+    assert "needs a TFLite backend in mlbox-bench" in capsys.readouterr().err
+    out = str(tmp_path / "rendered")
+    assert main(["--catalog", str(catalog), "render", "--all", "--backend", "tflite", "--out", out]) == 10
+    assert "no buildable image matches these filters" in capsys.readouterr().err
 
 
 def test_list_table_filters(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,10 +79,15 @@ def test_list_table_filters(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
     ("argv", "code", "message"),
     [
         (["render"], 10, "pick an image with --model"),
-        (["render", "--all", "--backend", "tflite", "--out", "x"], 10, "no buildable image matches these filters"),
+        (["render", "--all", "-m", "retinanet", "--backend", "tflite", "--out", "x"], 10, "no buildable image matches"),
         (["render", "-m", "resnet50", "--variant", "pytorch-int8", "-d", "cuda"], 10, "exists for cpu only, not cuda"),
         (["render", "--all", "--device", "gpu", "--out", "x"], 10, "unknown device 'gpu'"),
-        (["build", "--model", "resnet50", "--variant", "tensorflow-fp32"], 10, "needs a TensorFlow backend"),
+        (["render", "-m", "resnet50", "--variant", "tflite-fp32", "-d", "cuda"], 10, "exists for cpu only, not cuda"),
+        (
+            ["build", "-m", "resnet50", "--variant", "tensorflow-fp32", "-d", "cuda", "--cuda-from", "nvidia"],
+            10,
+            "tensorflow cuda images come one way only, --cuda-from pip",
+        ),
         (["build", "--model", "resnet50", "--mirror", "ftp://x"], 10, "--mirror: 'ftp://x' is not an http"),
     ],
 )

@@ -154,3 +154,31 @@ def test_gzip_published_files_are_verified_then_decompressed(file_server: FileSe
     assert model.path.read_bytes() == b"model bytes" * 1000
     assert obtain_model(variant, cache).path == model.path  # cached: no second request
     assert len(file_server.requests) == 1
+
+
+def test_a_local_copy_of_a_gzip_published_file_must_be_the_download(cache: Path, tmp_path: Path) -> None:
+    """The published checksum is the .gz's: --model-file takes that download, verifies it
+    and decompresses it; the bare file cannot be verified and is refused, saying so."""
+    import gzip
+    import hashlib
+
+    packed = gzip.compress(b"model bytes" * 1000)
+    variant = Variant(
+        description="gzipped", framework="tflite", precision="fp32", backend="tflite", file="m.tflite",
+        url="https://example.invalid/m.tflite.gz", compression="gzip", md5=hashlib.md5(packed).hexdigest(),
+    )  # fmt: skip
+    download = tmp_path / "m.tflite.gz"
+    download.write_bytes(packed)
+    model = obtain_model(variant, cache, model_file=download)
+    assert model.path.read_bytes() == b"model bytes" * 1000
+    assert model.path.is_relative_to(cache)
+    assert model.source == str(download)
+    bare = tmp_path / "m.tflite"
+    bare.write_bytes(b"model bytes" * 1000)
+    with pytest.raises(FetchError, match="not gzip-compressed, but the published checksum") as err:
+        obtain_model(variant, cache, model_file=bare)
+    assert "m.tflite.gz" in (err.value.hint or "")
+    tampered = tmp_path / "other.gz"
+    tampered.write_bytes(gzip.compress(b"other bytes"))
+    with pytest.raises(FetchError, match="failed verification: md5"):
+        obtain_model(variant, cache, model_file=tampered)

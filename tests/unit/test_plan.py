@@ -34,22 +34,59 @@ def test_unknown_names_are_refused_with_a_suggestion(catalog, kwargs, message) -
 
 
 @pytest.mark.parametrize(
-    ("variant", "device", "missing"),
+    ("backend", "variant", "device", "missing"),
     [
-        ("tensorflow-fp32", "cpu", "a TensorFlow backend"),
-        ("tflite-noargmax", "cpu", "a TFLite backend"),
+        ("tensorflow", "tensorflow-fp32", "cuda", "a TensorFlow backend"),
+        ("tflite", "tflite-noargmax", "cpu", "a TFLite backend"),
     ],
 )
 def test_unbuildable_cells_are_listed_but_refused_naming_what_is_missing(
-    catalog, variant: str, device: str, missing: str
-) -> None:  # type: ignore[no-untyped-def]
+    backend: str, variant: str, device: str, missing: str
+) -> None:
+    import yaml
+
+    from mlbox.catalog import parse_catalog
     from mlbox.plan import matrix
 
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    data["backends"][backend]["missing"] = missing  # a backend the harness would not have
+    catalog = parse_catalog(yaml.safe_dump(data))
     row = next(c for c in matrix(catalog, model="resnet50", device=device) if c.variant == variant)
     assert row.spec is None
     assert missing in (row.missing or "")
     with pytest.raises(CatalogError, match=f"cannot build resnet50/{variant} for {device} yet: it needs {missing}"):
         select(catalog, model="resnet50", device=device, variant=variant)
+
+
+def test_every_resnet50_variant_is_buildable_where_it_exists(catalog) -> None:  # type: ignore[no-untyped-def]
+    from mlbox.plan import matrix
+
+    cells = matrix(catalog, model="resnet50")
+    assert [(c.variant, c.device, c.missing) for c in cells if c.spec is None] == []
+    assert {c.variant for c in cells} == set(catalog.models["resnet50"].variants)
+
+
+def test_tensorflow_cuda_takes_its_own_route_with_its_cuda_12_wheels(catalog) -> None:  # type: ignore[no-untyped-def]
+    """TensorFlow 2.21's CUDA build needs CUDA 12; NVIDIA's base image has CUDA 13: the
+    plain base with TensorFlow's own CUDA 12 wheels, the one route (no -cudapip suffix)."""
+    from mlbox.plan import matrix
+
+    spec = select(catalog, model="resnet50", device="cuda", variant="tensorflow-fp32")
+    assert spec == select(catalog, model="resnet50", device="cuda", variant="tensorflow-fp32", cuda_from="pip")
+    assert spec.tag == "mlbox:resnet50-cuda-tensorflow-fp32"
+    assert (spec.base_image, spec.python, spec.cuda_from) == (catalog.defaults.base_image, "3.11", "pip")
+    assert "tensorflow==2.21.0" in spec.packages
+    assert "nvidia-cudnn-cu12==9.28.0.42" in spec.packages
+    assert not [p for p in spec.packages if "cu13" in p or p.startswith("nvidia-cuda-runtime==")]  # not the device's
+    assert spec.library_dirs == ()  # TensorFlow's rpath finds its wheels
+    with pytest.raises(CatalogError, match="come one way only, --cuda-from pip"):
+        select(catalog, model="resnet50", device="cuda", variant="tensorflow-fp32", cuda_from="nvidia")
+    listed = matrix(catalog, model="resnet50", variant="tensorflow-fp32", device="cuda", cuda_from="nvidia")[0]
+    assert listed.spec is None
+    assert listed.missing == "its own CUDA route, --cuda-from pip (its wheels bring their own CUDA)"
+    cpu = select(catalog, model="resnet50", device="cpu", variant="tensorflow-fp32")
+    assert "tensorflow-cpu==2.21.0" in cpu.packages
+    assert not any(p.startswith("nvidia-") for p in cpu.packages)
 
 
 def test_cuda_routes(catalog) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +121,8 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
     variants = {(c.model, c.variant) for c in every}
     assert {v for m, v in variants if m == "resnet50"} == {
         "onnx-opset11-fp32", "onnx-opset8-fp32", "pytorch-fp32", "pytorch-int8", "tensorflow-fp32",
-        "tflite-argmax", "tflite-noargmax", "synthetic", "synthetic-pytorch-fp32", "synthetic-pytorch-int8",
+        "tflite-fp32", "tflite-noargmax", "synthetic", "synthetic-pytorch-fp32", "synthetic-pytorch-int8",
+        "synthetic-tensorflow-fp32", "synthetic-tflite-fp32", "synthetic-tflite-noargmax", "synthetic-tflite-int8",
         "onnx-opset11-fp16", "synthetic-fp16",
     }  # fmt: skip
     assert ("retinanet", "onnx-fp32") in variants
@@ -104,6 +142,19 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
         "pytorch-fp32", "synthetic-pytorch-fp32"
     }  # fmt: skip
     assert next(c for c in every if c.model == "retinanet" and c.device == "cpu").tag == "mlbox:retinanet-cpu"
+    assert {c.tag for c in matrix(catalog, backend="tflite")} == {  # LiteRT runs on the CPU: no cuda cells
+        "mlbox:resnet50-cpu-tflite-fp32",
+        "mlbox:resnet50-cpu-tflite-noargmax",
+        "mlbox:resnet50-cpu-synthetic-tflite-fp32",
+        "mlbox:resnet50-cpu-synthetic-tflite-noargmax",
+        "mlbox:resnet50-cpu-synthetic-tflite-int8",
+    }
+    assert {c.tag for c in matrix(catalog, backend="tensorflow")} == {
+        "mlbox:resnet50-cpu-tensorflow-fp32",
+        "mlbox:resnet50-cuda-tensorflow-fp32",
+        "mlbox:resnet50-cpu-synthetic-tensorflow-fp32",
+        "mlbox:resnet50-cuda-synthetic-tensorflow-fp32",
+    }
 
 
 def test_plan_orders_layers_by_change_frequency(catalog) -> None:  # type: ignore[no-untyped-def]

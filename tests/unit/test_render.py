@@ -27,7 +27,9 @@ def test_render_all_writes_every_buildable_dockerfile_equal_to_the_golden_files(
     for path in GOLDEN_FILES:
         assert rendered[path.name] == path.read_text(), f"{path.name} changed: run `make golden` and review"
     assert {"resnet50-cpu.Dockerfile", "resnet50-cpu-synthetic.Dockerfile", "retinanet-cpu.Dockerfile"} <= set(rendered)
-    assert not any("tensorflow" in name or "tflite" in name for name in rendered)  # not buildable: not rendered
+    assert {"resnet50-cpu-tensorflow-fp32.Dockerfile", "resnet50-cuda-tensorflow-fp32.Dockerfile"} <= set(rendered)
+    assert {"resnet50-cpu-tflite-fp32.Dockerfile", "resnet50-cpu-synthetic-tflite-int8.Dockerfile"} <= set(rendered)
+    assert not any("cuda" in name and "tflite" in name for name in rendered)  # LiteRT runs on the CPU
     assert "resnet50-cpu-synthetic-pytorch-int8.Dockerfile" in rendered
     assert "resnet50-cuda-synthetic-pytorch-int8.Dockerfile" not in rendered  # int8 (fbgemm) is CPU only
 
@@ -73,15 +75,38 @@ def test_cuda_routes_differ_and_only_nvidias_fetches_inside_the_build() -> None:
         assert "NVIDIA_VISIBLE_DEVICES=all" in text
 
 
+def test_tensorflow_cuda_renders_on_the_plain_base_with_its_cuda_12_wheels() -> None:
+    text = (GOLDEN / "resnet50-cuda-tensorflow-fp32.Dockerfile").read_text()
+    assert "nvidia/cuda:" not in text
+    assert "FROM python:3.11-slim-bookworm AS runtime" in text
+    assert "nvidia-cudnn-cu12==9.28.0.42" in text
+    assert "cu13" not in text
+    assert "LD_LIBRARY_PATH" not in text  # TensorFlow's rpath finds its wheels
+    assert "MLBOX_DEFAULT_DEVICE=cuda" in text
+    assert "MLBOX_DEFAULT_EP" not in text  # onnxruntime's option
+    assert 'mlbox.cuda.from="pip"' in text
+    cpu = (GOLDEN / "resnet50-cpu-tensorflow-fp32.Dockerfile").read_text()
+    assert "tensorflow-cpu==2.21.0" in cpu
+    assert "nvidia" not in cpu.lower().replace("nvidia_", "")
+
+
 def test_render_cli_prints_the_dockerfile(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--model", "resnet50", "--variant", "synthetic"]) == 0
     assert capsys.readouterr().out == (GOLDEN / "resnet50-cpu-synthetic.Dockerfile").read_text()
 
 
-def test_render_all_needs_out_and_refuses_unbuildable(capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_all_needs_out_and_refuses_unbuildable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import yaml
+
+    from tests.conftest import REPO
+
     assert main(["render", "--all"]) == 2
     assert "--out" in capsys.readouterr().err
-    assert main(["render", "--model", "resnet50", "--variant", "tensorflow-fp32"]) == 10
+    data = yaml.safe_load((REPO / "images.yaml").read_text())
+    data["backends"]["tensorflow"]["missing"] = "a TensorFlow backend in mlbox-bench"
+    (tmp_path / "images.yaml").write_text(yaml.safe_dump(data))
+    argv = ["--catalog", str(tmp_path / "images.yaml"), "render", "--model", "resnet50", "--variant", "tensorflow-fp32"]
+    assert main(argv) == 10
     assert "needs a TensorFlow backend in mlbox-bench" in capsys.readouterr().err
 
 

@@ -84,7 +84,7 @@ class Device(_Frozen):
 class Backend(_Frozen):
     description: Text
     # The distribution whose version the image's labels report (`onnxruntime`, `torch`);
-    # a build with a suffix (`onnxruntime-gpu`) counts too.
+    # a build with a suffix (`onnxruntime-gpu`, `tensorflow-cpu`) counts too.
     package: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     # Per device: exact pins of every package the backend needs, dependencies included.
     packages: dict[Name, tuple[Pin, ...]]
@@ -94,9 +94,21 @@ class Backend(_Frozen):
     # The backend's own cuda packages carry CUDA and cuDNN (torch's wheels do): the cuda
     # device's NVIDIA runtime wheels (--cuda-from pip) are then not added.
     bundles_cuda: bool = False
+    # The one CUDA route of this backend's cuda images, when it has no choice: "pip" when
+    # the CUDA its wheels bring is another major version than the cuda device's NVIDIA base
+    # image (TensorFlow 2.21's CUDA 12 wheels; the base image has CUDA 13), so its images
+    # start from the plain base image with those wheels, as --cuda-from pip builds.
+    cuda_from: Literal["pip"] | None = None
     # Set while mlbox-bench has no harness backend of this name: the catalog keeps its
     # variants (`mlbox list` shows them) and says what building them needs.
     missing: Text | None = None
+
+    @model_validator(mode="after")
+    def _own_cuda_is_bundled(self) -> Backend:
+        if self.cuda_from == "pip" and not self.bundles_cuda:
+            msg = "cuda_from: pip says the backend's own wheels bring CUDA: set bundles_cuda: true and pin them"
+            raise ValueError(msg)
+        return self
 
 
 # How a model file is stored; the harness picks its loader (and its preprocessing and
@@ -107,8 +119,13 @@ DEFAULT_FORMATS: dict[str, Format] = {"onnx": "onnx", "tensorflow": "frozen-grap
 
 class Synthetic(_Frozen):
     # resnet50 / tiny: ONNX graphs (synthetic.py); resnet50-torch(-int8): TorchScript made
-    # with the harness's own ResNet-50 v1.5 (fp32 traced; int8 by post-training quantization).
-    generator: Literal["resnet50", "tiny", "resnet50-torch", "resnet50-torch-int8"]
+    # with the harness's own ResNet-50 v1.5 (fp32 traced; int8 by post-training quantization);
+    # resnet50-tf: a frozen TensorFlow ResNet-50 v1.5 graph, and resnet50-tflite(-noargmax,
+    # -int8): TFLite files converted from it (synthetic_tf.py).
+    generator: Literal[
+        "resnet50", "tiny", "resnet50-torch", "resnet50-torch-int8",
+        "resnet50-tf", "resnet50-tflite", "resnet50-tflite-noargmax", "resnet50-tflite-int8",
+    ]  # fmt: skip
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 

@@ -96,6 +96,8 @@ def obtain_model(
         if not model_file.is_file():
             msg = f"model file not found: {model_file}"
             raise FetchError(msg)
+        if variant.compression == "gzip" and variant.checksum is None:
+            return _local_download(model_file, variant, cache)
         md5, sha = verify(model_file, variant, what=f"model file {model_file}")
         if variant.checksum == "unknown":
             log.warning("%s has no published checksum; using your file, sha256 %s", variant.file, sha)
@@ -128,6 +130,25 @@ def obtain_model(
         _gunzip_atomic(served, target)
     md5, sha = digests(target)
     return ModelFile(target, sha, md5, source)
+
+
+def _local_download(model_file: Path, variant: Variant, cache: Path) -> ModelFile:
+    """A user's copy of a file published compressed: the checksum is the download's, so
+    the file must be that download (gzip); verified, then decompressed into the cache."""
+    with model_file.open("rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        msg = (
+            f"model file {model_file} is not gzip-compressed, but the published checksum of {variant.file} "
+            "is that of its gzip download"
+        )
+        raise FetchError(msg, hint=f"pass the file as downloaded ({variant.file}.gz from {variant.url})")
+    verify(model_file, variant, what=f"model file {model_file}")
+    target = model_cache_path(cache, variant)
+    if not target.exists():
+        _gunzip_atomic(model_file, target)
+    md5, sha = digests(target)
+    return ModelFile(target, sha, md5, str(model_file))
 
 
 def _gunzip_atomic(source: Path, target: Path) -> None:

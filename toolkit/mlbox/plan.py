@@ -58,6 +58,9 @@ def cell(
     packages = bspec.packages.get(device)
     if bspec.missing is not None:
         return Cell(model, variant, device, backend, tag, None, bspec.missing)
+    if dev.cuda_pip is not None and bspec.cuda_from is not None and cuda_from != bspec.cuda_from:
+        why = f"its own CUDA route, --cuda-from {bspec.cuda_from} (its wheels bring their own CUDA)"
+        return Cell(model, variant, device, backend, tag, None, why)
     if packages is None:
         return Cell(model, variant, device, backend, tag, None, f"pinned {backend} packages for {device}")
     index = bspec.index.get(device)
@@ -155,6 +158,13 @@ def select(
     if cuda_from not in ("pip", "nvidia"):
         msg = f"--cuda-from {cuda_from!r}: expected 'pip' or 'nvidia'"
         raise CatalogError(msg)
+    own_route = catalog.backends[own].cuda_from
+    if own_route is not None and cuda_from != own_route and catalog.devices[device].cuda_pip:
+        msg = (
+            f"{own} cuda images come one way only, --cuda-from {own_route}: its wheels bring their own CUDA, "
+            f"which NVIDIA's base image would contradict"
+        )
+        raise CatalogError(msg, hint=f"drop --cuda-from (or pass --cuda-from {own_route})")
     only = entry.variants[variant].devices
     if only is not None and device not in only:
         msg = f"variant {model}/{variant} exists for {', '.join(only)} only, not {device}"
@@ -293,10 +303,11 @@ def image_defaults(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
 
 def _pinned_version(packages: tuple[str, ...], package: str) -> str:
     """The version of the backend's own package (onnxruntime==1.32.0 -> 1.32.0;
-    onnxruntime-gpu counts as onnxruntime, torch==2.13.0+cpu as torch)."""
+    onnxruntime-gpu counts as onnxruntime, tensorflow-cpu as tensorflow, torch==2.13.0+cpu
+    as torch)."""
     for pin in packages:
         name, _, version = pin.partition("==")
-        if name.split("[")[0].lower() in (package.lower(), f"{package.lower()}-gpu"):
+        if name.split("[")[0].lower() in (package.lower(), f"{package.lower()}-gpu", f"{package.lower()}-cpu"):
             return version
     return "unknown"
 

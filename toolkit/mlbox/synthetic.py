@@ -7,8 +7,10 @@ onnxruntime do exactly the work they do for the real model. The PyTorch twins ar
 TorchScript files of torchvision's ResNet-50 v1.5 (1000 classes), fp32 traced, and int8
 by eager post-training quantization (fbgemm) calibrated on generated inputs; they are
 made with the harness's own ResNet50 (mlbox_bench.resnet_torch) and need PyTorch on the
-host. The weights are random: the file's metadata, the image labels and result.json
-all say ``synthetic``.
+host. The TensorFlow and TFLite twins (a frozen ResNet-50 v1.5 graph with the MLPerf tensor
+names, and TFLite fp32 and int8 files converted from it) are synthetic_tf's and need
+TensorFlow on the host. The weights are random: the file's metadata, the image labels and
+result.json all say ``synthetic``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ def synthetic_model(spec: Synthetic, file_name: str, cache: Path) -> Path:
         return target
     if spec.generator.endswith(("-torch", "-torch-int8")):
         data = torch_model_bytes(spec.generator, spec.seed)
+    elif spec.generator.startswith(("resnet50-tf", "resnet50-tflite")):
+        from mlbox.synthetic_tf import tf_model_bytes
+
+        data = tf_model_bytes(spec.generator, spec.seed)
     else:
         data = build(spec.generator, spec.seed).SerializeToString()
     with atomic_file(target) as (out, _):

@@ -7,7 +7,9 @@ A backend module (``mlbox_bench.backends.<name>``) provides:
   ``Config.from_settings(settings)`` (process workers open their own sessions from it);
 - ``open_session(config) -> Session``: load the model where the config says, check that
   it really runs there (no silent CPU fallback) and describe its inputs and outputs;
-- ``version() -> str``.
+- ``version() -> str``;
+- ``THREAD_SAFE``: whether worker threads may share one session (onnxruntime's, PyTorch's
+  and TensorFlow's may; a LiteRT interpreter may not, so each worker gets its own).
 
 A ``Session`` runs one batch (``run``) and reports what it really runs with (``facts``).
 Backends are imported only when used: an image carries one inference library.
@@ -16,6 +18,11 @@ Backends are imported only when used: an image carries one inference library.
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,8 +42,11 @@ FORMATS: dict[str, tuple[str, str]] = {
     "torchscript": ("pytorch", "torchvision"),
     "torch-export": ("pytorch", "torchvision"),
     "state-dict": ("pytorch", "torchvision"),
+    "frozen-graph": ("tensorflow", "mlperf"),
+    "saved-model": ("tensorflow", "mlperf"),
+    "tflite": ("tflite", "mlperf"),
 }
-BACKENDS = ("onnxruntime", "pytorch")  # modules under mlbox_bench.backends
+BACKENDS = ("onnxruntime", "pytorch", "tensorflow", "tflite")  # modules under mlbox_bench.backends
 PREPROCESSING = ("mlperf", "torchvision")
 
 
@@ -48,6 +58,24 @@ class ModelIO:
     output_name: str  # the output answered to LoadGen (ArgMax for ResNet50)
     output_dtype: str  # its numpy dtype name
     label_offset: int  # added to the class index to get the dataset label (1001 classes: -1)
+    # A quantized integer input's (scale, zero point): samples are made as floats by the
+    # preprocessing profile and quantized once, when the sample library loads them (untimed,
+    # like the rest of preprocessing), not on every batch.
+    input_quantization: tuple[float, int] | None = None
+
+    def prepare(self, samples: np.ndarray) -> np.ndarray:
+        """Float samples in the model's input type (quantized when the input is)."""
+        if self.input_quantization is None:
+            return samples.astype(self.input_dtype, copy=False)
+        return quantize(samples, self.input_dtype, *self.input_quantization)
+
+
+def quantize(x: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
+    """real -> q = round(real / scale) + zero_point, clipped to the integer type."""
+    info = np.iinfo(dtype)
+    q = np.rint(x * np.float32(1.0 / scale)) + np.float32(zero_point)
+    result: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    return result
 
 
 def offset_for(classes: int | None) -> int:
@@ -84,6 +112,7 @@ class Session(Protocol):
 
 class BackendModule(Protocol):
     Config: Any
+    THREAD_SAFE: bool
 
     def open_session(self, config: Any) -> Session: ...
 
@@ -99,10 +128,20 @@ def module(name: str) -> BackendModule:
 
 
 def guess_format(path: str) -> str:
-    """The format of a model file, from its name and, for PyTorch files, its content."""
+    """The format of a model file, from its name and, for PyTorch files, its content; a
+    directory with a saved_model.pb is a TensorFlow SavedModel."""
     p = Path(path)
+    if p.is_dir():
+        if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            return "saved-model"
+        msg = f"{path} is a directory without saved_model.pb: not a TensorFlow SavedModel"
+        raise BenchError(msg + f" (a model is a file, or a SavedModel directory; formats: {', '.join(FORMATS)})")
     if p.suffix == ".onnx":
         return "onnx"
+    if p.suffix == ".pb":
+        return "frozen-graph"
+    if p.suffix == ".tflite":
+        return "tflite"
     if p.suffix == ".pt2":
         return "torch-export"
     if p.suffix in (".pt", ".pth"):
@@ -133,6 +172,11 @@ class Backend:
     def new_session(self) -> Session:
         return self.impl.open_session(self.config)
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether worker threads may share one session (else each gets its own)."""
+        return bool(self.impl.THREAD_SAFE)
+
     def facts(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.impl.version(), **self.session.facts()}
 
@@ -146,3 +190,40 @@ def from_settings(settings: Any) -> Backend:
 def open_worker_session(name: str, config: Any) -> Session:
     """A process worker's own session (the config crossed the process boundary)."""
     return module(name).open_session(config)
+
+
+@contextmanager
+def native_noise_dropped(noise: re.Pattern[str]) -> Iterator[None]:
+    """Drop the lines matching ``noise`` from what native code writes to stderr (fd 2)
+    meanwhile, and pass every other line on.
+
+    For INFO lines that TensorFlow and LiteRT write from C++ when they load, before their
+    logging honours TF_CPP_MIN_LOG_LEVEL ("oneDNN custom operations are on", absl's "All
+    log messages before absl::InitializeLog()...", "Created TensorFlow Lite XNNPACK
+    delegate"): they say nothing about the run and would be repeated by every worker
+    process. With TF_CPP_MIN_LOG_LEVEL=0 (TensorFlow's "show INFO") nothing is dropped.
+    The capture is an in-memory file (memfd): it works on a read-only filesystem.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "0" or not hasattr(os, "memfd_create"):
+        yield
+        return
+    try:
+        capture = os.memfd_create("mlbox-native-stderr")
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    os.dup2(capture, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.lseek(capture, 0, os.SEEK_SET)
+        with os.fdopen(capture, "rb") as captured:
+            lines = captured.read().splitlines(keepends=True)
+        kept = [line for line in lines if not noise.search(line.decode("utf-8", "replace"))]
+        if kept:
+            os.write(2, b"".join(kept))

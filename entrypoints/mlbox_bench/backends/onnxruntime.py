@@ -14,6 +14,8 @@ import numpy as np
 from mlbox_bench.backends import ModelIO, offset_for, to_labels
 from mlbox_bench.errors import BenchError
 
+THREAD_SAFE = True  # InferenceSession.run may be called from several threads at once
+
 _ORT_TYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,

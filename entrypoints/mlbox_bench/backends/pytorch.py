@@ -31,6 +31,7 @@ log = logging.getLogger("mlbox-bench")
 # file (a torch.export signature, mlbox's extra file) nor --input-shape says otherwise.
 INPUT_SHAPES = {"resnet50": (3, 224, 224), "retinanet": (3, 800, 800)}
 SEED_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda"}  # the seed app's --ep
+THREAD_SAFE = True  # a module in inference mode may be called from several threads at once
 
 
 @dataclass(frozen=True)
