@@ -125,9 +125,7 @@ def test_no_search_on_the_cpu_or_when_everything_is_given(bench_model: Path, tmp
 
 
 @pytest.mark.parametrize("classes", [1001, 1000])
-def test_the_fp16_variant_keeps_the_accuracy(
-    classes: int, colour_data: tuple[Path, float], tmp_path: Path
-) -> None:
+def test_the_fp16_variant_keeps_the_accuracy(classes: int, colour_data: tuple[Path, float], tmp_path: Path) -> None:
     """mlbox's fp16 file of an fp32 model (fp32 inputs and outputs kept) scores the same
     top-1 on a generated dataset: at least 99% of fp32's, MLPerf's closed-division bound."""
     import onnx

@@ -48,9 +48,7 @@ def inputs(tmp_path: Path, plan: BuildPlan) -> Inputs:
     return Inputs(ModelFile(model, MODEL_SHA, "0" * 32, "test"), houses)
 
 
-def test_the_build_context_holds_exactly_what_the_plan_lists(
-    plan: BuildPlan, inputs: Inputs, tmp_path: Path
-) -> None:
+def test_the_build_context_holds_exactly_what_the_plan_lists(plan: BuildPlan, inputs: Inputs, tmp_path: Path) -> None:
     context = tmp_path / "context"
     context.mkdir()
     stage_context(context, plan, inputs)

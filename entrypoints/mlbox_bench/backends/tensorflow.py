@@ -261,9 +261,7 @@ def _load_frozen_graph(tf: Any, config: Config, options: Any) -> tuple[Any, Any,
     return graph, tf.compat.v1.Session(graph=graph, config=options), inp, out, facts
 
 
-def _load_saved_model(
-    tf: Any, config: Config, options: Any
-) -> tuple[Any, Any, str, str, list[str], dict[str, Any]]:
+def _load_saved_model(tf: Any, config: Config, options: Any) -> tuple[Any, Any, str, str, list[str], dict[str, Any]]:
     """A SavedModel's serving signature, loaded into a TF1 session (as TensorFlow Serving
     does): its one input; the output --tf-output names, else one named ArgMax, else the
     class ids (an integer output), else the first. Returns the other outputs too: their
