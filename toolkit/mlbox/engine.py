@@ -434,15 +434,25 @@ class PodmanService:
         return " | ".join(lines[-5:])
 
     def stop(self) -> None:
-        """Stop the service, wait for it, and remove its socket directory."""
+        """Stop the service, wait for it, and remove its socket directory.
+
+        The whole process group is signalled: rootless Podman re-executes itself inside a
+        user namespace, and that child (the service proper) shares the group its own session
+        started; it must not outlive mlbox when the parent fails to pass SIGTERM on."""
+        import signal
+
         if self.process.poll() is None:
-            self.process.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal_group(signal.SIGKILL)
                 self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)  # start_new_session: the group's id is the pid
 
 
 def _socket_parent() -> str:
