@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,9 +41,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True, scope="session")
 def _no_user_configuration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The caller's ~/.config/mlbox/config.yaml (make demo writes one) must not change what
-    tests see: point every test, and every mlbox it starts, at an empty config home."""
+    tests see: point every test, and every mlbox it starts, at an empty config home.
+
+    pip reads its user configuration from the same home, and the wheelhouse's
+    `pip download` needs it (a machine's find-links or index, as on this project's
+    machines, where PyTorch's CPU wheel is found only through pip.conf): pip's own folder
+    is linked into the new home."""
+    home = tmp_path_factory.mktemp("config-home")
+    before = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    if (Path(before) / "pip").is_dir():
+        (home / "pip").symlink_to(Path(before) / "pip")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+        mp.setenv("XDG_CONFIG_HOME", str(home))
         mp.delenv("MLBOX_CONFIG", raising=False)
         yield
 
