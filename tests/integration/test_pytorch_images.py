@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_container, run_mlbox
+from tests.integration.conftest import offline_headroom, run_container, run_mlbox
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -54,7 +54,7 @@ SCENARIOS = {
     "SingleStream": ["--duration", "3"],
     "MultiStream": ["--duration", "3", "--samples-per-query", "2"],
     "Server": ["--duration", "3", "--target-latency", "3000"],
-    "Offline": ["--duration", "5"],
+    "Offline": ["--duration", "5"],  # + offline_headroom(), batches of 1
 }
 
 
@@ -63,8 +63,9 @@ def test_fp32_image_runs_every_scenario_valid_with_no_network(
     scenario: str, torch_images: dict[str, str], tmp_path: Path
 ) -> None:
     out = tmp_path / "results"
+    extra = offline_headroom(FP32, tmp_path / "probe", 1) if scenario == "Offline" else []
     run = run_mlbox("run", "--image", FP32, "--results", str(out), "--", "--scenario", scenario,
-                    "--samples", "64", *SCENARIOS[scenario], timeout=900)  # fmt: skip
+                    "--samples", "64", *SCENARIOS[scenario], *extra, timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["validity"] == "VALID"
@@ -80,8 +81,9 @@ def test_int8_image_runs_offline_valid_read_only_as_its_own_user(
     out = tmp_path / "results"
     out.mkdir()
     out.chmod(0o777)  # the image's own non-root user writes here
+    headroom = offline_headroom(INT8, tmp_path / "probe", 4)
     code, logs = run_container(
-        docker_client, INT8, ["--scenario", "Offline", "--duration", "5"], results=out,
+        docker_client, INT8, ["--scenario", "Offline", "--duration", "5", *headroom], results=out,
         user="10001:10001", read_only=True, tmpfs={"/tmp": ""},
     )  # fmt: skip
     assert code == 0, logs

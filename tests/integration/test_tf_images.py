@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import run_container, run_mlbox
+from tests.integration.conftest import offline_headroom, run_container, run_mlbox
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -63,22 +63,8 @@ SCENARIOS = {
     "SingleStream": ["--duration", "3"],
     "MultiStream": ["--duration", "3", "--samples-per-query", "2"],
     "Server": ["--duration", "3", "--target-latency", "3000"],
-    "Offline": ["--duration", "5", "--max-batchsize", "1"],  # + offline_headroom()
+    "Offline": ["--duration", "5"],  # + offline_headroom(), batches of 1
 }
-
-
-def offline_headroom(tag: str, where: Path) -> list[str]:
-    """Offline's expected rate with headroom. Calibration sizes the run for 1.045 x its
-    duration at the rate it measured in 0.5 s; on this busy machine a run went 5-13% faster
-    than its calibration (TensorFlow's batches of 32 are ~13% faster than the 1-3 a short
-    calibration measures) and ended early: INVALID. So a probe run measures this image's
-    rate here (batches of 1, as the run), and the run is sized for 1.5 x that: VALID unless
-    the machine gets 65% faster between the two."""
-    args = ["--scenario", "Offline", "--samples", "64", "--duration", "3", "--max-batchsize", "1", "--allow-invalid"]
-    probe = run_mlbox("run", "--image", tag, "--results", str(where), "--", *args, timeout=600)
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    rate = float(json.loads((where / "result.json").read_text())["metric"]["value"])
-    return ["--target-qps", f"{1.5 * rate:.2f}"]
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -88,7 +74,7 @@ def test_every_image_runs_every_scenario_valid_with_no_network(
 ) -> None:
     tag, backend, generator = IMAGES[variant]
     out = tmp_path / "results"
-    extra = offline_headroom(tag, tmp_path / "probe") if scenario == "Offline" else []
+    extra = offline_headroom(tag, tmp_path / "probe", 1) if scenario == "Offline" else []
     run = run_mlbox("run", "--image", tag, "--results", str(out), "--", "--scenario", scenario,
                     "--samples", "64", *SCENARIOS[scenario], *extra, timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -109,7 +95,12 @@ def test_an_image_runs_read_only_as_its_own_user(
     out = tmp_path / "results"
     out.mkdir()
     out.chmod(0o777)  # the image's own non-root user writes here
-    args = ["--scenario", "Offline", *SCENARIOS["Offline"], *offline_headroom(tf_images[variant], tmp_path / "probe")]
+    args = [
+        "--scenario",
+        "Offline",
+        *SCENARIOS["Offline"],
+        *offline_headroom(tf_images[variant], tmp_path / "probe", 1),
+    ]
     code, logs = run_container(
         docker_client, tf_images[variant], args, results=out,
         user="10001:10001", read_only=True, tmpfs={"/tmp": ""},
