@@ -14,20 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlbox_bench.cli import main
 from tests.conftest import REPO
+from tests.support.backend_runs import SHORT, bench
 
 tf = pytest.importorskip("tensorflow")  # the dev extras install tensorflow-cpu
 
-SHORT = ["--duration", "0.3", "--samples", "32", "--allow-invalid"]
 CPU, GPU = "/job:localhost/replica:0/task:0/device:CPU:0", "/job:localhost/replica:0/task:0/device:GPU:0"
-
-
-def bench(*args: str) -> tuple[int, dict[str, Any] | None]:
-    out = Path(args[args.index("--output-dir") + 1])
-    rc = main(list(args))
-    path = out / "result.json"
-    return rc, json.loads(path.read_text()) if path.is_file() else None
 
 
 @pytest.fixture(scope="module")

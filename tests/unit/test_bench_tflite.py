@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from mlbox_bench.cli import main
+from tests.support.backend_runs import SHORT, bench
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")  # the dev extras install ai-edge-litert
 pytest.importorskip("tensorflow")  # the tests' files are converted with TensorFlow
-
-SHORT = ["--duration", "0.3", "--samples", "32", "--allow-invalid"]
-
-
-def bench(*args: str) -> tuple[int, dict[str, Any] | None]:
-    out = Path(args[args.index("--output-dir") + 1])
-    rc = main(list(args))
-    path = out / "result.json"
-    return rc, json.loads(path.read_text()) if path.is_file() else None
 
 
 @pytest.fixture(scope="module")
