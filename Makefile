@@ -11,7 +11,7 @@ test:
 
 # pytest exits 5 when it collected no tests: for us that is a broken suite, say so.
 unit-and-integration:
-	@.venv/bin/python -m pytest --run-docker; rc=$$?; \
+	@.venv/bin/python -m pytest --run-docker --durations=25; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; exit $$rc
 
 # Fast tests only: no engine, no network.
