@@ -84,3 +84,29 @@ def test_podman_refuses_gpus_instead_of_starting_without_them() -> None:
 def test_an_unknown_engine_name_is_an_engine_error() -> None:
     with pytest.raises(EngineError, match="unknown engine 'lxc'"):
         connect("lxc")
+
+
+def test_podman_waits_by_reading_the_state_not_through_the_compat_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Podman's /wait once never answered for a container that had already exited: the
+    Podman engine reads the state until the container stops, and returns its exit code."""
+
+    class Api:
+        def __init__(self) -> None:
+            self.states = [{"Running": True, "ExitCode": 0}] * 2 + [{"Running": False, "ExitCode": 3}]
+            self.inspected = 0
+
+        def inspect_container(self, container: str) -> dict[str, object]:
+            assert container == "c1"
+            self.inspected += 1
+            return {"State": self.states.pop(0)}
+
+        def wait(self, *args: object, **kwargs: object) -> None:
+            msg = "Podman's compat /wait must not be used"
+            raise AssertionError(msg)
+
+    api = Api()
+    engine = PodmanEngine("unix:///nonexistent.sock")
+    engine._client = type("Client", (), {"api": api})()
+    monkeypatch.setattr(PodmanEngine, "WAIT_POLL_S", 0.0)
+    assert engine.wait_container("c1") == 3
+    assert api.inspected == 3

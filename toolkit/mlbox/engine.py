@@ -338,6 +338,23 @@ class PodmanEngine(DockerEngine):
             self._service.stop()
             self._service = None
 
+    # How often wait_container reads the container's state.
+    WAIT_POLL_S = 0.2
+
+    def wait_container(self, container: str) -> int:
+        """Read the container's state until it is no longer running, instead of the
+        Docker-compatible /wait: Podman 4.3.1's /wait on a container that had already
+        exited (its log followed to the end) once never answered, with both cores busy: the
+        test suite hung for 17 minutes (Podman's compat /wait has had such races:
+        containers/podman#28514). docker-py's wait has no timeout, so nothing would have
+        ended it. Docker's /wait is kept: it has no such race."""
+        with self._errors("wait for the container"):
+            while True:
+                state = self.client.api.inspect_container(container)["State"]
+                if not state["Running"]:  # exited, or never started (Docker's "not-running")
+                    return int(state["ExitCode"])
+                time.sleep(self.WAIT_POLL_S)
+
     def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
         if spec.gpus:
             # Podman's Docker-compatible API accepts DeviceRequests and ignores them (the
