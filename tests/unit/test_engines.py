@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,27 +88,64 @@ def test_an_unknown_engine_name_is_an_engine_error() -> None:
         connect("lxc")
 
 
-def test_podman_waits_by_reading_the_state_not_through_the_compat_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Podman's /wait once never answered for a container that had already exited: the
-    Podman engine reads the state until the container stops, and returns its exit code."""
+class StuckPodman:
+    """The API calls the Podman engine makes while a container runs: its state says running
+    ``running`` times, then exited with 3; its followed log gives ``streamed`` and, unless
+    ``ends``, then stays open (as Podman 4.3.1's did) until ``release`` is set."""
 
-    class Api:
-        def __init__(self) -> None:
-            self.states = [{"Running": True, "ExitCode": 0}] * 2 + [{"Running": False, "ExitCode": 3}]
-            self.inspected = 0
+    def __init__(self, running: int, streamed: bytes, full: bytes, *, ends: bool) -> None:
+        self.states = [{"Running": True, "ExitCode": 0}] * running + [{"Running": False, "ExitCode": 3}]
+        self.streamed, self.full, self.ends = streamed, full, ends
+        self.release = threading.Event()
+        self.calls: list[str] = []
 
-        def inspect_container(self, container: str) -> dict[str, object]:
-            assert container == "c1"
-            self.inspected += 1
-            return {"State": self.states.pop(0)}
+    def inspect_container(self, container: str) -> dict[str, object]:
+        self.calls.append("inspect")
+        return {"State": self.states.pop(0) if len(self.states) > 1 else self.states[0]}
 
-        def wait(self, *args: object, **kwargs: object) -> None:
-            msg = "Podman's compat /wait must not be used"
-            raise AssertionError(msg)
+    def logs(self, container: str, *, stream: bool, follow: bool) -> object:
+        self.calls.append("follow" if follow else "logs")
+        if not follow:
+            return self.full
 
-    api = Api()
+        def chunks() -> Iterator[bytes]:
+            yield self.streamed
+            if not self.ends:
+                self.release.wait(10)  # an engine that waits for the stream fails, late
+
+        return chunks()
+
+    def wait(self, *args: object, **kwargs: object) -> None:
+        msg = "Podman's compat /wait must not be used"
+        raise AssertionError(msg)
+
+
+def podman_with(api: StuckPodman, monkeypatch: pytest.MonkeyPatch) -> PodmanEngine:
     engine = PodmanEngine("unix:///nonexistent.sock")
     engine._client = type("Client", (), {"api": api})()
-    monkeypatch.setattr(PodmanEngine, "WAIT_POLL_S", 0.0)
-    assert engine.wait_container("c1") == 3
-    assert api.inspected == 3
+    monkeypatch.setattr(PodmanEngine, "WAIT_POLL_S", 0.01)
+    monkeypatch.setattr(PodmanEngine, "LOG_GRACE_S", 0.05)
+    return engine
+
+
+def test_podman_waits_by_reading_the_state_not_through_the_compat_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = StuckPodman(2, b"", b"", ends=True)
+    assert podman_with(api, monkeypatch).wait_container("c1") == 3
+    assert api.calls == ["inspect"] * 3
+
+
+def test_a_podman_log_that_stays_open_after_the_exit_is_read_to_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Podman's followed log gave two lines and stayed open after the container exited: the
+    engine notices the exit, and reads the rest of the finished log in one piece."""
+    api = StuckPodman(3, b"first\nsecond\n", b"first\nsecond\nlast words\n", ends=False)
+    try:
+        assert list(podman_with(api, monkeypatch).container_logs("c1")) == ["first", "second", "last words"]
+    finally:
+        api.release.set()
+    assert api.calls.count("logs") == 1
+
+
+def test_a_podman_log_that_ends_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = StuckPodman(0, b"only\nlines\n", b"", ends=True)
+    assert list(podman_with(api, monkeypatch).container_logs("c1")) == ["only", "lines"]
+    assert "logs" not in api.calls

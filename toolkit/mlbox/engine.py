@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -338,22 +340,65 @@ class PodmanEngine(DockerEngine):
             self._service.stop()
             self._service = None
 
-    # How often wait_container reads the container's state.
+    # Podman 4.3.1 ends a followed log when it records the container's exit (its "died"
+    # event), and it records the exit when something reads the container's state. Twice on
+    # a busy 2-core machine it had not: the container had exited, the log stream and
+    # /wait stayed open (docker-py sets no timeout on either), and the test suite stalled
+    # for 11 and 17 minutes; the first `podman ps` ended the stall. So the Podman engine
+    # reads the state itself, every WAIT_POLL_S, while it follows the log and instead of
+    # /wait; and should the stream stay open LOG_GRACE_S after the exit, the rest of the
+    # finished log is read in one piece.
     WAIT_POLL_S = 0.2
+    LOG_GRACE_S = 5.0
+
+    def _state(self, container: str) -> dict[str, Any]:
+        with self._errors("inspect the container"):
+            return dict(self.client.api.inspect_container(container)["State"])
+
+    def container_logs(self, container: str) -> Iterator[str]:
+        lines: queue.SimpleQueue[str | BaseException | None] = queue.SimpleQueue()
+
+        def follow() -> None:
+            try:
+                for line in DockerEngine.container_logs(self, container):
+                    lines.put(line)
+            except BaseException as err:  # handed to the reader, which raises it
+                lines.put(err)
+            lines.put(None)
+
+        # A daemon thread: should the stream never end, closing the service ends it (or the
+        # process does).
+        threading.Thread(target=follow, name="mlbox-podman-log", daemon=True).start()
+        seen = 0
+        exited_at: float | None = None
+        while True:
+            try:
+                item = lines.get(timeout=self.WAIT_POLL_S)
+            except queue.Empty:
+                if exited_at is None:
+                    if not self._state(container)["Running"]:
+                        exited_at = time.monotonic()
+                elif time.monotonic() - exited_at > self.LOG_GRACE_S:
+                    break
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            seen += 1
+            yield item
+        with self._errors("read the container's log"):
+            rest = self.client.api.logs(container, stream=False, follow=False).decode(errors="replace").split("\n")
+        if rest and not rest[-1]:
+            rest.pop()
+        yield from rest[seen:]
 
     def wait_container(self, container: str) -> int:
-        """Read the container's state until it is no longer running, instead of the
-        Docker-compatible /wait: Podman 4.3.1's /wait on a container that had already
-        exited (its log followed to the end) once never answered, with both cores busy: the
-        test suite hung for 17 minutes (Podman's compat /wait has had such races:
-        containers/podman#28514). docker-py's wait has no timeout, so nothing would have
-        ended it. Docker's /wait is kept: it has no such race."""
-        with self._errors("wait for the container"):
-            while True:
-                state = self.client.api.inspect_container(container)["State"]
-                if not state["Running"]:  # exited, or never started (Docker's "not-running")
-                    return int(state["ExitCode"])
-                time.sleep(self.WAIT_POLL_S)
+        while True:
+            state = self._state(container)
+            if not state["Running"]:  # exited, or never started (Docker's "not-running")
+                return int(state["ExitCode"])
+            time.sleep(self.WAIT_POLL_S)
 
     def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
         if spec.gpus:
