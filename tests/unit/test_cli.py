@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -82,6 +87,36 @@ def test_an_unreachable_engine_is_exit_14_everywhere(
     assert code == 14, err
     assert "error: cannot reach the Docker engine" in err
     assert "hint: start it" in err
+
+
+@dataclass
+class TerminatedMidCall(FakeEngine):
+    """An engine call during which the process gets SIGTERM, inside a temporary directory
+    as `mlbox build` stages its context in one."""
+
+    staged: list[Path] = field(default_factory=list)
+
+    def image_exists(self, ref: str) -> bool:
+        with tempfile.TemporaryDirectory(prefix="mlbox-test-context-") as tmp:
+            self.staged.append(Path(tmp))
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # the handler raises in this thread long before
+        return False
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    engine = TerminatedMidCall()
+    use_fake_engine(monkeypatch, engine)
+    started = time.monotonic()
+    assert main(["list"]) == 143
+    assert time.monotonic() - started < 5
+    assert "terminated" in capsys.readouterr().err
+    assert engine.staged, "the engine call did not run"
+    assert not engine.staged[0].exists()  # the `with` block's cleanup ran
+    assert signal.getsignal(signal.SIGTERM) is before  # main() gives the signal back to its owner
 
 
 @pytest.mark.parametrize("how", ["flag", "variable"])

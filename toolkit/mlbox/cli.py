@@ -10,7 +10,9 @@ default the user's configuration file may set (config.py).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -885,14 +887,34 @@ def bench(bench_args: tuple[str, ...]) -> int:
     return bench_main(list(bench_args))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (`kill`, `docker stop`, a CI job's timeout). It unwinds like Ctrl-C,
+    so every cleanup that Ctrl-C runs (the staged build context, a benchmark's container,
+    a half-pushed tag) runs for it too; without a handler Python dies and runs none."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """The one way out of mlbox: every command's result and every error become an exit code here."""
+    # signal.signal works only in the main thread; elsewhere (an embedding app) SIGTERM stays its owner's.
+    owner = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if owner else None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     _state.debug = False
     try:
         rv = cli.main(args=argv, prog_name="mlbox", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
+    except click.exceptions.Abort as err:  # click turns KeyboardInterrupt into Abort
+        return _interrupted(err.__cause__)
     except click.ClickException as err:
         err.show()
         return err.exit_code
@@ -905,7 +927,14 @@ def main(argv: list[str] | None = None) -> int:
         if err.hint:
             click.echo(f"hint: {err.hint}", err=True)
         return err.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
     return rv if isinstance(rv, int) else 0
+
+
+def _interrupted(cause: BaseException | None) -> int:
+    if isinstance(cause, Terminated):
+        click.echo("terminated", err=True)
+        return 128 + signal.SIGTERM
+    click.echo("interrupted", err=True)
+    return 130

@@ -94,6 +94,7 @@ def exit_codes() -> list[tuple[int, str]]:
         (2, "Usage error: an unknown option or a bad value."),
         (MlboxError.exit_code, (MlboxError.__doc__ or "").strip().splitlines()[0]),
         (130, "Interrupted (Ctrl-C)."),
+        (143, "Terminated (SIGTERM); cleans up as Ctrl-C does."),
     ]
     return sorted(fixed + errors)
 
