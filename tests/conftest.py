@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,22 @@ def gpu_present() -> bool:
 
 # For tests whose point is what happens on a host without a GPU: skipped, not failed, on one.
 no_gpu = pytest.mark.skipif(gpu_present(), reason="checks behaviour on a host without an NVIDIA GPU")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmpdir plugin reads the option
+def pytest_configure(config: pytest.Config) -> None:
+    """Each session gets a private base temporary directory, removed when the session ends.
+
+    pytest's own, with tmp_path_retention_policy "none", is pytest-of-<user>/pytest-N, with
+    no lock: every session, as it exits, removes every pytest-N up to its own, including
+    those of sessions still running. A `pytest tests/unit` run beside `make test` removed
+    the longer run's directories under it (76 errors). No other session touches this one.
+    """
+    if config.option.basetemp:  # the caller chose one: theirs to keep or remove
+        return
+    base = Path(tempfile.mkdtemp(prefix="pytest-mlbox-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT")))
+    config.option.basetemp = str(base)
+    config.add_cleanup(lambda: shutil.rmtree(base, ignore_errors=True))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
