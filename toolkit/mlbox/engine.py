@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,13 +270,7 @@ class DockerEngine:
 
     def container_logs(self, container: str) -> Iterator[str]:
         with self._errors("read the container's log"):
-            pending = ""
-            for chunk in self.client.api.logs(container, stream=True, follow=True):
-                pending += chunk.decode(errors="replace")
-                *lines, pending = pending.split("\n")
-                yield from lines
-            if pending:
-                yield pending
+            yield from _lines(self.client.api.logs(container, stream=True, follow=True))
 
     def wait_container(self, container: str) -> int:
         with self._errors("wait for the container"):
@@ -388,9 +382,7 @@ class PodmanEngine(DockerEngine):
             seen += 1
             yield item
         with self._errors("read the container's log"):
-            rest = self.client.api.logs(container, stream=False, follow=False).decode(errors="replace").split("\n")
-        if rest and not rest[-1]:
-            rest.pop()
+            rest = list(_lines([self.client.api.logs(container, stream=False, follow=False)]))
         yield from rest[seen:]
 
     def wait_container(self, container: str) -> int:
@@ -619,6 +611,17 @@ def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
         msg = "docker build ended without producing an image"
         raise BuildError(msg, hint="see the build output above")
     return image_id
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """A log's text, line by line, from the chunks the engine sends (a line may span two)."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk.decode(errors="replace")
+        *lines, pending = pending.split("\n")
+        yield from lines
+    if pending:
+        yield pending
 
 
 @contextmanager
