@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from mlbox.engine import follow_build
+from mlbox.engine import DockerEngine, follow_build
 from mlbox.errors import BuildError
 from mlbox.wheelhouse import platform_tags
 
@@ -93,3 +95,31 @@ def test_a_plain_http_registry_is_named_with_what_each_engine_needs() -> None:
     with pytest.raises(PushError) as err:
         follow_push(iter([refused]), "h:5/x:t", lambda _: None)
     assert "insecure=true in registries.conf" in (err.value.hint or "")
+
+
+class ChunkedLogs:
+    """A Docker API whose followed log arrives in the given chunks, cut anywhere."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def logs(self, *args: object, **kwargs: object) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+
+def docker_log(chunks: list[bytes]) -> list[str]:
+    engine = DockerEngine()
+    engine._client = type("Client", (), {"api": ChunkedLogs(chunks)})()
+    return list(engine.container_logs("c1"))
+
+
+def test_a_character_cut_between_two_chunks_arrives_whole() -> None:
+    text = "résumé ✓ 12 ms\nlast line without a newline".encode()
+    cuts = [2, 11, 12, 20]  # inside "é", inside "✓" (twice), inside the first line's end
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    assert b"".join(chunks) == text
+    assert docker_log(chunks) == ["résumé ✓ 12 ms", "last line without a newline"]
+
+
+def test_a_log_that_ends_inside_a_character_keeps_a_replacement_mark() -> None:
+    assert docker_log([b"done\nhalf \xe2\x9c"]) == ["done", "half \ufffd"]

@@ -13,6 +13,7 @@ differently, the difference is handled here and named where it is handled.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import queue
@@ -614,12 +615,19 @@ def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """A log's text, line by line, from the chunks the engine sends (a line may span two)."""
+    """A log's text, line by line, from the chunks the engine sends.
+
+    A line may span two chunks, and so may one character: the engine cuts its frames by
+    size, not at UTF-8 boundaries, so bytes are decoded incrementally (a chunk decoded on
+    its own would turn a split character into two replacement marks).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     for chunk in chunks:
-        pending += chunk.decode(errors="replace")
+        pending += decoder.decode(chunk)
         *lines, pending = pending.split("\n")
         yield from lines
+    pending += decoder.decode(b"", final=True)
     if pending:
         yield pending
 
