@@ -102,6 +102,9 @@ def performance(log: dict[str, Any], scenario: str) -> dict[str, Any]:
             "percentiles": percentiles,
         },
         "early_stopping": log.get("early_stopping_result"),
+        # LoadGen's own words on what an INVALID run lacked (min duration, latency bound,
+        # query count), the same text its summary prints; None for a VALID run.
+        "invalid_reason": str(log.get("result_invalid_reason") or "").strip() or None,
     }
 
 

@@ -70,6 +70,8 @@ def run(s: Settings) -> int:
     report.write(out, result)
     metric = result["metric"]
     log.info("%s: %s = %s %s", result["validity"], metric["name"], metric["value"], metric["unit"])
+    if result.get("invalid_reason"):
+        log.info("LoadGen's reason: %s", result["invalid_reason"])
     print(out / "result.json")
     if result["validity"] == "VALID" or s.allow_invalid:
         return EXIT_VALID

@@ -9,6 +9,7 @@ are short, so LoadGen's VALID/INVALID verdict is not what they check: --allow-in
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,34 @@ def test_allow_invalid_turns_exit_4_into_0(bench_model: Path, tmp_path: Path) ->
     assert json.loads((tmp_path / "a" / "result.json").read_text())["validity"] == "INVALID"
     assert main([*args, "--output-dir", str(tmp_path / "b"), "--allow-invalid"]) == 0
     assert json.loads((tmp_path / "b" / "result.json").read_text())["validity"] == "INVALID"
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        # A 1 us latency bound cannot be met, however fast the machine.
+        (
+            ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05", "--target-latency", "0.001"],
+            "Reduce target QPS to improve latency.",
+        ),
+        # A handful of samples of the tiny model end long before the 5 s minimum, however slow the machine.
+        (
+            ["--scenario", "Offline", "--target-qps", "1", "--duration", "5"],
+            "Increase expected QPS so the loadgen pre-generates a larger (coalesced) query.",
+        ),
+    ],
+    ids=["latency", "duration"],
+)
+def test_an_invalid_run_says_loadgens_reason(
+    args: list[str], reason: str, bench_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="mlbox-bench"):
+        rc, result = bench(bench_model, tmp_path / "out", *args)
+    assert result is not None
+    assert (rc, result["validity"], result["invalid_reason"]) == (0, "INVALID", reason)
+    assert f"LoadGen's reason: {reason}" in caplog.messages
+    summary = (tmp_path / "out" / "mlperf_log_summary.txt").read_text()
+    assert f"* {reason}" in summary  # the reason LoadGen's own summary gives
 
 
 def test_dataset_and_preprocessed_dir(colour_model: Path, colour_data: tuple[Path, float], tmp_path: Path) -> None:

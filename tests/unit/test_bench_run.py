@@ -55,6 +55,7 @@ def test_every_scenario_runs_valid_in_a_short_run(scenario: str, bench_model: Pa
     assert result["effective_settings"]["min_duration_ms"] == 2000
     assert result["model"]["path"] == str(bench_model)
     assert result["loadgen_errors"] == []
+    assert result["invalid_reason"] is None
     assert result["host"]["cpus"] >= 1
     # The run's own counts: calibration's batches are not in them.
     observed = result["harness"]["observed"]["samples_run"]
