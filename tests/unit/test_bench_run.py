@@ -133,15 +133,21 @@ def test_accuracy_on_synthetic_inputs_writes_the_log_but_no_score(bench_model: P
 
 
 def test_find_peak_reports_the_highest_valid_server_qps(bench_model: Path, tmp_path: Path) -> None:
-    # A 100 ms bound: the search ends at a rate the machine sustains even when loaded.
+    # LoadGen's search judges each rate by its latency bound alone (PerfConstraintsMet); a
+    # 500 ms bound holds at the calibrated rate even on a loaded machine, and a rate far
+    # above capacity still breaks it, so the search ends. The peak run's own verdict also
+    # needs min duration and queries, which a 0.2 s run on a busy machine may miss: that
+    # verdict is not what this test is about, so --allow-invalid keeps it from deciding.
     args = ["--modelpath", str(bench_model), "--scenario", "Server", "--mode", "find-peak", "--duration", "0.2",
-            "--target-latency", "100"]  # fmt: skip
+            "--target-latency", "500", "--allow-invalid"]  # fmt: skip
     assert main([*args, "--output-dir", str(tmp_path)]) == 0
     result = result_of(tmp_path)
-    peak = result["metric"]["value"]
+    detail = (Path(result["output_dir"]) / "mlperf_log_detail.txt").read_text()
+    assert "FindPeakPerformance: Found peak performance field" in detail
     assert result["metric"]["name"] == "peak_server_target_qps"
-    assert peak >= result["harness"]["applied"]["target_qps"]  # the search starts at the calibrated rate
+    assert result["metric"]["value"] >= result["harness"]["applied"]["target_qps"]  # it starts at the calibrated rate
     assert result["effective_settings"]["test_mode"] == "FindPeakPerformance"
+    assert result["effective_settings"]["target_latency_ns"] == 500_000_000
 
 
 def test_processpool_runs_in_processes_and_cleans_up(bench_model: Path, tmp_path: Path) -> None:
