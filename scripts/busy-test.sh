@@ -13,7 +13,7 @@ work="$(mktemp -d /tmp/mlbox-busy-XXXXXX)"
 # mktemp makes it 0700; the suite runs some tests as an unprivileged user (rootless Podman,
 # mlbox run --user), who must be able to reach the clone, as in any checkout.
 chmod 755 "$work"
-log="/tmp/mlbox-busy-test-$(git -C "$repo" rev-parse --short HEAD).log"
+log="/tmp/mlbox-busy-test-$(git -C "$repo" rev-parse --short HEAD)-$(date +%Y%m%dT%H%M%S).log"  # one per run
 busy=()
 cleanup() {
   [ ${#busy[@]} -eq 0 ] || kill "${busy[@]}" 2>/dev/null
@@ -33,7 +33,7 @@ kill "${busy[@]}" 2>/dev/null
 busy=()
 
 echo "busy-test: commit $(git -C "$work/mlbox" rev-parse --short HEAD), $loops busy loops: rc=$rc wall=${wall}s (log: $log)"
-tail -1 "$log"
+grep -E '^=+ .*(passed|failed|error)' "$log" | tail -1  # pytest's count (lint failures end the log earlier)
 echo "busy-test: what the engine holds now:"
 "$work/mlbox/scripts/with-engine.sh" sh -c \
   'docker images -a; docker ps -a; docker volume ls; docker system df' 2>&1 | grep -v '^with-engine:'
