@@ -90,17 +90,18 @@ def test_loadgen_compiled_from_source_runs(
     tag = json.loads(result.stdout)[0]["tag"]
     try:
         assert docker_client.images.get(tag).labels["mlbox.loadgen.from"] == "source"
+        results = tmp_path / "results"
         code, logs = run_container(
             # LoadGen works if it runs to the end and writes its result; a 0.2 s run's
             # VALID verdict is the machine's speed, not that (--allow-invalid).
             docker_client, tag, ["--scenario", "SingleStream", "--duration", "0.2", "--samples", "16",
                                  "--allow-invalid"],
-            results=tmp_path / "results",
+            results=results,
         )  # fmt: skip
         assert code == 0, logs
-        result = json.loads((tmp_path / "results" / "result.json").read_text())
-        assert result["effective_settings"]["scenario"] == "SingleStream"
-        assert result["metric"]["value"] > 0  # the compiled LoadGen timed real queries
+        bench = json.loads((results / "result.json").read_text())  # `result` is mlbox build's
+        assert bench["effective_settings"]["scenario"] == "SingleStream"
+        assert bench["metric"]["value"] > 0  # the compiled LoadGen timed real queries
         probe = docker_client.containers.run(
             tag, ["-c", "command -v g++ cc gcc || echo no-compiler; cat /opt/mlbox/loadgen/requirements.lock"],
             entrypoint="sh", remove=True, network_mode="none",
