@@ -15,8 +15,12 @@ work="$(mktemp -d /tmp/mlbox-busy-XXXXXX)"
 chmod 755 "$work"
 log="/tmp/mlbox-busy-test-$(git -C "$repo" rev-parse --short HEAD)-$(date +%Y%m%dT%H%M%S).log"  # one per run
 busy=()
-cleanup() {
+stop_busy() {  # after make test, and on an early exit
   [ ${#busy[@]} -eq 0 ] || kill "${busy[@]}" 2>/dev/null
+  busy=()
+}
+cleanup() {
+  stop_busy
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -29,8 +33,7 @@ start=$(date +%s)
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin make test) >"$log" 2>&1
 rc=$?
 wall=$(($(date +%s) - start))
-kill "${busy[@]}" 2>/dev/null
-busy=()
+stop_busy
 
 echo "busy-test: commit $(git -C "$work/mlbox" rev-parse --short HEAD), $loops busy loops: rc=$rc wall=${wall}s (log: $log)"
 grep -E '^=+ .*(passed|failed|error)' "$log" | tail -1  # pytest's count (lint failures end the log earlier)
