@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 # The harness is staged from the installed package (importlib.resources): this run edits a
 # copy of it, found first on sys.path, so the checkout is never touched.
 WORK = Path(tempfile.mkdtemp(prefix="mlbox-build-bench-"))
-shutil.copytree(REPO / "entrypoints" / "mlbox_bench", WORK / "code" / "mlbox_bench",
-                ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+shutil.copytree(
+    REPO / "entrypoints" / "mlbox_bench", WORK / "code" / "mlbox_bench", ignore=shutil.ignore_patterns("__pycache__")
+)
 sys.path[:0] = [str(WORK / "code"), str(REPO / "toolkit")]
 
 from mlbox.build import build_image, prepare_inputs  # noqa: E402

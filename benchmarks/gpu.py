@@ -55,8 +55,14 @@ def make_models(work: Path, cpu: bool) -> dict[str, Path]:
 
     models = {"onnx-fp32": work / "resnet50.onnx", "torchscript": work / "resnet50.pt"}
     models["onnx-fp32"].write_bytes(build("resnet50", 0).SerializeToString())
-    fp16 = Variant(description="fp16", framework="onnx", precision="fp16", backend="onnxruntime",
-                   file="resnet50_fp16.onnx", derive=Derive(source="fp32", convert="fp16"))  # fmt: skip
+    fp16 = Variant(
+        description="fp16",
+        framework="onnx",
+        precision="fp16",
+        backend="onnxruntime",
+        file="resnet50_fp16.onnx",
+        derive=Derive(source="fp32", convert="fp16"),
+    )
     models["onnx-fp16"] = derived_model(fp16, models["onnx-fp32"], digests(models["onnx-fp32"])[1], work / "cache")
     models["torchscript"].write_bytes(torch_model_bytes("resnet50-torch", 0))
     return models
@@ -82,23 +88,39 @@ def ort_session(model: Path, cpu: bool, options: dict[str, str] | None = None) -
     return ort.InferenceSession(str(model), providers=[provider])
 
 
-def ort_plain(model: Path, data: np.ndarray, batch: int, seconds: float, cpu: bool, on_device: bool,
-              options: dict[str, str] | None = None) -> float:  # fmt: skip
+def ort_plain(
+    model: Path,
+    data: np.ndarray,
+    batch: int,
+    seconds: float,
+    cpu: bool,
+    on_device: bool,
+    options: dict[str, str] | None = None,
+) -> float:
     """numpy inputs (onnxruntime copies them), or IOBinding of batches already on the GPU."""
     import onnxruntime as ort
 
     sess = ort_session(model, cpu, options)
     starts = list(range(0, len(data) - batch + 1, batch))
     if not on_device or cpu:
-        return timed(lambda i: sess.run(["ArgMax:0"], {"input_tensor:0": data[starts[i % len(starts)] :][:batch]}),
-                     batch, seconds)  # fmt: skip
+        return timed(
+            lambda i: sess.run(["ArgMax:0"], {"input_tensor:0": data[starts[i % len(starts)] :][:batch]}),
+            batch,
+            seconds,
+        )
     device = ort.OrtValue.ortvalue_from_numpy(data, "cuda", 0)
     row = data[0].nbytes
 
     def run(i: int) -> None:
         binding = sess.io_binding()
-        binding.bind_input("input_tensor:0", "cuda", 0, np.float32, [batch, *data.shape[1:]],
-                           device.data_ptr() + starts[i % len(starts)] * row)  # fmt: skip
+        binding.bind_input(
+            "input_tensor:0",
+            "cuda",
+            0,
+            np.float32,
+            [batch, *data.shape[1:]],
+            device.data_ptr() + starts[i % len(starts)] * row,
+        )
         binding.bind_output("ArgMax:0", "cpu")
         sess.run_with_iobinding(binding)
         binding.copy_outputs_to_cpu()
@@ -151,13 +173,25 @@ def how(r: dict[str, Any]) -> str:
     h = r["harness"]
     plan = h["runner"]
     picked = f"searched {len(h['tuning']['tried'])} plans, " if h.get("tuning") else ""
-    return (f"[{picked}{plan['runner']} x{plan['workers']}, batch {plan.get('offline_batch') or plan['batch']}, "
-            f"largest run {h['observed']['largest_batch']}]")  # fmt: skip
+    return (
+        f"[{picked}{plan['runner']} x{plan['workers']}, batch {plan.get('offline_batch') or plan['batch']}, "
+        f"largest run {h['observed']['largest_batch']}]"
+    )
 
 
 def colour_top1(work: Path, name: str, model: Path, dataset: Path, *flags: str) -> float:
-    r = bench(work / f"acc-{name}", "--modelpath", str(model), "--mode", "accuracy", "--dataset", str(dataset),
-              "--preprocessed-dir", str(work / "prep"), *flags)  # fmt: skip
+    r = bench(
+        work / f"acc-{name}",
+        "--modelpath",
+        str(model),
+        "--mode",
+        "accuracy",
+        "--dataset",
+        str(dataset),
+        "--preprocessed-dir",
+        str(work / "prep"),
+        *flags,
+    )
     return float(r["accuracy"]["top1"])
 
 
@@ -242,8 +276,14 @@ def main() -> int:
 
             dataset, _ = colour_dataset(work / "colours", count=60, wrong=6)
             fp32 = colour_classifier(work / "colour.onnx")
-            v16 = Variant(description="fp16", framework="onnx", precision="fp16", backend="onnxruntime",
-                          file="colour16.onnx", derive=Derive(source="fp32", convert="fp16"))  # fmt: skip
+            v16 = Variant(
+                description="fp16",
+                framework="onnx",
+                precision="fp16",
+                backend="onnxruntime",
+                file="colour16.onnx",
+                derive=Derive(source="fp32", convert="fp16"),
+            )
             fp16 = derived_model(v16, fp32, digests(fp32)[1], work / "cache")
             a32 = colour_top1(work, "c32", fp32, dataset, *device)
             a16 = colour_top1(work, "c16", fp16, dataset, *device, *options)
@@ -252,8 +292,18 @@ def main() -> int:
         def torch_part() -> None:
             plain = torch_plain(models["torchscript"], data, batch, seconds, args.cpu, half=True)
             flags = [] if args.cpu else ["--half", "--channels-last", "--samples-on-device"]
-            ours = metric(bench(work / "t16", "--modelpath", str(models["torchscript"]), *torch_device, *flags,
-                                *duration, "--max-batchsize", str(batch)))  # fmt: skip
+            ours = metric(
+                bench(
+                    work / "t16",
+                    "--modelpath",
+                    str(models["torchscript"]),
+                    *torch_device,
+                    *flags,
+                    *duration,
+                    "--max-batchsize",
+                    str(batch),
+                )
+            )
             label = "torch fp32" if args.cpu else "torch fp16 channels-last"
             row(f"{label} plain loop (TorchScript, input on the device)", f"{plain:.0f} samples/s")
             row(f"{label} mlbox-bench Offline", f"{ours:.0f} samples/s = {ours / plain:.3f} x plain (>= 0.9)")
@@ -273,20 +323,42 @@ def main() -> int:
             model = models["onnx-fp32" if args.cpu else "onnx-fp16"]
             extra = [] if args.cpu else ["--samples-on-device", *options]
             offline = metric(bench(work / "so", "--modelpath", str(model), *device, *extra, *duration))
-            peak = bench(work / "sp", "--modelpath", str(model), *device, *extra, "--scenario", "Server",
-                         "--mode", "find-peak", "--duration", str(max(2.0, seconds / 2)))  # fmt: skip
+            peak = bench(
+                work / "sp",
+                "--modelpath",
+                str(model),
+                *device,
+                *extra,
+                "--scenario",
+                "Server",
+                "--mode",
+                "find-peak",
+                "--duration",
+                str(max(2.0, seconds / 2)),
+            )
             value = float(peak["metric"]["value"] or 0)
             row("Server find-peak", f"{value:.0f} q/s = {value / offline:.3f} x Offline {how(peak)} {peak['validity']}")
             row("Server find-peak errors", str(peak["loadgen_errors"][:3])[:300])
-            fixed = bench(work / "sf", "--modelpath", str(model), *device, *extra, "--scenario", "Server",
-                          "--target-qps", f"{0.8 * offline:.0f}", *duration)  # fmt: skip
+            fixed = bench(
+                work / "sf",
+                "--modelpath",
+                str(model),
+                *device,
+                *extra,
+                "--scenario",
+                "Server",
+                "--target-qps",
+                f"{0.8 * offline:.0f}",
+                *duration,
+            )
             lat = fixed.get("latency_ns", {}).get("percentiles", {}).get("99.00_percentile")
             row("Server at 0.8 x Offline", f"{fixed['validity']} {metric(fixed):.0f}/s p99 {lat} ns {how(fixed)}")
 
         def single() -> None:
             plain_rate = ort_plain(models["onnx-fp32"], data, 1, seconds, args.cpu, on_device=False)
-            r = bench(work / "ss", "--modelpath", str(models["onnx-fp32"]), *device, "--scenario", "SingleStream",
-                      *duration)  # fmt: skip
+            r = bench(
+                work / "ss", "--modelpath", str(models["onnx-fp32"]), *device, "--scenario", "SingleStream", *duration
+            )
             p90 = float(r["plain_metric"]["value"]) / 1e6
             plain_ms = 1000 / plain_rate
             row(

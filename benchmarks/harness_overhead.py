@@ -93,8 +93,11 @@ def plain_torch_throughput(model: Path, data: np.ndarray, batch: int, seconds: f
     return runs * batch / (time.perf_counter() - begin)
 
 
-TF_PARTS = {"tf-fp32": ("resnet50-tf", ".pb"), "tflite-fp32": ("resnet50-tflite", ".tflite"),
-            "tflite-int8": ("resnet50-tflite-int8", ".tflite")}  # fmt: skip
+TF_PARTS = {
+    "tf-fp32": ("resnet50-tf", ".pb"),
+    "tflite-fp32": ("resnet50-tflite", ".tflite"),
+    "tflite-int8": ("resnet50-tflite-int8", ".tflite"),
+}
 
 
 def make_tf_models(workdir: Path, parts: set[str]) -> dict[str, Path]:
@@ -397,8 +400,19 @@ def offline_pair(
     threads = [thread_flag.get(model.suffix, "--intraop"), str(intraop)]
     ours = {}
     for b in BATCHES:
-        r = bench(model, work / f"{label}-offline-{b}", "--scenario", "Offline", "--duration", str(seconds),
-                  "--max-batchsize", str(b), "--samples", str(SAMPLES), *threads)  # fmt: skip
+        r = bench(
+            model,
+            work / f"{label}-offline-{b}",
+            "--scenario",
+            "Offline",
+            "--duration",
+            str(seconds),
+            "--max-batchsize",
+            str(b),
+            "--samples",
+            str(SAMPLES),
+            *threads,
+        )
         ours[b] = float(r["metric"]["value"])
     for b in BATCHES:
         print(f"{label} Offline batch {b:>2}: plain {plain[b]:10.1f} samples/s, mlbox-bench {ours[b]:10.1f}")
@@ -413,8 +427,20 @@ def server_overhead_us(model: Path, data: np.ndarray, work: Path, seconds: float
     busy = plain_latency_ns(model, data, gap_s=0.0, intraop=TINY_INTRAOP)
     qps = 0.1 * 1e9 / busy
     lat = plain_latency_ns(model, data, gap_s=1.0 / qps, intraop=TINY_INTRAOP)
-    r = bench(model, work / "tiny-server", "--scenario", "Server", "--duration", str(seconds),
-              "--target-qps", f"{qps:.0f}", "--samples", str(SAMPLES), "--intraop", str(TINY_INTRAOP))  # fmt: skip
+    r = bench(
+        model,
+        work / "tiny-server",
+        "--scenario",
+        "Server",
+        "--duration",
+        str(seconds),
+        "--target-qps",
+        f"{qps:.0f}",
+        "--samples",
+        str(SAMPLES),
+        "--intraop",
+        str(TINY_INTRAOP),
+    )
     p50 = float(r["latency_ns"]["percentiles"]["50.00_percentile"])
     null = null_sut_p50_ns(work, qps, seconds)
     harness = (p50 - lat - null) / 1000

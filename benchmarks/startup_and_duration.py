@@ -102,9 +102,24 @@ def issued(result: dict[str, Any]) -> int:
 def seed(src: Path, model: Path, work: Path, samples: int, qps: float, duration: float) -> str:
     record = work / "seed-first-query.json"
     record.unlink(missing_ok=True)
-    cmd = [sys.executable, "-c", SEED_SHIM, str(src), str(record), str(model), "--runner", "inline",
-           "--samples", str(samples), "--loadgen_expected_qps", f"{qps:.3f}", "--loadgen_duration_sec",
-           str(duration), "--output", str(work / "seed")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        SEED_SHIM,
+        str(src),
+        str(record),
+        str(model),
+        "--runner",
+        "inline",
+        "--samples",
+        str(samples),
+        "--loadgen_expected_qps",
+        f"{qps:.3f}",
+        "--loadgen_duration_sec",
+        str(duration),
+        "--output",
+        str(work / "seed"),
+    ]
     started = time.time()
     wall, rss, rc, err = timed(cmd)
     if rc != 0:

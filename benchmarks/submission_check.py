@@ -39,24 +39,54 @@ def main() -> int:
     dataset, _ = colour_dataset(work / "dataset", count=1024, wrong=0)
     out = work / "tree"
     for scenario in SCENARIOS:
-        common = ["--modelpath", str(model), "--dataset", str(dataset), "--preprocessed-dir", str(work / "prep"),
-                  "--scenario", scenario, "--submission-layout", "--system-name", "box1", "--submitter", "mlbox",
-                  "--output-dir", str(out), "--allow-invalid"]  # fmt: skip
+        common = [
+            "--modelpath",
+            str(model),
+            "--dataset",
+            str(dataset),
+            "--preprocessed-dir",
+            str(work / "prep"),
+            "--scenario",
+            scenario,
+            "--submission-layout",
+            "--system-name",
+            "box1",
+            "--submitter",
+            "mlbox",
+            "--output-dir",
+            str(out),
+            "--allow-invalid",
+        ]
         if scenario == "Server":  # the colour model on a CPU: a bound it can meet, said out loud
             common += ["--target-latency", "100"]
-        for extra in (["--duration", str(args.duration)], ["--mode", "accuracy"],
-                      ["--compliance", "TEST01", "--duration", str(args.duration)],
-                      ["--compliance", "TEST04", "--duration", str(args.duration)]):  # fmt: skip
-            proc = subprocess.run([sys.executable, "-m", "mlbox_bench", *common, *extra],
-                                  capture_output=True, text=True, check=False)  # fmt: skip
+        for extra in (
+            ["--duration", str(args.duration)],
+            ["--mode", "accuracy"],
+            ["--compliance", "TEST01", "--duration", str(args.duration)],
+            ["--compliance", "TEST04", "--duration", str(args.duration)],
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", "mlbox_bench", *common, *extra], capture_output=True, text=True, check=False
+            )
             verdict = [line for line in proc.stderr.splitlines() if "VALID" in line or "error" in line]
             print(f"{scenario} {' '.join(extra)}: exit {proc.returncode}; {' | '.join(verdict)[:300]}", flush=True)
     checker = args.inference / "tools" / "submission" / "submission_checker" / "main.py"
     proc = subprocess.run(
-        [sys.executable, str(checker), "--input", str(out / "submission"), "--version", args.version,
-         "--csv", str(work / "summary.csv")],
-        capture_output=True, text=True, cwd=checker.parents[1], check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(checker),
+            "--input",
+            str(out / "submission"),
+            "--version",
+            args.version,
+            "--csv",
+            str(work / "summary.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=checker.parents[1],
+        check=False,
+    )
     (work / "checker.log").write_text(proc.stdout + proc.stderr)
     errors = sorted({line.split("] ", 1)[-1] for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line})
     print(f"\nchecker exit {proc.returncode}; {len(errors)} distinct ERROR lines (log: {work / 'checker.log'}):")

@@ -220,8 +220,9 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
     try:
         calibration: dict[str, Any] = {}
         if measured_run:
-            found, calibration = calibrate(s, ts, runner, data, plan.workers, responses_only(lg), batch=plan.batch,
-                                           tuned=bool(tuning))  # fmt: skip
+            found, calibration = calibrate(
+                s, ts, runner, data, plan.workers, responses_only(lg), batch=plan.batch, tuned=bool(tuning)
+            )
             if s.scenario == "Offline" and "batch" in calibration:
                 batch = int(calibration["batch"])
             values.update(found)

@@ -418,8 +418,16 @@ def make_runner(
     if kind == "inline":
         return InlineRunner(backend, data, on_device=on_device)
     if kind in ("threadpool", "threadpool+replication"):
-        return ThreadRunner(backend, data, workers, replicate=kind == "threadpool+replication", on_device=on_device,
-                            coalesce=coalesce, window_s=window_s, buckets=buckets)  # fmt: skip
+        return ThreadRunner(
+            backend,
+            data,
+            workers,
+            replicate=kind == "threadpool+replication",
+            on_device=on_device,
+            coalesce=coalesce,
+            window_s=window_s,
+            buckets=buckets,
+        )
     if kind == "processpool":
         if on_device:
             msg = "--samples-on-device keeps samples in this process's GPU memory: use a thread runner"

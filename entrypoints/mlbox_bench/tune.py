@@ -85,9 +85,16 @@ def build(plan: RunnerPlan, s: Settings, backend: Backend, data: SampleLibrary) 
     takes hundreds of ms: an H200 run saw p99 1.8 s from that alone)."""
     server = s.scenario == "Server"
     gpu = server and plan.batch > 1 and on_gpu(backend)
-    runner = make_runner(plan.runner, backend, data, plan.workers, on_device=s.samples_on_device,
-                         coalesce=plan.batch if server else 1, window_s=plan.window_s,
-                         buckets=buckets(plan.batch) if gpu else ())  # fmt: skip
+    runner = make_runner(
+        plan.runner,
+        backend,
+        data,
+        plan.workers,
+        on_device=s.samples_on_device,
+        coalesce=plan.batch if server else 1,
+        window_s=plan.window_s,
+        buckets=buckets(plan.batch) if gpu else (),
+    )
     if gpu and isinstance(runner, ThreadRunner) and (data.slot >= 0).any():
         runner.warm_shapes()
     return runner
@@ -141,8 +148,13 @@ def tune(
     picked = best[1]
     log.info(
         "tuned: %s with %d worker(s), batch %d (%.0f samples/s; %d candidates); reproduce with %s",
-        picked.runner, picked.workers, picked.batch, best[0], len(tried), " ".join(picked.flags()),
-    )  # fmt: skip
+        picked.runner,
+        picked.workers,
+        picked.batch,
+        best[0],
+        len(tried),
+        " ".join(picked.flags()),
+    )
     return picked, {"picked": asdict(picked), "samples_per_s": best[0], "tried": tried, "flags": picked.flags()}
 
 

@@ -170,8 +170,17 @@ def offline_headroom(tag: str, where: Path, batch: int) -> list[str]:
     TensorFlow's runs went 1.3-1.8 x faster than their 0.5 s calibration (same batch). A
     1.5 x margin over 5 s was not enough either: one loaded PyTorch run was INVALID, so it
     went over 1.65 x faster than its probe and ended before its minimum duration."""
-    args = ["--scenario", "Offline", "--samples", "64", "--duration", "3", "--max-batchsize", str(batch),
-            "--allow-invalid"]  # fmt: skip
+    args = [
+        "--scenario",
+        "Offline",
+        "--samples",
+        "64",
+        "--duration",
+        "3",
+        "--max-batchsize",
+        str(batch),
+        "--allow-invalid",
+    ]
     probe = run_mlbox("run", "--image", tag, "--results", str(where), "--", *args, timeout=600)
     assert probe.returncode == 0, probe.stderr[-3000:]
     rate = float(json.loads((where / "result.json").read_text())["metric"]["value"])

@@ -88,15 +88,30 @@ def records(state: Path) -> list[dict[str, Any]]:
 
 
 def test_a_baked_context_builds_with_buildkit_and_its_digest_becomes_a_publish_record(
-    served: Served, base_image: str, shared_cache: Path, registry: str, tmp_path: Path, docker_client: Any,
+    served: Served,
+    base_image: str,
+    shared_cache: Path,
+    registry: str,
+    tmp_path: Path,
+    docker_client: Any,
     buildkit_images: list[str],
-) -> None:  # fmt: skip
+) -> None:
     assert DEBIAN_DOCKER.is_file(), "Debian's docker.io CLI is missing: scripts/with-engine.sh installs it"
     state = tmp_path / "state"
     env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_CACHE_DIR": str(shared_cache), "MLBOX_STATE_DIR": str(state)}
     out = tmp_path / "bake"
-    baked = run_mlbox("bake", "--model", "tiny", "--base-image", base_image, "--registry", f"{registry}/bake",
-                      "--out", str(out), env=env)  # fmt: skip
+    baked = run_mlbox(
+        "bake",
+        "--model",
+        "tiny",
+        "--base-image",
+        base_image,
+        "--registry",
+        f"{registry}/bake",
+        "--out",
+        str(out),
+        env=env,
+    )
     assert baked.returncode == 0, baked.stderr[-3000:]
     assert baked.stdout.strip() == str(out / "docker-bake.json")
     definition = json.loads((out / "docker-bake.json").read_text())

@@ -119,8 +119,9 @@ def test_every_engine_method_on_a_real_engine(
     results = tmp_path / "results"
     results.mkdir()
     user = f"{os.getuid()}:{os.getgid()}"
-    spec = ContainerSpec(f"{repo}:built", (), user, network="none", shm_size="256m", read_only=True,
-                         mounts=(Mount(results, "/results"),))  # fmt: skip
+    spec = ContainerSpec(
+        f"{repo}:built", (), user, network="none", shm_size="256m", read_only=True, mounts=(Mount(results, "/results"),)
+    )
     container = engine.create_container(spec)
     try:
         engine.start_container(container)

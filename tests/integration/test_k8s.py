@@ -49,11 +49,18 @@ def replay(
         container["image"],
         [expand(a) for a in container.get("args", [])],
         entrypoint=[expand(c) for c in container["command"]] if "command" in container else None,
-        detach=True, user=f"{security['runAsUser']}:{security['runAsGroup']}", group_add=[security["fsGroup"]],
-        read_only=own["readOnlyRootFilesystem"], cap_drop=own["capabilities"]["drop"],
-        security_opt=["no-new-privileges"], network_mode="none", environment=env, volumes=binds, tmpfs=tmpfs,
+        detach=True,
+        user=f"{security['runAsUser']}:{security['runAsGroup']}",
+        group_add=[security["fsGroup"]],
+        read_only=own["readOnlyRootFilesystem"],
+        cap_drop=own["capabilities"]["drop"],
+        security_opt=["no-new-privileges"],
+        network_mode="none",
+        environment=env,
+        volumes=binds,
+        tmpfs=tmpfs,
         shm_size="256m",
-    )  # fmt: skip
+    )
     try:
         code = int(handle.wait(timeout=300)["StatusCode"])
         return code, handle.logs().decode(errors="replace")
@@ -71,9 +78,28 @@ def test_a_benchmark_matrix_job_runs_the_pushed_digest_and_its_results_tabulate(
     reference = f"{registry}/k8s/mlbox@{digest}"
 
     out = tmp_path / "manifests"
-    made = run_mlbox("k8s", "--model", "tiny", "--registry", f"{registry}/k8s", "--scenario", "SingleStream",
-                     "--scenario", "Offline", "--run-name", "itest", "--out", str(out), "--",
-                     "--duration", "0.2", "--samples", "16", "--allow-invalid", env=env)  # fmt: skip
+    made = run_mlbox(
+        "k8s",
+        "--model",
+        "tiny",
+        "--registry",
+        f"{registry}/k8s",
+        "--scenario",
+        "SingleStream",
+        "--scenario",
+        "Offline",
+        "--run-name",
+        "itest",
+        "--out",
+        str(out),
+        "--",
+        "--duration",
+        "0.2",
+        "--samples",
+        "16",
+        "--allow-invalid",
+        env=env,
+    )
     assert made.returncode == 0, made.stderr
     docs = list(yaml.safe_load_all((out / "itest.yaml").read_text()))
     [collect_pod] = yaml.safe_load_all((out / "itest-collect.yaml").read_text())

@@ -94,18 +94,22 @@ def test_loadgen_compiled_from_source_runs(
         code, logs = run_container(
             # LoadGen works if it runs to the end and writes its result; a 0.2 s run's
             # VALID verdict is the machine's speed, not that (--allow-invalid).
-            docker_client, tag, ["--scenario", "SingleStream", "--duration", "0.2", "--samples", "16",
-                                 "--allow-invalid"],
+            docker_client,
+            tag,
+            ["--scenario", "SingleStream", "--duration", "0.2", "--samples", "16", "--allow-invalid"],
             results=results,
-        )  # fmt: skip
+        )
         assert code == 0, logs
         bench = json.loads((results / "result.json").read_text())  # `result` is mlbox build's
         assert bench["effective_settings"]["scenario"] == "SingleStream"
         assert bench["metric"]["value"] > 0  # the compiled LoadGen timed real queries
         probe = docker_client.containers.run(
-            tag, ["-c", "command -v g++ cc gcc || echo no-compiler; cat /opt/mlbox/loadgen/requirements.lock"],
-            entrypoint="sh", remove=True, network_mode="none",
-        ).decode()  # fmt: skip
+            tag,
+            ["-c", "command -v g++ cc gcc || echo no-compiler; cat /opt/mlbox/loadgen/requirements.lock"],
+            entrypoint="sh",
+            remove=True,
+            network_mode="none",
+        ).decode()
         assert probe.startswith("no-compiler")
         assert "mlcommons_loadgen==6.0.17 --hash=sha256:" in probe
     finally:
@@ -131,9 +135,12 @@ def test_cuda_image_from_nvidia_wheels_builds_and_refuses_to_run_without_a_gpu(
         assert image.labels["mlbox.cuda.from"] == "pip"
         assert "nvidia/cuda" not in image.labels["org.opencontainers.image.base.name"]
         probe = docker_client.containers.run(
-            tag, ["-c", "import onnxruntime as o; print(o.get_available_providers())"],
-            entrypoint="python3", remove=True, network_mode="none",
-        ).decode()  # fmt: skip
+            tag,
+            ["-c", "import onnxruntime as o; print(o.get_available_providers())"],
+            entrypoint="python3",
+            remove=True,
+            network_mode="none",
+        ).decode()
         assert "CUDAExecutionProvider" in probe
         code, logs = run_container(docker_client, tag, ["--duration", "0.2"], results=tmp_path / "results")
         assert code == 3, logs

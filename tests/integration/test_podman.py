@@ -76,9 +76,23 @@ def test_synthetic_resnet50_builds_and_benchmarks_with_rootless_podman(
     owner = (rootless.uid, rootless.gid) if rootless else (os.getuid(), os.getgid())
     os.chown(out, *owner)
     try:
-        ran = run_mlbox("run", *select, "--results", str(out), "--read-only", "--",
-                        "--scenario", "Offline", "--duration", "1", "--samples", "64", "--allow-invalid",
-                        env=env, timeout=900)  # fmt: skip
+        ran = run_mlbox(
+            "run",
+            *select,
+            "--results",
+            str(out),
+            "--read-only",
+            "--",
+            "--scenario",
+            "Offline",
+            "--duration",
+            "1",
+            "--samples",
+            "64",
+            "--allow-invalid",
+            env=env,
+            timeout=900,
+        )
         assert ran.returncode == 0, ran.stderr[-4000:]
         assert ran.stdout.strip() == str(out / "result.json")
         result = json.loads((out / "result.json").read_text())

@@ -73,8 +73,22 @@ def test_push_pull_by_digest_and_run(
     out = tmp_path / "results"
     out.mkdir()
     # The pulled image runs; a short run's verdict is not the point (--allow-invalid: exit 0).
-    run = run_mlbox("run", "--image", reference, "--results", str(out), "--", "--scenario", "SingleStream",
-                    "--duration", "0.2", "--samples", "16", "--allow-invalid", env=env)  # fmt: skip
+    run = run_mlbox(
+        "run",
+        "--image",
+        reference,
+        "--results",
+        str(out),
+        "--",
+        "--scenario",
+        "SingleStream",
+        "--duration",
+        "0.2",
+        "--samples",
+        "16",
+        "--allow-invalid",
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == str(out / "result.json")
     assert reference in json.loads((out / "mlbox-run.json").read_text())["repo_digests"]
@@ -117,10 +131,29 @@ def test_build_and_push_with_a_password_keeps_it_out_of_the_image(
     env = {**env_for(served, tmp_path), "MLBOX_CACHE_DIR": str(shared_cache)}
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")} | env
     proc = subprocess.run(
-        [sys.executable, "-m", "mlbox", "build", "--model", "tiny", "--base-image", base_image, "--push",
-         "--registry", f"{auth_registry.address}/secret", "--username", auth_registry.username, "--password-stdin"],
-        input=auth_registry.password + "\n", capture_output=True, text=True, env=full_env, timeout=900, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlbox",
+            "build",
+            "--model",
+            "tiny",
+            "--base-image",
+            base_image,
+            "--push",
+            "--registry",
+            f"{auth_registry.address}/secret",
+            "--username",
+            auth_registry.username,
+            "--password-stdin",
+        ],
+        input=auth_registry.password + "\n",
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     secret = auth_registry.password
     assert secret not in proc.stdout + proc.stderr
@@ -150,9 +183,29 @@ def test_mlbox_run_as_a_non_root_user_leaves_files_owned_by_that_user(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")}
     env["HOME"] = str(out)
     env["XDG_CONFIG_HOME"] = str(out / ".config")  # the session's config home is root's
-    cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}", sys.executable, "-m", "mlbox",
-           "run", "--image", served.tag, "--results", str(out), "--read-only", "--",
-           "--scenario", "Offline", "--duration", "0.2", "--samples", "16", "--allow-invalid"]  # fmt: skip
+    cmd = [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        f"--groups={socket_gid}",
+        sys.executable,
+        "-m",
+        "mlbox",
+        "run",
+        "--image",
+        served.tag,
+        "--results",
+        str(out),
+        "--read-only",
+        "--",
+        "--scenario",
+        "Offline",
+        "--duration",
+        "0.2",
+        "--samples",
+        "16",
+        "--allow-invalid",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=out)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -173,8 +226,20 @@ def test_run_exits_with_the_benchmarks_code_and_results_tabulates(served: Served
     assert proc.returncode == 4, proc.stderr[-2000:]  # INVALID, passed through
     # A VALID run, with the headroom to stay VALID on a busy machine: SingleStream has no
     # latency bound, so only its length and query count decide.
-    proc = run_mlbox("run", "--image", served.tag, "--results", str(out / "b"), "--", "--scenario", "SingleStream",
-                     "--duration", "3", "--samples", "16")  # fmt: skip
+    proc = run_mlbox(
+        "run",
+        "--image",
+        served.tag,
+        "--results",
+        str(out / "b"),
+        "--",
+        "--scenario",
+        "SingleStream",
+        "--duration",
+        "3",
+        "--samples",
+        "16",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     plot = tmp_path / "latency.html"
     table = run_mlbox("results", str(out), "--plot", str(plot))
@@ -199,8 +264,11 @@ def doctor_lines(stdout: str) -> dict[str, str]:
 
 
 def test_doctor_checks_engine_registry_and_login(auth_registry: AuthRegistry, base_image: str, tmp_path: Path) -> None:
-    env = {"MLBOX_REGISTRY_USERNAME": auth_registry.username, "MLBOX_REGISTRY_PASSWORD": auth_registry.password,
-           "MLBOX_CACHE_DIR": str(tmp_path)}  # fmt: skip
+    env = {
+        "MLBOX_REGISTRY_USERNAME": auth_registry.username,
+        "MLBOX_REGISTRY_PASSWORD": auth_registry.password,
+        "MLBOX_CACHE_DIR": str(tmp_path),
+    }
     registry = f"{auth_registry.address}/x"
     ok = run_mlbox("doctor", "--registry", registry, "--base-image", base_image, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -215,8 +283,9 @@ def test_doctor_checks_engine_registry_and_login(auth_registry: AuthRegistry, ba
     }, ok.stdout
     assert "login accepted" in ok.stdout
 
-    wrong = run_mlbox("doctor", "--registry", registry, "--base-image", base_image,
-                      env={**env, "MLBOX_REGISTRY_PASSWORD": "nope"})  # fmt: skip
+    wrong = run_mlbox(
+        "doctor", "--registry", registry, "--base-image", base_image, env={**env, "MLBOX_REGISTRY_PASSWORD": "nope"}
+    )
     assert wrong.returncode == 1
     marks = doctor_lines(wrong.stdout)
     assert marks[f"registry {auth_registry.address}"] == "FAIL"

@@ -56,8 +56,9 @@ def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLBOX_", "PYTHON"))}
     env |= {"MLBOX_CACHE_DIR": str(tmp_path / "cache"), "MLBOX_STATE_DIR": str(tmp_path / "state")}
     mlbox = str(venv / "bin" / "mlbox")
-    location = run([str(venv / "bin" / "python"), "-c", "import mlbox, mlbox_bench; print(mlbox.__file__)"],
-                   cwd=empty, env=env)  # fmt: skip
+    location = run(
+        [str(venv / "bin" / "python"), "-c", "import mlbox, mlbox_bench; print(mlbox.__file__)"], cwd=empty, env=env
+    )
     assert location.startswith(str(venv))
 
     rows = json.loads(run([mlbox, "list", "--json"], cwd=empty, env=env))
@@ -66,15 +67,22 @@ def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     rendered = run([mlbox, "render", "-m", "resnet50", "--variant", "synthetic"], cwd=empty, env=env)
     assert rendered == (GOLDEN / "resnet50-cpu-synthetic.Dockerfile").read_text()
 
-    built = run([mlbox, "build", "-m", "resnet50", "--variant", "synthetic", "--base-image", base_image, "--json"],
-                cwd=empty, env=env, timeout=1800)  # fmt: skip
+    built = run(
+        [mlbox, "build", "-m", "resnet50", "--variant", "synthetic", "--base-image", base_image, "--json"],
+        cwd=empty,
+        env=env,
+        timeout=1800,
+    )
     [result] = json.loads(built)
     assert result["tag"] == "mlbox:resnet50-cpu-synthetic"
     image = docker_client.images.get(result["tag"])
     assert image.labels["mlbox.weights"] == "synthetic"
     probe = docker_client.containers.run(
-        result["tag"], ["-c", "import mlbox_bench.cli; print(mlbox_bench.cli.__file__)"],
-        entrypoint="python3", remove=True, network_mode="none",
-    ).decode()  # fmt: skip
+        result["tag"],
+        ["-c", "import mlbox_bench.cli; print(mlbox_bench.cli.__file__)"],
+        entrypoint="python3",
+        remove=True,
+        network_mode="none",
+    ).decode()
     assert probe.strip() == "/opt/mlbox/app/mlbox_bench/cli.py"  # the harness the wheel carried
     assert list(empty.iterdir()) == []  # nothing written where it ran

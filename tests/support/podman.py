@@ -97,10 +97,19 @@ class RootlessPodman:
         # A normal (not --system) user gets subordinate uid/gid ranges from useradd
         # (SUB_UID_COUNT in login.defs): rootless Podman maps the image's users into them.
         subprocess.run(
-            ["useradd", "--no-create-home", "--home-dir", str(root / "home"), "--shell", "/usr/sbin/nologin",
-             "--user-group", user],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                "useradd",
+                "--no-create-home",
+                "--home-dir",
+                str(root / "home"),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                user,
+            ],
+            check=True,
+            capture_output=True,
+        )
         uid, gid = int(_id(user, "-u")), int(_id(user, "-g"))
         for path in ("/etc/subuid", "/etc/subgid"):
             if not any(line.startswith(f"{user}:") for line in Path(path).read_text().splitlines()):
@@ -120,11 +129,24 @@ class RootlessPodman:
         }
         log = (root / "service.log").open("wb")
         process = subprocess.Popen(
-            ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "env", "-i",
-             *(f"{k}={v}" for k, v in env.items()),
-             "podman", "system", "service", "--time=0", f"unix://{root / 'podman.sock'}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        )  # fmt: skip
+            [
+                "setpriv",
+                f"--reuid={uid}",
+                f"--regid={gid}",
+                "--init-groups",
+                "env",
+                "-i",
+                *(f"{k}={v}" for k, v in env.items()),
+                "podman",
+                "system",
+                "service",
+                "--time=0",
+                f"unix://{root / 'podman.sock'}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
         log.close()
         service = cls(user, uid, gid, root, process)
         deadline = time.monotonic() + 60

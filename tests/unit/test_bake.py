@@ -104,9 +104,12 @@ def test_a_target_names_the_tags_and_labels_mlbox_build_and_push_give(
 def test_the_bake_file_follows_the_bake_reference_and_groups_by_model_and_device(tmp_path: Path) -> None:
     plans = [plan_for("cpu"), plan_for("cuda")]
     path = write_bake(
-        plans, tmp_path / "bake", registry=REGISTRY, created=CREATED,
+        plans,
+        tmp_path / "bake",
+        registry=REGISTRY,
+        created=CREATED,
         prepare=lambda plan: fake_inputs(tmp_path / "inputs" / plan.spec.device, plan),
-    )  # fmt: skip
+    )
     definition = json.loads(path.read_text())
     check_bake_file(definition)
     cpu, cuda = "resnet50-cpu-synthetic", "resnet50-cuda-synthetic"
@@ -172,8 +175,13 @@ def metadata(*targets: str, registry: str = "registry.example.com/ml") -> dict[s
 
 def baked(tmp_path: Path) -> dict[str, Any]:
     plans = [plan_for("cpu"), plan_for("cuda")]
-    path = write_bake(plans, tmp_path / "bake", registry=REGISTRY, created=CREATED,
-                      prepare=lambda plan: fake_inputs(tmp_path / "inputs" / plan.spec.device, plan))  # fmt: skip
+    path = write_bake(
+        plans,
+        tmp_path / "bake",
+        registry=REGISTRY,
+        created=CREATED,
+        prepare=lambda plan: fake_inputs(tmp_path / "inputs" / plan.spec.device, plan),
+    )
     return dict(json.loads(path.read_text()))
 
 

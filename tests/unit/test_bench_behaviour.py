@@ -50,46 +50,89 @@ FLAG_CASES: list[tuple[str, list[str], Callable[[Result, Path], bool]]] = [
     ("scenario", ["--scenario", "MultiStream", "--duration", "0.05"], lambda r, _: eff(r, "scenario") == "MultiStream"),
     ("mode", [*SHORT, "--mode", "accuracy"], lambda r, _: eff(r, "test_mode") == "AccuracyOnly"),
     ("duration", [*SHORT, "--duration", "0.3"], lambda r, _: eff(r, "min_duration_ms") == 300),
-    ("target_qps", ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05"],
-     lambda r, _: eff(r, "target_qps") == 900),
-    ("target_latency", ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05", "--target-latency", "40"],
-     lambda r, _: eff(r, "target_latency_ns") == 40_000_000),
-    ("latency_percentile", [*SHORT, "--latency-percentile", "97"],
-     lambda r, _: eff(r, "target_latency_percentile") == pytest.approx(0.97)),
+    (
+        "target_qps",
+        ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05"],
+        lambda r, _: eff(r, "target_qps") == 900,
+    ),
+    (
+        "target_latency",
+        ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05", "--target-latency", "40"],
+        lambda r, _: eff(r, "target_latency_ns") == 40_000_000,
+    ),
+    (
+        "latency_percentile",
+        [*SHORT, "--latency-percentile", "97"],
+        lambda r, _: eff(r, "target_latency_percentile") == pytest.approx(0.97),
+    ),
     ("min_query_count", [*SHORT, "--min-query-count", "100"], lambda r, _: eff(r, "min_query_count") == 100),
     # 70 queries end before the duration (INVALID), so --allow-invalid keeps the exit 0.
-    ("max_query_count", [*SHORT, "--max-query-count", "70", "--allow-invalid"],
-     lambda r, _: eff(r, "max_query_count") == 70),
+    (
+        "max_query_count",
+        [*SHORT, "--max-query-count", "70", "--allow-invalid"],
+        lambda r, _: eff(r, "max_query_count") == 70,
+    ),
     ("samples", [*SHORT, "--samples", "48"], lambda r, _: r["qsl"]["total"] == 48),
-    ("performance_sample_count", [*SHORT, "--performance-sample-count", "16"],
-     lambda r, _: eff(r, "performance_sample_count") == 16),
-    ("samples_per_query", ["--scenario", "MultiStream", "--duration", "0.05", "--samples-per-query", "4"],
-     lambda r, _: eff(r, "samples_per_query") == 4),
+    (
+        "performance_sample_count",
+        [*SHORT, "--performance-sample-count", "16"],
+        lambda r, _: eff(r, "performance_sample_count") == 16,
+    ),
+    (
+        "samples_per_query",
+        ["--scenario", "MultiStream", "--duration", "0.05", "--samples-per-query", "4"],
+        lambda r, _: eff(r, "samples_per_query") == 4,
+    ),
     ("max_batchsize", ["--duration", "0.1", "--max-batchsize", "5"], lambda r, _: seen(r, "largest_batch") == 5),
-    ("runner", ["--duration", "0.1", "--runner", "processpool", "--concurrency", "2"],
-     lambda r, _: (seen(r, "runner"), seen(r, "workers_used")) == ("processpool", 2)),
+    (
+        "runner",
+        ["--duration", "0.1", "--runner", "processpool", "--concurrency", "2"],
+        lambda r, _: (seen(r, "runner"), seen(r, "workers_used")) == ("processpool", 2),
+    ),
     # Half a second of batches of one: every worker gets work even when the machine is busy.
-    ("concurrency", ["--duration", "0.5", "--runner", "threadpool", "--concurrency", "3", "--max-batchsize", "1"],
-     lambda r, _: seen(r, "workers_used") == 3),
+    (
+        "concurrency",
+        ["--duration", "0.5", "--runner", "threadpool", "--concurrency", "3", "--max-batchsize", "1"],
+        lambda r, _: seen(r, "workers_used") == 3,
+    ),
     ("execmode", [*SHORT, "--execmode", "parallel"], lambda r, _: session(r, "execution_mode") == "parallel"),
     ("intraop", [*SHORT, "--intraop", "1"], lambda r, _: session(r, "intra_op_num_threads") == 1),
     ("interop", [*SHORT, "--interop", "2"], lambda r, _: session(r, "inter_op_num_threads") == 2),
     ("weights", [*SHORT, "--weights", "synthetic"], lambda r, _: r["model"]["weights"] == "synthetic"),
-    ("system_name", [*SHORT, "--submission-layout", "--system-name", "box1"],
-     lambda r, out: (out / "submission/closed/mlbox/results/box1/resnet50/SingleStream/performance/run_1").is_dir()),
-    ("submitter", [*SHORT, "--submission-layout", "--submitter", "acme"],
-     lambda r, out: (out / "submission/closed/acme/systems/mlbox.json").is_file()),
-    ("division", [*SHORT, "--submission-layout", "--division", "open"],
-     lambda r, out: json.loads((out / "submission/open/mlbox/systems/mlbox.json").read_text())["division"] == "open"),
+    (
+        "system_name",
+        [*SHORT, "--submission-layout", "--system-name", "box1"],
+        lambda r, out: (out / "submission/closed/mlbox/results/box1/resnet50/SingleStream/performance/run_1").is_dir(),
+    ),
+    (
+        "submitter",
+        [*SHORT, "--submission-layout", "--submitter", "acme"],
+        lambda r, out: (out / "submission/closed/acme/systems/mlbox.json").is_file(),
+    ),
+    (
+        "division",
+        [*SHORT, "--submission-layout", "--division", "open"],
+        lambda r, out: json.loads((out / "submission/open/mlbox/systems/mlbox.json").read_text())["division"] == "open",
+    ),
     # LoadGen stops at the maximum even though the minimum duration asks for longer.
-    ("max_duration", ["--scenario", "SingleStream", "--samples", "64", "--duration", "5", "--max-duration", "0.2"],
-     lambda r, _: eff(r, "max_duration_ms") == 200
-     and any("Max test duration reached" in e for e in r["loadgen_errors"])),
-    ("data_format", ["--mode", "accuracy", "--samples", "8", "--data-format", "NCHW"],
-     lambda r, _: r["sources"]["data_format"] == "flag --data-format"),
-    ("compliance", [*SHORT, "--compliance", "TEST04"],
-     lambda r, _: eff(r, "performance_issue_same") is True and eff(r, "performance_issue_same_index") == 3),
-]  # fmt: skip
+    (
+        "max_duration",
+        ["--scenario", "SingleStream", "--samples", "64", "--duration", "5", "--max-duration", "0.2"],
+        lambda r, _: (
+            eff(r, "max_duration_ms") == 200 and any("Max test duration reached" in e for e in r["loadgen_errors"])
+        ),
+    ),
+    (
+        "data_format",
+        ["--mode", "accuracy", "--samples", "8", "--data-format", "NCHW"],
+        lambda r, _: r["sources"]["data_format"] == "flag --data-format",
+    ),
+    (
+        "compliance",
+        [*SHORT, "--compliance", "TEST04"],
+        lambda r, _: eff(r, "performance_issue_same") is True and eff(r, "performance_issue_same_index") == 3,
+    ),
+]
 
 
 @pytest.mark.parametrize(("option", "args", "check"), FLAG_CASES, ids=[c[0] for c in FLAG_CASES])
@@ -127,8 +170,18 @@ def test_modelpath_and_output_dir(bench_model: Path, colour_model: Path, tmp_pat
 
 def test_allow_invalid_turns_exit_4_into_0(bench_model: Path, tmp_path: Path) -> None:
     # A 1 us latency bound cannot be met: LoadGen says INVALID.
-    args = ["--modelpath", str(bench_model), "--scenario", "Server", "--target-qps", "900", "--duration", "0.05",
-            "--target-latency", "0.001"]  # fmt: skip
+    args = [
+        "--modelpath",
+        str(bench_model),
+        "--scenario",
+        "Server",
+        "--target-qps",
+        "900",
+        "--duration",
+        "0.05",
+        "--target-latency",
+        "0.001",
+    ]
     assert main([*args, "--output-dir", str(tmp_path / "a")]) == 4
     assert json.loads((tmp_path / "a" / "result.json").read_text())["validity"] == "INVALID"
     assert main([*args, "--output-dir", str(tmp_path / "b"), "--allow-invalid"]) == 0
@@ -195,28 +248,67 @@ def test_intraop_sets_onnxruntime_thread_count(colour_model: Path) -> None:
 # CM variable -> (the setting it feeds, value, args, check). Each is the only setting that
 # differs from a plain run; MLCommons' current automation spells each one MLC_*.
 CM_CASES: list[tuple[str, str, str, list[str], Callable[[Result, Path], bool]]] = [
-    ("CM_MLPERF_LOADGEN_SCENARIO", "scenario", "MultiStream", ["--duration", "0.05"],
-     lambda r, _: eff(r, "scenario") == "MultiStream"),
-    ("CM_MLPERF_CONCURRENCY", "concurrency", "3",
-     ["--duration", "0.5", "--runner", "threadpool", "--max-batchsize", "1"],
-     lambda r, _: seen(r, "workers_used") == 3),
+    (
+        "CM_MLPERF_LOADGEN_SCENARIO",
+        "scenario",
+        "MultiStream",
+        ["--duration", "0.05"],
+        lambda r, _: eff(r, "scenario") == "MultiStream",
+    ),
+    (
+        "CM_MLPERF_CONCURRENCY",
+        "concurrency",
+        "3",
+        ["--duration", "0.5", "--runner", "threadpool", "--max-batchsize", "1"],
+        lambda r, _: seen(r, "workers_used") == 3,
+    ),
     ("CM_MLPERF_EXEC_MODE", "execmode", "parallel", SHORT, lambda r, _: session(r, "execution_mode") == "parallel"),
     ("CM_MLPERF_INTEROP", "interop", "3", SHORT, lambda r, _: session(r, "inter_op_num_threads") == 3),
     ("CM_MLPERF_INTRAOP", "intraop", "1", SHORT, lambda r, _: session(r, "intra_op_num_threads") == 1),
     ("CM_MLPERF_OUTPUT_DIR", "output_dir", "{tmp}/cm-out", SHORT, lambda r, _: r["output_dir"].endswith("cm-out")),
-    ("CM_MLPERF_RUNNER", "runner", "threadpool+replication", ["--duration", "0.1", "--concurrency", "2"],
-     lambda r, _: seen(r, "runner") == "threadpool+replication"),
-    ("CM_MLPERF_LOADGEN_SAMPLES", "samples", "40", ["--scenario", "SingleStream", "--duration", "0.05"],
-     lambda r, _: r["qsl"]["total"] == 40),
-    ("CM_ML_MODEL_FILE_WITH_PATH", "modelpath", "{colour}", SHORT,
-     lambda r, _: r["model"]["path"].endswith("colour.onnx")),
-    ("CM_MLPERF_LOADGEN_EXPECTED_QPS", "target_qps", "321", ["--scenario", "Server", "--duration", "0.05"],
-     lambda r, _: eff(r, "target_qps") == 321),
-    ("CM_MLPERF_LOADGEN_DURATION_SEC", "duration", "0.15", ["--scenario", "SingleStream"],
-     lambda r, _: eff(r, "min_duration_ms") == 150),
-    ("CM_MLPERF_BACKEND", "backend", "onnxruntime", SHORT,
-     lambda r, _: r["backend"]["name"] == "onnxruntime" and r["backend"]["version"]),
-]  # fmt: skip
+    (
+        "CM_MLPERF_RUNNER",
+        "runner",
+        "threadpool+replication",
+        ["--duration", "0.1", "--concurrency", "2"],
+        lambda r, _: seen(r, "runner") == "threadpool+replication",
+    ),
+    (
+        "CM_MLPERF_LOADGEN_SAMPLES",
+        "samples",
+        "40",
+        ["--scenario", "SingleStream", "--duration", "0.05"],
+        lambda r, _: r["qsl"]["total"] == 40,
+    ),
+    (
+        "CM_ML_MODEL_FILE_WITH_PATH",
+        "modelpath",
+        "{colour}",
+        SHORT,
+        lambda r, _: r["model"]["path"].endswith("colour.onnx"),
+    ),
+    (
+        "CM_MLPERF_LOADGEN_EXPECTED_QPS",
+        "target_qps",
+        "321",
+        ["--scenario", "Server", "--duration", "0.05"],
+        lambda r, _: eff(r, "target_qps") == 321,
+    ),
+    (
+        "CM_MLPERF_LOADGEN_DURATION_SEC",
+        "duration",
+        "0.15",
+        ["--scenario", "SingleStream"],
+        lambda r, _: eff(r, "min_duration_ms") == 150,
+    ),
+    (
+        "CM_MLPERF_BACKEND",
+        "backend",
+        "onnxruntime",
+        SHORT,
+        lambda r, _: r["backend"]["name"] == "onnxruntime" and r["backend"]["version"],
+    ),
+]
 ALIAS_CASES = [(prefix + name.removeprefix("CM_"), *rest) for name, *rest in CM_CASES for prefix in ("CM_", "MLC_")]
 
 
@@ -287,34 +379,71 @@ def test_an_unknown_backend_is_refused_by_its_variable(
 # vision/classification_and_detection/python): (flag args, setting(s) it feeds, check).
 REFERENCE_CASES: list[tuple[list[str], list[str], Callable[[Result, Path], bool]]] = [
     (["--accuracy", "--samples", "20"], ["mode"], lambda r, _: eff(r, "test_mode") == "AccuracyOnly"),
-    (["--find-peak-performance", "--scenario", "Server", "--duration", "0.1", "--target-latency", "50"], ["mode"],
-     lambda r, _: eff(r, "test_mode") == "FindPeakPerformance"),
-    (["--time", "0.25", *SHORT[:2]], ["duration", "max_duration"],
-     lambda r, _: (eff(r, "min_duration_ms"), eff(r, "max_duration_ms")) == (250, 250)),
-    (["--qps", "456", "--scenario", "Server", "--duration", "0.05"], ["target_qps"],
-     lambda r, _: eff(r, "target_qps") == 456),
-    (["--qps", "4567", "--scenario", "Offline", "--duration", "0.05"], ["target_qps"],
-     lambda r, _: eff(r, "target_qps") == 4567),
-    (["--max-latency", "0.04", "--scenario", "Server", "--target-qps", "900", "--duration", "0.05"], ["target_latency"],
-     lambda r, _: eff(r, "target_latency_ns") == 40_000_000),  # seconds, as the reference
-    (["--max-latency", "0.002", "--scenario", "MultiStream", "--duration", "0.05"], ["target_latency"],
-     lambda r, _: r["harness"]["applied_test_settings"]["multi_stream_expected_latency_ns"] == 2_000_000),
-    (["--threads", "3", "--duration", "0.5", "--max-batchsize", "1"], ["concurrency", "runner"],
-     lambda r, _: (seen(r, "runner"), seen(r, "workers_used")) == ("threadpool", 3)),
-    (["--count", "24", "--scenario", "SingleStream", "--duration", "0.05"],
-     ["samples", "min_query_count", "max_query_count"],
-     lambda r, _: (r["qsl"]["total"], eff(r, "min_query_count"), eff(r, "max_query_count")) == (24, 24, 24)),
-    (["--model-name", "retinanet", "--scenario", "Server", "--target-qps", "900", "--duration", "0.05"], ["model"],
-     lambda r, _: eff(r, "target_latency_ns") == 100_000_000),
-    (["--dataset-path", "{dataset}", "--mode", "accuracy", "--modelpath", "{colour}"], ["dataset"],
-     lambda r, _: r["accuracy"]["total"] == 12),
-    (["--data-format", "NCHW", "--dataset-path", "{dataset}", "--mode", "accuracy", "--modelpath", "{colour}"],
-     ["data_format"], lambda r, _: r["accuracy"]["top1"] == 0.75),
-    (["--audit_conf", "{audit}", *SHORT], ["audit_conf"],
-     lambda r, out: eff(r, "accuracy_log_sampling_target") == 77
-     and (out / "audit.config").read_text() == "*.*.accuracy_log_sampling_target = 77\n"),
+    (
+        ["--find-peak-performance", "--scenario", "Server", "--duration", "0.1", "--target-latency", "50"],
+        ["mode"],
+        lambda r, _: eff(r, "test_mode") == "FindPeakPerformance",
+    ),
+    (
+        ["--time", "0.25", *SHORT[:2]],
+        ["duration", "max_duration"],
+        lambda r, _: (eff(r, "min_duration_ms"), eff(r, "max_duration_ms")) == (250, 250),
+    ),
+    (
+        ["--qps", "456", "--scenario", "Server", "--duration", "0.05"],
+        ["target_qps"],
+        lambda r, _: eff(r, "target_qps") == 456,
+    ),
+    (
+        ["--qps", "4567", "--scenario", "Offline", "--duration", "0.05"],
+        ["target_qps"],
+        lambda r, _: eff(r, "target_qps") == 4567,
+    ),
+    (
+        ["--max-latency", "0.04", "--scenario", "Server", "--target-qps", "900", "--duration", "0.05"],
+        ["target_latency"],
+        lambda r, _: eff(r, "target_latency_ns") == 40_000_000,
+    ),  # seconds, as the reference
+    (
+        ["--max-latency", "0.002", "--scenario", "MultiStream", "--duration", "0.05"],
+        ["target_latency"],
+        lambda r, _: r["harness"]["applied_test_settings"]["multi_stream_expected_latency_ns"] == 2_000_000,
+    ),
+    (
+        ["--threads", "3", "--duration", "0.5", "--max-batchsize", "1"],
+        ["concurrency", "runner"],
+        lambda r, _: (seen(r, "runner"), seen(r, "workers_used")) == ("threadpool", 3),
+    ),
+    (
+        ["--count", "24", "--scenario", "SingleStream", "--duration", "0.05"],
+        ["samples", "min_query_count", "max_query_count"],
+        lambda r, _: (r["qsl"]["total"], eff(r, "min_query_count"), eff(r, "max_query_count")) == (24, 24, 24),
+    ),
+    (
+        ["--model-name", "retinanet", "--scenario", "Server", "--target-qps", "900", "--duration", "0.05"],
+        ["model"],
+        lambda r, _: eff(r, "target_latency_ns") == 100_000_000,
+    ),
+    (
+        ["--dataset-path", "{dataset}", "--mode", "accuracy", "--modelpath", "{colour}"],
+        ["dataset"],
+        lambda r, _: r["accuracy"]["total"] == 12,
+    ),
+    (
+        ["--data-format", "NCHW", "--dataset-path", "{dataset}", "--mode", "accuracy", "--modelpath", "{colour}"],
+        ["data_format"],
+        lambda r, _: r["accuracy"]["top1"] == 0.75,
+    ),
+    (
+        ["--audit_conf", "{audit}", *SHORT],
+        ["audit_conf"],
+        lambda r, out: (
+            eff(r, "accuracy_log_sampling_target") == 77
+            and (out / "audit.config").read_text() == "*.*.accuracy_log_sampling_target = 77\n"
+        ),
+    ),
     (["--user_conf", "{conf}", *SHORT], ["user_conf"], lambda r, _: eff(r, "min_query_count") == 123),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -343,8 +472,12 @@ def test_each_reference_app_flag_takes_effect(
         argv = ["--modelpath", str(bench_model), *argv]
     out = tmp_path / "out"
     # Its own process: a user.conf may reach LoadGen once per process.
-    proc = subprocess.run([sys.executable, "-m", "mlbox_bench", *argv, "--output-dir", str(out), "--allow-invalid"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbox_bench", *argv, "--output-dir", str(out), "--allow-invalid"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())
     for name in settings:  # set from the command line (a variable or default would not count)
@@ -388,8 +521,9 @@ def test_nhwc_model_reads_nhwc_samples(colour_data: tuple[Path, float], tmp_path
     from tests.support.colors import colour_classifier
 
     model = colour_classifier(tmp_path / "nhwc.onnx", layout="NHWC")
-    rc, result = bench(model, tmp_path / "out", "--mode", "accuracy", "--dataset", str(colour_data[0]),
-                       "--data-format", "NHWC")  # fmt: skip
+    rc, result = bench(
+        model, tmp_path / "out", "--mode", "accuracy", "--dataset", str(colour_data[0]), "--data-format", "NHWC"
+    )
     assert rc == 0
     assert result is not None
     assert result["accuracy"]["top1"] == colour_data[1]

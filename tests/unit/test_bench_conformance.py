@@ -76,10 +76,19 @@ def test_accuracy_log_scores_the_same_with_the_official_decoding(
     assert line == f"accuracy={100 * expected:.3f}%, good=9, total=12"
     # mlbox's scorer with the official script's flags and defaults reads it the same way.
     script = subprocess.run(
-        [sys.executable, "-m", "mlbox_bench.accuracy", "--mlperf-accuracy-file", str(out / "mlperf_log_accuracy.json"),
-         "--imagenet-val-file", str(val_map)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlbox_bench.accuracy",
+            "--mlperf-accuracy-file",
+            str(out / "mlperf_log_accuracy.json"),
+            "--imagenet-val-file",
+            str(val_map),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert script.stdout.strip() == line
 
 
@@ -91,8 +100,10 @@ def test_metric_is_the_one_the_checker_reads(scenario: str, bench_model: Path, t
     log = first_wins(tmp_path / "mlperf_log_detail.txt")
     assert result["metric"]["name"] == CHECKER_KEYS[scenario]
     assert result["metric"]["value"] == log[CHECKER_KEYS[scenario]]
-    plain = {"SingleStream": "result_90.00_percentile_latency_ns", "MultiStream":
-             "result_99.00_percentile_per_query_latency_ns"}.get(scenario, CHECKER_KEYS[scenario])  # fmt: skip
+    plain = {
+        "SingleStream": "result_90.00_percentile_latency_ns",
+        "MultiStream": "result_99.00_percentile_per_query_latency_ns",
+    }.get(scenario, CHECKER_KEYS[scenario])
     assert result["plain_metric"]["value"] == log[plain]
 
 
@@ -108,8 +119,10 @@ def test_a_repeated_key_reads_as_its_first_record(tmp_path: Path) -> None:
 
 
 def test_an_accuracy_run_reports_no_performance_validity(bench_model: Path, tmp_path: Path) -> None:
-    assert main(["--modelpath", str(bench_model), "--mode", "accuracy", "--samples", "16",
-                 "--output-dir", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        main(["--modelpath", str(bench_model), "--mode", "accuracy", "--samples", "16", "--output-dir", str(tmp_path)])
+        == 0
+    )
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["validity"] == "VALID"  # every sample answered and logged
     assert {"latency_ns", "early_stopping", "plain_metric"}.isdisjoint(result)
@@ -123,8 +136,9 @@ def user_conf_fields(conf: Path, model: str, scenario: str, names: list[str]) ->
         "assert ts.FromConfig(sys.argv[1], sys.argv[2], sys.argv[3], 1) == 0\n"
         "print(json.dumps({n: getattr(ts, n) for n in sys.argv[4:]}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(conf), model, scenario, *names],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(conf), model, scenario, *names], capture_output=True, text=True, check=True
+    )
     values: dict[str, Any] = json.loads(proc.stdout)
     return values
 
@@ -137,9 +151,24 @@ def test_submission_tree_for_every_scenario(
     """performance, accuracy, TEST01 and TEST04, as the checker's file lists want them."""
     dataset, expected = colour_data
     out = tmp_path / "out"
-    common = ["--modelpath", str(colour_model), "--dataset", str(dataset), "--scenario", scenario,
-              "--preprocessed-dir", str(tmp_path / "prep"), "--submission-layout", "--system-name", "box1",
-              "--submitter", "acme", "--output-dir", str(out), "--allow-invalid"]  # fmt: skip
+    common = [
+        "--modelpath",
+        str(colour_model),
+        "--dataset",
+        str(dataset),
+        "--scenario",
+        scenario,
+        "--preprocessed-dir",
+        str(tmp_path / "prep"),
+        "--submission-layout",
+        "--system-name",
+        "box1",
+        "--submitter",
+        "acme",
+        "--output-dir",
+        str(out),
+        "--allow-invalid",
+    ]
     short = ["--duration", "0.3", *(["--target-latency", "100"] if scenario == "Server" else [])]
     for extra in ([*short], ["--mode", "accuracy"], ["--compliance", "TEST01"], ["--compliance", "TEST04"]):
         proc = bench_process(*common, *extra)
@@ -154,14 +183,16 @@ def test_submission_tree_for_every_scenario(
         "TEST01/verify_accuracy.txt",
         "TEST01/verify_performance.txt",
         *(f"TEST01/performance/run_1/{n}" for n in logs),
-        *(f"TEST01/accuracy/{n}" for n in ["mlperf_log_accuracy.json", "accuracy.txt", "baseline_accuracy.txt",
-                                            "compliance_accuracy.txt"]),
+        *(
+            f"TEST01/accuracy/{n}"
+            for n in ["mlperf_log_accuracy.json", "accuracy.txt", "baseline_accuracy.txt", "compliance_accuracy.txt"]
+        ),
         "TEST04/verify_performance.txt",
         *(f"TEST04/performance/run_1/{n}" for n in logs),
         "user.conf",
         "measurements.json",
         "README.md",
-    }  # fmt: skip
+    }
     # accuracy.txt: the score, then the hash of the full log (kept under runs/).
     lines = (base / "accuracy" / "accuracy.txt").read_text().split("\n")
     full = runs / "accuracy" / "mlperf_log_accuracy.json"
@@ -194,9 +225,23 @@ def test_user_conf_reproduces_the_run(scenario: str, bench_model: Path, tmp_path
     """LoadGen reading the written user.conf sets every field the run set on top of
     mlperf.conf: flags and calibration alike (MultiStream's expected latency included)."""
     extra = {"Server": ["--target-latency", "40"], "MultiStream": ["--samples-per-query", "4"]}.get(scenario, [])
-    args = ["--modelpath", str(bench_model), "--scenario", scenario, "--duration", "0.2", "--samples", "64",
-            "--latency-percentile", "90", *extra] if scenario != "Offline" else [
-            "--modelpath", str(bench_model), "--duration", "0.2", "--samples", "64"]  # fmt: skip
+    args = (
+        [
+            "--modelpath",
+            str(bench_model),
+            "--scenario",
+            scenario,
+            "--duration",
+            "0.2",
+            "--samples",
+            "64",
+            "--latency-percentile",
+            "90",
+            *extra,
+        ]
+        if scenario != "Offline"
+        else ["--modelpath", str(bench_model), "--duration", "0.2", "--samples", "64"]
+    )
     proc = bench_process(*args, "--submission-layout", "--output-dir", str(tmp_path), "--allow-invalid")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next((tmp_path / "runs").rglob("result.json")).read_text())
@@ -222,8 +267,17 @@ def test_truncated_accuracy_log_is_truncate_accuracy_logs() -> None:
 def test_compliance_needs_its_reference_runs(
     bench_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["--modelpath", str(bench_model), "--compliance", "TEST01", "--submission-layout",
-               "--output-dir", str(tmp_path)])  # fmt: skip
+    rc = main(
+        [
+            "--modelpath",
+            str(bench_model),
+            "--compliance",
+            "TEST01",
+            "--submission-layout",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 3
     err = capsys.readouterr().err
     assert "--compliance TEST01 is verified against this scenario's performance and accuracy runs" in err
@@ -267,8 +321,12 @@ def test_test01_accuracy_verification_finds_a_changed_answer(tmp_path: Path) -> 
 
 
 def _detail(path: Path, scenario: str, score: float, validity: str = "VALID") -> Path:
-    records = [("effective_scenario", scenario), (CHECKER_KEYS[scenario], score), ("result_validity", validity),
-               ("effective_target_latency_ns", 15_000_000)]  # fmt: skip
+    records = [
+        ("effective_scenario", scenario),
+        (CHECKER_KEYS[scenario], score),
+        ("result_validity", validity),
+        ("effective_target_latency_ns", 15_000_000),
+    ]
     path.write_text("".join(f":::MLLOG {json.dumps({'key': k, 'value': v, 'metadata': {}})}\n" for k, v in records))
     return path
 

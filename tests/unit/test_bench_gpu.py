@@ -36,8 +36,17 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
 def test_onnxruntime_runs_every_scenario_on_cuda(scenario: str, bench_model: Path, tmp_path: Path) -> None:
-    r = bench("--modelpath", str(bench_model), "--ep", "CUDAExecutionProvider", "--scenario", scenario, *SHORT,
-              "--output-dir", str(tmp_path))  # fmt: skip
+    r = bench(
+        "--modelpath",
+        str(bench_model),
+        "--ep",
+        "CUDAExecutionProvider",
+        "--scenario",
+        scenario,
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert (r["backend"]["provider"], r["backend"]["device"]) == ("CUDAExecutionProvider", "cuda")
     assert r["backend"]["session"]["providers"][0] == "CUDAExecutionProvider"
     assert r["effective_settings"]["scenario"] == scenario
@@ -47,8 +56,17 @@ def test_onnxruntime_runs_every_scenario_on_cuda(scenario: str, bench_model: Pat
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
 def test_pytorch_runs_every_scenario_on_cuda(scenario: str, torch_model: Path, tmp_path: Path) -> None:
-    r = bench("--modelpath", str(torch_model), "--device", "cuda", "--scenario", scenario, *SHORT,
-              "--output-dir", str(tmp_path))  # fmt: skip
+    r = bench(
+        "--modelpath",
+        str(torch_model),
+        "--device",
+        "cuda",
+        "--scenario",
+        scenario,
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert r["backend"]["device"] == "cuda"
     assert r["backend"]["session"]["device_of_weights"].startswith("cuda")
     assert r["backend"]["session"]["cuda_device"]
@@ -75,8 +93,17 @@ def test_samples_on_device_answer_as_host_samples_do(
 
 
 def test_the_runner_search_runs_on_the_gpu(bench_model: Path, tmp_path: Path) -> None:
-    r = bench("--modelpath", str(bench_model), "--ep", "CUDAExecutionProvider", "--scenario", "Offline", *SHORT,
-              "--output-dir", str(tmp_path))  # fmt: skip
+    r = bench(
+        "--modelpath",
+        str(bench_model),
+        "--ep",
+        "CUDAExecutionProvider",
+        "--scenario",
+        "Offline",
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     tuning = r["harness"]["tuning"]
     assert len(tuning["tried"]) >= 2
     assert r["harness"]["runner"]["runner"] == tuning["picked"]["runner"]
@@ -84,8 +111,19 @@ def test_the_runner_search_runs_on_the_gpu(bench_model: Path, tmp_path: Path) ->
 
 
 def test_onnxruntime_provider_options_reach_the_session(bench_model: Path, tmp_path: Path) -> None:
-    r = bench("--modelpath", str(bench_model), "--ep", "CUDAExecutionProvider", "--ep-options", "prefer_nhwc=1",
-              "--scenario", "SingleStream", *SHORT, "--output-dir", str(tmp_path))  # fmt: skip
+    r = bench(
+        "--modelpath",
+        str(bench_model),
+        "--ep",
+        "CUDAExecutionProvider",
+        "--ep-options",
+        "prefer_nhwc=1",
+        "--scenario",
+        "SingleStream",
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert r["backend"]["provider_options"]["prefer_nhwc"] == "1"
 
 
@@ -94,8 +132,20 @@ def test_pytorch_fp16_channels_last_keeps_the_accuracy(colour_data: tuple[Path, 
 
     dataset, expected = colour_data
     model = colour_classifier_torch(tmp_path / "colour.pt")
-    r = bench("--modelpath", str(model), "--device", "cuda", "--half", "--channels-last", "--mode", "accuracy",
-              "--dataset", str(dataset), "--output-dir", str(tmp_path / "o"))  # fmt: skip
+    r = bench(
+        "--modelpath",
+        str(model),
+        "--device",
+        "cuda",
+        "--half",
+        "--channels-last",
+        "--mode",
+        "accuracy",
+        "--dataset",
+        str(dataset),
+        "--output-dir",
+        str(tmp_path / "o"),
+    )
     assert r["accuracy"]["top1"] >= 0.99 * expected
     assert (r["backend"]["session"]["dtype"], r["backend"]["session"]["channels_last"]) == ("float16", True)
 

@@ -136,8 +136,14 @@ def test_the_fp16_variant_keeps_the_accuracy(classes: int, colour_data: tuple[Pa
     from tests.support.colors import colour_classifier
 
     fp32 = colour_classifier(tmp_path / "colour.onnx", classes=classes)
-    variant = Variant(description="t", framework="onnx", precision="fp16", backend="onnxruntime",
-                      file="colour16.onnx", derive=Derive(source="fp32", convert="fp16"))  # fmt: skip
+    variant = Variant(
+        description="t",
+        framework="onnx",
+        precision="fp16",
+        backend="onnxruntime",
+        file="colour16.onnx",
+        derive=Derive(source="fp32", convert="fp16"),
+    )
     fp16 = derived_model(variant, fp32, digests(fp32)[1], tmp_path / "cache")
     model = onnx.load(str(fp16))
     assert {i.data_type for i in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
@@ -147,8 +153,23 @@ def test_the_fp16_variant_keeps_the_accuracy(classes: int, colour_data: tuple[Pa
     top1 = {}
     for name, path in (("fp32", fp32), ("fp16", fp16)):
         out = tmp_path / name
-        assert main(["--modelpath", str(path), "--mode", "accuracy", "--dataset", str(dataset),
-                     "--preprocessed-dir", str(tmp_path / "prep"), "--output-dir", str(out)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "--modelpath",
+                    str(path),
+                    "--mode",
+                    "accuracy",
+                    "--dataset",
+                    str(dataset),
+                    "--preprocessed-dir",
+                    str(tmp_path / "prep"),
+                    "--output-dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         top1[name] = json.loads((out / "result.json").read_text())["accuracy"]["top1"]
     assert top1["fp32"] == pytest.approx(expected)
     assert top1["fp16"] >= 0.99 * top1["fp32"]

@@ -33,8 +33,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
 def test_every_scenario_runs_on_torchscript(scenario: str, models: dict[str, Path], tmp_path: Path) -> None:
     extra = ["--target-latency", "100"] if scenario == "Server" else []
-    rc, result = bench("--modelpath", str(models["torchscript"]), "--scenario", scenario, *SHORT, *extra,
-                       "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath", str(models["torchscript"]), "--scenario", scenario, *SHORT, *extra, "--output-dir", str(tmp_path)
+    )
     assert rc == 0
     assert result is not None
     assert result["effective_settings"]["scenario"] == scenario
@@ -79,8 +80,18 @@ def test_accuracy_through_pytorch_decodes_as_the_official_scorer(
     accuracy-imagenet.py reads it (float32, no offset) gives accuracy.txt's value."""
     dataset, expected = colour_data
     out = tmp_path / "out"
-    rc, result = bench("--modelpath", str(models[model]), "--mode", "accuracy", "--dataset", str(dataset),
-                       "--preprocessed-dir", str(tmp_path / "prep"), "--output-dir", str(out))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models[model]),
+        "--mode",
+        "accuracy",
+        "--dataset",
+        str(dataset),
+        "--preprocessed-dir",
+        str(tmp_path / "prep"),
+        "--output-dir",
+        str(out),
+    )
     assert rc == 0
     assert result is not None
     assert result["accuracy"]["top1"] == pytest.approx(expected)
@@ -102,9 +113,20 @@ def test_the_preprocessing_profile_reaches_the_samples(
     dataset, _ = colour_data
     prep = tmp_path / "prep"
     for profile in ("mlperf", "torchvision"):
-        _, result = bench("--modelpath", str(models["colour"]), "--mode", "accuracy", "--dataset", str(dataset),
-                          "--preprocessing", profile, "--preprocessed-dir", str(prep),
-                          "--output-dir", str(tmp_path / profile))  # fmt: skip
+        _, result = bench(
+            "--modelpath",
+            str(models["colour"]),
+            "--mode",
+            "accuracy",
+            "--dataset",
+            str(dataset),
+            "--preprocessing",
+            profile,
+            "--preprocessed-dir",
+            str(prep),
+            "--output-dir",
+            str(tmp_path / profile),
+        )
         assert result is not None
         assert result["backend"]["preprocessing"] == profile
         assert result["sources"]["preprocessing"] == "flag --preprocessing"
@@ -131,16 +153,28 @@ def test_torchvision_preprocessing_matches_its_formula(tmp_path: Path) -> None:
 
 
 def test_threads_take_effect(models: dict[str, Path], tmp_path: Path) -> None:
-    rc, result = bench("--modelpath", str(models["torchscript"]), "--torch-threads", "1", *SHORT,
-                       "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath", str(models["torchscript"]), "--torch-threads", "1", *SHORT, "--output-dir", str(tmp_path)
+    )
     assert rc == 0
     assert result is not None
     assert result["backend"]["session"]["intra_op_threads"] == 1
 
 
 def test_processpool_workers_open_their_own_torch_sessions(models: dict[str, Path], tmp_path: Path) -> None:
-    rc, result = bench("--modelpath", str(models["torchscript"]), "--runner", "processpool", "--concurrency", "2",
-                       "--max-batchsize", "1", *SHORT, "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models["torchscript"]),
+        "--runner",
+        "processpool",
+        "--concurrency",
+        "2",
+        "--max-batchsize",
+        "1",
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert rc == 0
     assert result is not None
     observed = result["harness"]["observed"]

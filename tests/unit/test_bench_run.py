@@ -107,10 +107,19 @@ def test_accuracy_on_generated_images_equals_the_known_value(
 
     # The accuracy log round-trips through the standalone script (MLPerf's flags).
     script = subprocess.run(
-        [sys.executable, "-m", "mlbox_bench.accuracy", "--mlperf-accuracy-file", str(out / "mlperf_log_accuracy.json"),
-         "--imagenet-val-file", str(dataset / "val_map.txt")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlbox_bench.accuracy",
+            "--mlperf-accuracy-file",
+            str(out / "mlperf_log_accuracy.json"),
+            "--imagenet-val-file",
+            str(dataset / "val_map.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert script.stdout.strip() == line
 
     # A second run reads the preprocessed cache instead of decoding again.
@@ -138,8 +147,19 @@ def test_find_peak_reports_the_highest_valid_server_qps(bench_model: Path, tmp_p
     # above capacity still breaks it, so the search ends. The peak run's own verdict also
     # needs min duration and queries, which a 0.2 s run on a busy machine may miss: that
     # verdict is not what this test is about, so --allow-invalid keeps it from deciding.
-    args = ["--modelpath", str(bench_model), "--scenario", "Server", "--mode", "find-peak", "--duration", "0.2",
-            "--target-latency", "500", "--allow-invalid"]  # fmt: skip
+    args = [
+        "--modelpath",
+        str(bench_model),
+        "--scenario",
+        "Server",
+        "--mode",
+        "find-peak",
+        "--duration",
+        "0.2",
+        "--target-latency",
+        "500",
+        "--allow-invalid",
+    ]
     assert main([*args, "--output-dir", str(tmp_path)]) == 0
     result = result_of(tmp_path)
     peak = result["metric"]["value"]  # report.find_peak: LoadGen's "Found peak performance field"
@@ -152,8 +172,17 @@ def test_find_peak_reports_the_highest_valid_server_qps(bench_model: Path, tmp_p
 
 def test_processpool_runs_in_processes_and_cleans_up(bench_model: Path, tmp_path: Path) -> None:
     before = set(Path("/dev/shm").glob("mlbox-samples-*"))
-    args = ["--modelpath", str(bench_model), "--runner", "processpool", "--concurrency", "2", "--duration", "0.2",
-            "--allow-invalid"]  # fmt: skip
+    args = [
+        "--modelpath",
+        str(bench_model),
+        "--runner",
+        "processpool",
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.2",
+        "--allow-invalid",
+    ]
     assert main([*args, "--output-dir", str(tmp_path)]) == 0
     observed = result_of(tmp_path)["harness"]["observed"]
     assert (observed["runner"], observed["workers_used"]) == ("processpool", 2)
@@ -165,8 +194,19 @@ def test_processpool_runs_in_processes_and_cleans_up(bench_model: Path, tmp_path
 def test_a_signal_stops_the_run_cleanly(signum: int, code: int, bench_model: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "entrypoints"), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(bench_model), "--duration", "60",
-           "--runner", "processpool", "--output-dir", str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlbox_bench",
+        "--modelpath",
+        str(bench_model),
+        "--duration",
+        "60",
+        "--runner",
+        "processpool",
+        "--output-dir",
+        str(tmp_path),
+    ]
     with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:  # wait until LoadGen is running
@@ -193,8 +233,20 @@ def test_mlbox_bench_on_the_host_through_mlbox(bench_model: Path, tmp_path: Path
     verdict is not the point: --allow-invalid keeps it 0 on a busy machine)."""
     from mlbox.cli import main as mlbox_main
 
-    rc = mlbox_main(["bench", "--modelpath", str(bench_model), "--scenario", "SingleStream", "--duration", "0.05",
-                     "--output-dir", str(tmp_path), "--allow-invalid"])  # fmt: skip
+    rc = mlbox_main(
+        [
+            "bench",
+            "--modelpath",
+            str(bench_model),
+            "--scenario",
+            "SingleStream",
+            "--duration",
+            "0.05",
+            "--output-dir",
+            str(tmp_path),
+            "--allow-invalid",
+        ]
+    )
     assert rc == 0
     result = result_of(tmp_path)
     assert result["effective_settings"]["scenario"] == "SingleStream"

@@ -272,9 +272,10 @@ def test_user_conf_reaches_loadgen_once_per_process(bench_model: Path, tmp_path:
     conf = tmp_path / "user.conf"
     conf.write_text("*.SingleStream.min_query_count = 100\n*.SingleStream.target_latency = 0.005\n")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(bench_model), "--scenario", "SingleStream",
-           "--duration", "0.05", "--samples", "64", "--user-conf", str(conf), "--output-dir", str(out),
-           "--allow-invalid"]  # fmt: skip  # what LoadGen read decides this test, not a 0.05 s run's verdict
+    # --allow-invalid: what LoadGen read decides this test, not a 0.05 s run's verdict.
+    flags = ["--scenario", "SingleStream", "--duration", "0.05", "--samples", "64", "--allow-invalid"]
+    cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(bench_model), *flags]
+    cmd += ["--user-conf", str(conf), "--output-dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "result.json").read_text())

@@ -37,8 +37,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
 def test_every_scenario_runs_on_a_frozen_graph(scenario: str, models: dict[str, Path], tmp_path: Path) -> None:
     extra = ["--target-latency", "100"] if scenario == "Server" else []
-    rc, result = bench("--modelpath", str(models["tiny"]), "--scenario", scenario, *SHORT, *extra,
-                       "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath", str(models["tiny"]), "--scenario", scenario, *SHORT, *extra, "--output-dir", str(tmp_path)
+    )
     assert rc == 0
     assert result is not None
     assert result["effective_settings"]["scenario"] == scenario
@@ -67,9 +68,20 @@ def test_accuracy_through_tensorflow_decodes_as_the_official_scorer(
     accuracy-imagenet.py reads it (float32, no offset), batches of 4."""
     dataset, expected = colour_data
     out = tmp_path / "out"
-    rc, result = bench("--modelpath", str(models[model]), "--mode", "accuracy", "--dataset", str(dataset),
-                       "--max-batchsize", "4", "--preprocessed-dir", str(tmp_path / "prep"),
-                       "--output-dir", str(out))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models[model]),
+        "--mode",
+        "accuracy",
+        "--dataset",
+        str(dataset),
+        "--max-batchsize",
+        "4",
+        "--preprocessed-dir",
+        str(tmp_path / "prep"),
+        "--output-dir",
+        str(out),
+    )
     assert rc == 0
     assert result is not None
     assert result["accuracy"]["top1"] == pytest.approx(expected)
@@ -85,14 +97,17 @@ def test_accuracy_through_tensorflow_decodes_as_the_official_scorer(
     if model == "colour-saved":
         session = result["backend"]["session"]
         assert (session["format"], session["signature"], session["signature_output"]) == (
-            "saved-model", "serving_default", "classes"
-        )  # fmt: skip
+            "saved-model",
+            "serving_default",
+            "classes",
+        )
         assert len(result["model"]["sha256"]) == 64  # a directory: its listing's digest
 
 
 def test_a_saved_model_output_can_be_named(models: dict[str, Path], tmp_path: Path) -> None:
-    rc, result = bench("--modelpath", str(models["colour-saved"]), "--outputs", "probabilities", *SHORT,
-                       "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath", str(models["colour-saved"]), "--outputs", "probabilities", *SHORT, "--output-dir", str(tmp_path)
+    )
     assert rc == 0
     assert result is not None
     assert result["backend"]["session"]["signature_output"] == "probabilities"
@@ -113,8 +128,9 @@ def test_tensor_names_are_found_or_given(tmp_path: Path, capsys: pytest.CaptureF
     assert rc == 0
     assert result is not None
     assert (result["backend"]["session"]["input"], result["backend"]["session"]["output"]) == (
-        "images:0", "softmax_tensor:0"
-    )  # fmt: skip
+        "images:0",
+        "softmax_tensor:0",
+    )
     assert result["model"]["label_offset"] == 0  # 1000 classes
     rc, result = bench("--modelpath", str(path), "--tf-input", "pixels", *SHORT, "--output-dir", str(tmp_path / "b"))
     assert (rc, result) == (3, None)
@@ -122,8 +138,17 @@ def test_tensor_names_are_found_or_given(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_threads_take_effect(models: dict[str, Path], tmp_path: Path) -> None:
-    rc, result = bench("--modelpath", str(models["tiny"]), "--tf-intra-op-threads", "1", "--tf-inter-op-threads", "2",
-                       *SHORT, "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models["tiny"]),
+        "--tf-intra-op-threads",
+        "1",
+        "--tf-inter-op-threads",
+        "2",
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert rc == 0
     assert result is not None
     session = result["backend"]["session"]  # read back from the session's ConfigProto
@@ -134,8 +159,19 @@ def test_threads_take_effect(models: dict[str, Path], tmp_path: Path) -> None:
 def test_runners_share_or_replicate_tensorflow_sessions(
     runner: str, sessions: int, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    rc, result = bench("--modelpath", str(models["tiny"]), "--runner", runner, "--concurrency", "2",
-                       "--max-batchsize", "1", *SHORT, "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models["tiny"]),
+        "--runner",
+        runner,
+        "--concurrency",
+        "2",
+        "--max-batchsize",
+        "1",
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert rc == 0
     assert result is not None
     observed = result["harness"]["observed"]
@@ -207,8 +243,16 @@ def test_tensorflows_load_time_info_lines_stay_out_of_the_log(models: dict[str, 
         env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
         if level is not None:
             env["TF_CPP_MIN_LOG_LEVEL"] = level
-        cmd = [sys.executable, "-m", "mlbox_bench", "--modelpath", str(models["tiny"]), *SHORT,
-               "--output-dir", str(tmp_path / str(level))]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlbox_bench",
+            "--modelpath",
+            str(models["tiny"]),
+            *SHORT,
+            "--output-dir",
+            str(tmp_path / str(level)),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=300)
         assert proc.returncode == 0, proc.stderr
         return proc.stderr

@@ -30,8 +30,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
 def test_every_scenario_runs_on_a_tflite_file(scenario: str, models: dict[str, Path], tmp_path: Path) -> None:
     extra = ["--target-latency", "100"] if scenario == "Server" else []
-    rc, result = bench("--modelpath", str(models["tiny-tflite"]), "--scenario", scenario, *SHORT, *extra,
-                       "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath", str(models["tiny-tflite"]), "--scenario", scenario, *SHORT, *extra, "--output-dir", str(tmp_path)
+    )
     assert rc == 0
     assert result is not None
     assert result["effective_settings"]["scenario"] == scenario
@@ -59,9 +60,20 @@ def test_accuracy_through_litert_decodes_as_the_official_scorer(
     input and output converted with its scale and zero point."""
     dataset, expected = colour_data
     out = tmp_path / "out"
-    rc, result = bench("--modelpath", str(models[f"colour-{fmt}"]), "--mode", "accuracy", "--dataset", str(dataset),
-                       "--max-batchsize", "4", "--preprocessed-dir", str(tmp_path / "prep"),
-                       "--output-dir", str(out))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models[f"colour-{fmt}"]),
+        "--mode",
+        "accuracy",
+        "--dataset",
+        str(dataset),
+        "--max-batchsize",
+        "4",
+        "--preprocessed-dir",
+        str(tmp_path / "prep"),
+        "--output-dir",
+        str(out),
+    )
     assert rc == 0
     assert result is not None
     assert result["accuracy"]["top1"] == pytest.approx(expected)
@@ -117,8 +129,19 @@ def test_one_interpreter_per_worker_never_shared(
 ) -> None:
     """An interpreter is not thread-safe: even the threadpool runner (sessions shared for
     the other backends) gives each worker its own."""
-    rc, result = bench("--modelpath", str(models["tiny-tflite-int8"]), "--runner", runner, "--concurrency", "2",
-                       "--max-batchsize", "1", *SHORT, "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath",
+        str(models["tiny-tflite-int8"]),
+        "--runner",
+        runner,
+        "--concurrency",
+        "2",
+        "--max-batchsize",
+        "1",
+        *SHORT,
+        "--output-dir",
+        str(tmp_path),
+    )
     assert rc == 0
     assert result is not None
     observed = result["harness"]["observed"]
@@ -127,8 +150,9 @@ def test_one_interpreter_per_worker_never_shared(
 
 
 def test_threads_are_recorded(models: dict[str, Path], tmp_path: Path) -> None:
-    rc, result = bench("--modelpath", str(models["tiny-tflite"]), "--tflite-threads", "1", *SHORT,
-                       "--output-dir", str(tmp_path))  # fmt: skip
+    rc, result = bench(
+        "--modelpath", str(models["tiny-tflite"]), "--tflite-threads", "1", *SHORT, "--output-dir", str(tmp_path)
+    )
     assert rc == 0
     assert result is not None
     assert result["backend"]["session"]["num_threads"] == 1

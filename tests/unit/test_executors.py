@@ -88,8 +88,9 @@ def _published(tmp_path: Path) -> list[dict[str, object]]:
 def test_a_push_records_the_digest_and_keeps_the_remote_tag(tmp_path: Path) -> None:
     engine = FakeEngine(images={"mlbox:a-cpu": {"Id": "sha256:1", "Config": {"Labels": {"mlbox.model": "a"}}}})
     registry = parse_registry("127.0.0.1:5000/ml")
-    published = push_image(engine, "mlbox:a-cpu", registry, None, records=tmp_path / "published.jsonl",
-                           on_progress=lambda line: None)  # fmt: skip
+    published = push_image(
+        engine, "mlbox:a-cpu", registry, None, records=tmp_path / "published.jsonl", on_progress=lambda line: None
+    )
     assert published.reference == f"127.0.0.1:5000/ml/mlbox@{engine.digest}"
     assert "127.0.0.1:5000/ml/mlbox:a-cpu" in engine.images
     [record] = _published(tmp_path)
@@ -103,8 +104,14 @@ def test_a_push_that_does_not_finish_removes_its_tag_and_writes_no_record(
 ) -> None:
     engine = FakeEngine(images={"mlbox:a-cpu": {"Id": "sha256:1"}}, fail={"push": failure})
     with pytest.raises(type(failure)):
-        push_image(engine, "mlbox:a-cpu", parse_registry("r.example/ml"), Credentials("u", "p"),
-                   records=tmp_path / "published.jsonl", on_progress=lambda line: None)  # fmt: skip
+        push_image(
+            engine,
+            "mlbox:a-cpu",
+            parse_registry("r.example/ml"),
+            Credentials("u", "p"),
+            records=tmp_path / "published.jsonl",
+            on_progress=lambda line: None,
+        )
     assert set(engine.images) == {"mlbox:a-cpu"}
     assert ("untag", ("r.example/ml/mlbox:a-cpu",)) in engine.calls
     assert _published(tmp_path) == []
@@ -113,8 +120,14 @@ def test_a_push_that_does_not_finish_removes_its_tag_and_writes_no_record(
 def test_pushing_an_image_that_was_never_built_touches_nothing(tmp_path: Path) -> None:
     engine = FakeEngine()
     with pytest.raises(PushError, match="cannot push mlbox:ghost-cpu: image mlbox:ghost-cpu not found"):
-        push_image(engine, "mlbox:ghost-cpu", parse_registry("r.example/ml"), None,
-                   records=tmp_path / "published.jsonl", on_progress=lambda line: None)  # fmt: skip
+        push_image(
+            engine,
+            "mlbox:ghost-cpu",
+            parse_registry("r.example/ml"),
+            None,
+            records=tmp_path / "published.jsonl",
+            on_progress=lambda line: None,
+        )
     assert [n for n in engine.names() if n in ("tag", "push")] == []
 
 
@@ -123,8 +136,9 @@ IMAGE = "mlbox:a-cpu"
 
 def _engine(**kwargs: object) -> FakeEngine:
     labels = {"mlbox.device": "cpu"}
-    return FakeEngine(images={IMAGE: {"Id": "sha256:1", "RepoDigests": ["r/x@sha256:2"], "Config": {"Labels": labels}}},
-                      **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    return FakeEngine(
+        images={IMAGE: {"Id": "sha256:1", "RepoDigests": ["r/x@sha256:2"], "Config": {"Labels": labels}}}, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def _record(out: Path) -> dict[str, object]:

@@ -114,9 +114,14 @@ def test_mirror_serves_the_cache_layout(file_server: FileServer, tiny_model: Pat
     (file_server.root / md5).mkdir()
     (file_server.root / md5 / "tiny.onnx").write_bytes(tiny_model.read_bytes())
     variant = Variant(
-        description="published elsewhere", framework="onnx", precision="fp32", backend="onnxruntime",
-        file="tiny.onnx", url="https://unreachable.invalid/tiny.onnx", md5=md5,
-    )  # fmt: skip
+        description="published elsewhere",
+        framework="onnx",
+        precision="fp32",
+        backend="onnxruntime",
+        file="tiny.onnx",
+        url="https://unreachable.invalid/tiny.onnx",
+        md5=md5,
+    )
     model = obtain_model(variant, cache, mirror=file_server.url("").rstrip("/"))
     assert model.source == file_server.url(f"{md5}/tiny.onnx")
     assert model.path.read_bytes() == tiny_model.read_bytes()
@@ -127,9 +132,14 @@ def test_a_file_without_a_published_checksum_is_never_downloaded(
 ) -> None:
     (file_server.root / "m.tflite").write_bytes(b"weights")
     variant = Variant(
-        description="no checksum", framework="tflite", precision="fp32", backend="tflite",
-        file="m.tflite", url=file_server.url("m.tflite"), checksum="unknown",
-    )  # fmt: skip
+        description="no checksum",
+        framework="tflite",
+        precision="fp32",
+        backend="tflite",
+        file="m.tflite",
+        url=file_server.url("m.tflite"),
+        checksum="unknown",
+    )
     with pytest.raises(FetchError, match="no published checksum, so mlbox will not download it"):
         obtain_model(variant, cache)
     assert not file_server.requests
@@ -146,9 +156,15 @@ def test_gzip_published_files_are_verified_then_decompressed(file_server: FileSe
     packed = gzip.compress(b"model bytes" * 1000)
     (file_server.root / "m.tflite.gz").write_bytes(packed)
     variant = Variant(
-        description="gzipped", framework="tflite", precision="fp32", backend="tflite", file="m.tflite",
-        url=file_server.url("m.tflite.gz"), compression="gzip", sha256=hashlib.sha256(packed).hexdigest(),
-    )  # fmt: skip
+        description="gzipped",
+        framework="tflite",
+        precision="fp32",
+        backend="tflite",
+        file="m.tflite",
+        url=file_server.url("m.tflite.gz"),
+        compression="gzip",
+        sha256=hashlib.sha256(packed).hexdigest(),
+    )
     model = obtain_model(variant, cache)
     assert model.path.name == "m.tflite"
     assert model.path.read_bytes() == b"model bytes" * 1000
@@ -164,9 +180,15 @@ def test_a_local_copy_of_a_gzip_published_file_must_be_the_download(cache: Path,
 
     packed = gzip.compress(b"model bytes" * 1000)
     variant = Variant(
-        description="gzipped", framework="tflite", precision="fp32", backend="tflite", file="m.tflite",
-        url="https://example.invalid/m.tflite.gz", compression="gzip", md5=hashlib.md5(packed).hexdigest(),
-    )  # fmt: skip
+        description="gzipped",
+        framework="tflite",
+        precision="fp32",
+        backend="tflite",
+        file="m.tflite",
+        url="https://example.invalid/m.tflite.gz",
+        compression="gzip",
+        md5=hashlib.md5(packed).hexdigest(),
+    )
     download = tmp_path / "m.tflite.gz"
     download.write_bytes(packed)
     model = obtain_model(variant, cache, model_file=download)

@@ -49,9 +49,12 @@ def published() -> list[Published]:
 
 
 OPTS = Options(
-    run="r1", scenarios=("Offline", "server"), matrix=(("concurrency", ("1", "2")),),
-    bench_args=("--duration", "60"), namespace="bench",
-)  # fmt: skip
+    run="r1",
+    scenarios=("Offline", "server"),
+    matrix=(("concurrency", ("1", "2")),),
+    bench_args=("--duration", "60"),
+    namespace="bench",
+)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -228,8 +231,20 @@ def test_what_a_pod_would_refuse_is_a_usage_error_here(
 ) -> None:
     monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path))
     (tmp_path / "published.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()))
-    argv = ["k8s", "-m", "resnet50", "--variant", "synthetic", "--registry", "registry.example.com/ml",
-            "--out", str(tmp_path / "k8s"), "--run-name", "r1", *extra]  # fmt: skip
+    argv = [
+        "k8s",
+        "-m",
+        "resnet50",
+        "--variant",
+        "synthetic",
+        "--registry",
+        "registry.example.com/ml",
+        "--out",
+        str(tmp_path / "k8s"),
+        "--run-name",
+        "r1",
+        *extra,
+    ]
     assert main(argv) == 2
     assert message in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "k8s").exists()
@@ -242,16 +257,38 @@ def test_mlbox_k8s_writes_the_run_and_the_collect_pod(
     (tmp_path / "published.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()))
     monkeypatch.setenv("MLBOX_SCENARIOS", "Offline Server")  # a repeatable option's variable: whitespace-separated
     out = tmp_path / "k8s"
-    argv = ["k8s", "--all", "-m", "resnet50", "--variant", "synthetic", "--registry", "registry.example.com/ml",
-            "--out", str(out), "--run-name", "r1", "--namespace", "bench", "--", "--duration", "60"]  # fmt: skip
+    argv = [
+        "k8s",
+        "--all",
+        "-m",
+        "resnet50",
+        "--variant",
+        "synthetic",
+        "--registry",
+        "registry.example.com/ml",
+        "--out",
+        str(out),
+        "--run-name",
+        "r1",
+        "--namespace",
+        "bench",
+        "--",
+        "--duration",
+        "60",
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines() == [str(out / "r1.yaml"), str(out / "r1-collect.yaml")]
     written = (out / "r1.yaml").read_text()
     assert "&id" not in written  # no YAML anchors for people to chase
     assert "  0.args: |\n    --scenario\n    Offline\n    --output-dir\n" in written
     docs = list(yaml.safe_load_all(written))
-    assert docs == manifests(published(), Options(run="r1", scenarios=("Offline", "Server"),
-                                                  bench_args=("--duration", "60"), namespace="bench"))[0]  # fmt: skip
+    assert (
+        docs
+        == manifests(
+            published(),
+            Options(run="r1", scenarios=("Offline", "Server"), bench_args=("--duration", "60"), namespace="bench"),
+        )[0]
+    )
     text = (out / "r1-collect.yaml").read_text()
     assert "#   kubectl cp bench/mlbox-r1-collect:/results/r1 results/r1\n" in text
     assert "#   mlbox results results/r1\n" in text

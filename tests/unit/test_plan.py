@@ -120,17 +120,32 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
     every = matrix(catalog)
     variants = {(c.model, c.variant) for c in every}
     assert {v for m, v in variants if m == "resnet50"} == {
-        "onnx-opset11-fp32", "onnx-opset8-fp32", "pytorch-fp32", "pytorch-int8", "tensorflow-fp32",
-        "tflite-fp32", "tflite-noargmax", "synthetic", "synthetic-pytorch-fp32", "synthetic-pytorch-int8",
-        "synthetic-tensorflow-fp32", "synthetic-tflite-fp32", "synthetic-tflite-noargmax", "synthetic-tflite-int8",
-        "onnx-opset11-fp16", "synthetic-fp16",
-    }  # fmt: skip
+        "onnx-opset11-fp32",
+        "onnx-opset8-fp32",
+        "pytorch-fp32",
+        "pytorch-int8",
+        "tensorflow-fp32",
+        "tflite-fp32",
+        "tflite-noargmax",
+        "synthetic",
+        "synthetic-pytorch-fp32",
+        "synthetic-pytorch-int8",
+        "synthetic-tensorflow-fp32",
+        "synthetic-tflite-fp32",
+        "synthetic-tflite-noargmax",
+        "synthetic-tflite-int8",
+        "onnx-opset11-fp16",
+        "synthetic-fp16",
+    }
     assert ("retinanet", "onnx-fp32") in variants
     assert {c.device for c in every} == {"cpu", "cuda"}
     only = matrix(catalog, backend="pytorch", device="cpu")
     assert {c.variant for c in only} == {
-        "pytorch-fp32", "pytorch-int8", "synthetic-pytorch-fp32", "synthetic-pytorch-int8"
-    }  # fmt: skip
+        "pytorch-fp32",
+        "pytorch-int8",
+        "synthetic-pytorch-fp32",
+        "synthetic-pytorch-int8",
+    }
     assert {c.tag for c in only} == {  # the backend is named once
         "mlbox:resnet50-cpu-pytorch-fp32",
         "mlbox:resnet50-cpu-pytorch-int8",
@@ -139,8 +154,9 @@ def test_matrix_has_every_published_variant_and_filters(catalog) -> None:  # typ
     }
     # fbgemm int8 models run on the CPU only: they have no cuda cell.
     assert {c.variant for c in matrix(catalog, backend="pytorch", device="cuda")} == {
-        "pytorch-fp32", "synthetic-pytorch-fp32"
-    }  # fmt: skip
+        "pytorch-fp32",
+        "synthetic-pytorch-fp32",
+    }
     assert next(c for c in every if c.model == "retinanet" and c.device == "cpu").tag == "mlbox:retinanet-cpu"
     assert {c.tag for c in matrix(catalog, backend="tflite")} == {  # LiteRT runs on the CPU: no cuda cells
         "mlbox:resnet50-cpu-tflite-fp32",

@@ -29,8 +29,12 @@ def test_a_second_session_leaves_this_ones_temporary_files_alone_and_its_own_now
     test = "tests/unit/test_cli.py::test_no_assert_is_used_as_a_runtime_check"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 passed" in proc.stdout
     assert mine.read_text() == "in use"

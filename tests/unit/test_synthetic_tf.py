@@ -68,8 +68,14 @@ def test_the_graph_says_it_is_synthetic_and_is_seeded(twins: dict[str, Path]) ->
     from mlbox_bench.backends.tensorflow import file_metadata
 
     facts = file_metadata(graph_def(twins["resnet50-tf"]))
-    assert facts == {"weights": "synthetic", "generator": "resnet50-tf", "seed": 7, "classes": 1001,
-                     "input_shape": [SIZE, SIZE, 3], "network": "ResNet-50 v1.5"}  # fmt: skip
+    assert facts == {
+        "weights": "synthetic",
+        "generator": "resnet50-tf",
+        "seed": 7,
+        "classes": 1001,
+        "input_shape": [SIZE, SIZE, 3],
+        "network": "ResNet-50 v1.5",
+    }
     assert tf_model_bytes("resnet50-tf", 7, image_size=SIZE) == twins["resnet50-tf"].read_bytes()  # deterministic
     assert tf_model_bytes("resnet50-tf", 8, image_size=SIZE) != twins["resnet50-tf"].read_bytes()
 
@@ -107,8 +113,23 @@ def test_the_twins_run_in_the_harness_and_say_so(generator: str, twins: dict[str
     from mlbox_bench.cli import main
 
     out = tmp_path / "out"
-    rc = main(["--modelpath", str(twins[generator]), "--scenario", "Offline", "--duration", "0.3", "--samples", "8",
-               "--allow-invalid", "--weights", "synthetic", "--output-dir", str(out)])  # fmt: skip
+    rc = main(
+        [
+            "--modelpath",
+            str(twins[generator]),
+            "--scenario",
+            "Offline",
+            "--duration",
+            "0.3",
+            "--samples",
+            "8",
+            "--allow-invalid",
+            "--weights",
+            "synthetic",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     result = json.loads((out / "result.json").read_text())
     assert result["backend"]["session"]["file"]["generator"] == generator

@@ -38,8 +38,13 @@ def test_fp32_twin_is_torchvisions_resnet50_with_the_seeded_weights(twins: dict[
     from mlbox_bench.resnet_torch import ResNet50
 
     module, facts = load(twins["resnet50-torch"])
-    assert facts == {"weights": "synthetic", "generator": "resnet50-torch", "seed": 7, "classes": 1000,
-                     "input_shape": [3, 64, 64]}  # fmt: skip
+    assert facts == {
+        "weights": "synthetic",
+        "generator": "resnet50-torch",
+        "seed": 7,
+        "classes": 1000,
+        "input_shape": [3, 64, 64],
+    }
     state = module.state_dict()  # type: ignore[attr-defined]
     torch.manual_seed(7)
     reference = ResNet50().state_dict()
@@ -58,9 +63,25 @@ def test_int8_twin_is_quantized_and_runs_in_the_harness(twins: dict[str, Path], 
     assert "quantized" in str(module.graph)  # type: ignore[attr-defined]
     assert twins["resnet50-torch-int8"].stat().st_size < twins["resnet50-torch"].stat().st_size / 3
     out = tmp_path / "out"
-    rc = main(["--modelpath", str(twins["resnet50-torch-int8"]), "--input-shape", "3,64,64", "--scenario", "Offline",
-               "--duration", "0.3", "--samples", "16", "--allow-invalid", "--weights", "synthetic",
-               "--output-dir", str(out)])  # fmt: skip
+    rc = main(
+        [
+            "--modelpath",
+            str(twins["resnet50-torch-int8"]),
+            "--input-shape",
+            "3,64,64",
+            "--scenario",
+            "Offline",
+            "--duration",
+            "0.3",
+            "--samples",
+            "16",
+            "--allow-invalid",
+            "--weights",
+            "synthetic",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     result = json.loads((out / "result.json").read_text())
     assert result["backend"]["session"]["file"]["generator"] == "resnet50-torch-int8"

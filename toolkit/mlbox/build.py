@@ -80,11 +80,16 @@ def prepare_inputs(
     log.info("resolving Python packages for the image on the host (wheelhouse)")
     houses = {
         w.folder: wheelhouse(
-            w.requirements, python=spec.python, platform=spec.wheel_platform, cache=cache, no_deps=w.no_deps,
-            sdist=w.sdist, index=w.index,
+            w.requirements,
+            python=spec.python,
+            platform=spec.wheel_platform,
+            cache=cache,
+            no_deps=w.no_deps,
+            sdist=w.sdist,
+            index=w.index,
         )
         for w in plan.wheelhouses
-    }  # fmt: skip
+    }
     return Inputs(model, houses)
 
 

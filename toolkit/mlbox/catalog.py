@@ -123,9 +123,15 @@ class Synthetic(_Frozen):
     # resnet50-tf: a frozen TensorFlow ResNet-50 v1.5 graph, and resnet50-tflite(-noargmax,
     # -int8): TFLite files converted from it (synthetic_tf.py).
     generator: Literal[
-        "resnet50", "tiny", "resnet50-torch", "resnet50-torch-int8",
-        "resnet50-tf", "resnet50-tflite", "resnet50-tflite-noargmax", "resnet50-tflite-int8",
-    ]  # fmt: skip
+        "resnet50",
+        "tiny",
+        "resnet50-torch",
+        "resnet50-torch-int8",
+        "resnet50-tf",
+        "resnet50-tflite",
+        "resnet50-tflite-noargmax",
+        "resnet50-tflite-int8",
+    ]
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 

@@ -304,12 +304,18 @@ def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
         ["MODEL", "VARIANT", "DEVICE", "BACKEND", "TAG", "BUILT", "PUSHED", "NOTE"],
         [
             [
-                r["model"], r["variant"], r["device"], r["backend"], r["tag"], yes_no(r["built"]),
-                yes_no(bool(r["pushed"])), "" if r["buildable"] else "needs " + str(r["missing"]),
+                r["model"],
+                r["variant"],
+                r["device"],
+                r["backend"],
+                r["tag"],
+                yes_no(r["built"]),
+                yes_no(bool(r["pushed"])),
+                "" if r["buildable"] else "needs " + str(r["missing"]),
             ]
             for r in rows
         ],
-    )  # fmt: skip
+    )
 
 
 @cli.command()
@@ -720,11 +726,21 @@ def k8s(
     published = find_published([plan.spec for plan in plans], read_records(publish_records()), target)
     run = run_name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     opts = Options(
-        run=run, scenarios=scenarios, matrix=tuple(_axis(text) for text in matrix), bench_args=bench_args,
-        namespace=namespace, parallelism=parallelism, gpus_per_pod=gpus_per_pod, cpu=cpu, memory=memory,
-        shm_size=shm_size, storage=storage, storage_class=storage_class, access_mode=access_mode,
+        run=run,
+        scenarios=scenarios,
+        matrix=tuple(_axis(text) for text in matrix),
+        bench_args=bench_args,
+        namespace=namespace,
+        parallelism=parallelism,
+        gpus_per_pod=gpus_per_pod,
+        cpu=cpu,
+        memory=memory,
+        shm_size=shm_size,
+        storage=storage,
+        storage_class=storage_class,
+        access_mode=access_mode,
         pull_secret=pull_secret,
-    )  # fmt: skip
+    )
     try:
         docs, collect = manifests(published, opts)
     except MatrixError as err:
@@ -828,9 +844,14 @@ def doctor(ctx: Context, /, registry: str | None, cuda: bool, base_image: str | 
         bases.append(cuda_base)
     user, password = credentials_from_env()
     checks = run_checks(
-        ctx.engine(), base_images=bases, cache=cache_dir(), registry=registry, username=user, password=password,
+        ctx.engine(),
+        base_images=bases,
+        cache=cache_dir(),
+        registry=registry,
+        username=user,
+        password=password,
         cuda=cuda,
-    )  # fmt: skip
+    )
     marks = {True: "ok", False: "FAIL", None: "-"}
     ui.table(["CHECK", "", "DETAIL", "FIX"], [[c.name, marks[c.ok], c.detail, c.fix] for c in checks])
     return 1 if any(c.ok is False for c in checks) else 0

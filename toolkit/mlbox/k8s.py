@@ -85,10 +85,12 @@ def find_published(
     found, missing = [], []
     for spec in specs:
         mine = [
-            r for r in records
-            if r.get("image") == spec.tag and r.get("registry") == where
+            r
+            for r in records
+            if r.get("image") == spec.tag
+            and r.get("registry") == where
             and any(isinstance(ref, str) and _DIGEST_REFERENCE.match(ref) for ref in r.get("references") or [])
-        ]  # fmt: skip
+        ]
         if not mine:
             missing.append(spec.tag)
             continue

@@ -70,14 +70,26 @@ def cell(
         # wheels unless the backend's own wheels carry CUDA.
         nvidia = () if bspec.bundles_cuda else dev.cuda_pip.packages
         spec = ImageSpec(
-            model=model, mlperf_name=entry.mlperf_name, variant=variant, variant_spec=vspec, device=device,
-            backend=backend, execution_provider=dev.execution_provider,
-            packages=(*packages, *nvidia, *defaults.harness_packages), loadgen=defaults.loadgen,
-            python=defaults.python, wheel_platform=defaults.wheel_platform,
-            base_image=base_image or defaults.base_image, tag=tag, cuda_from="pip",
-            library_dirs=() if bspec.bundles_cuda else dev.cuda_pip.library_dirs, backend_package=bspec.package,
-            index=index, source_variant=source, ep_options=tuple(dev.ep_options.items()),
-        )  # fmt: skip
+            model=model,
+            mlperf_name=entry.mlperf_name,
+            variant=variant,
+            variant_spec=vspec,
+            device=device,
+            backend=backend,
+            execution_provider=dev.execution_provider,
+            packages=(*packages, *nvidia, *defaults.harness_packages),
+            loadgen=defaults.loadgen,
+            python=defaults.python,
+            wheel_platform=defaults.wheel_platform,
+            base_image=base_image or defaults.base_image,
+            tag=tag,
+            cuda_from="pip",
+            library_dirs=() if bspec.bundles_cuda else dev.cuda_pip.library_dirs,
+            backend_package=bspec.package,
+            index=index,
+            source_variant=source,
+            ep_options=tuple(dev.ep_options.items()),
+        )
         return Cell(model, variant, device, backend, tag, spec, None)
     spec = ImageSpec(
         model=model,
@@ -296,9 +308,12 @@ def image_defaults(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
         ("device", spec.device),
         ("backend", spec.backend),
         *((("ep", spec.execution_provider),) if spec.backend == "onnxruntime" else ()),
-        *((("ep_options", ",".join(f"{k}={v}" for k, v in spec.ep_options)),)
-          if spec.backend == "onnxruntime" and spec.ep_options else ()),
-    )  # fmt: skip
+        *(
+            (("ep_options", ",".join(f"{k}={v}" for k, v in spec.ep_options)),)
+            if spec.backend == "onnxruntime" and spec.ep_options
+            else ()
+        ),
+    )
 
 
 def _pinned_version(packages: tuple[str, ...], package: str) -> str:
@@ -374,9 +389,14 @@ def plans_for(
     skipped: list[Cell] = []
     if all_:
         cells = matrix(
-            catalog, model=sel.model, device=sel.device, variant=sel.variant, backend=sel.backend,
-            base_image=sel.base_image, cuda_from=sel.cuda_from,
-        )  # fmt: skip
+            catalog,
+            model=sel.model,
+            device=sel.device,
+            variant=sel.variant,
+            backend=sel.backend,
+            base_image=sel.base_image,
+            cuda_from=sel.cuda_from,
+        )
         skipped = [c for c in cells if c.spec is None]
         specs = [c.spec for c in cells if c.spec is not None]
         if not specs:
@@ -388,10 +408,15 @@ def plans_for(
             raise CatalogError(msg, hint="`mlbox list` shows what exists")
         specs = [
             select(
-                catalog, model=sel.model, device=sel.device or "cpu", variant=sel.variant, backend=sel.backend,
-                base_image=sel.base_image, cuda_from=sel.cuda_from,
+                catalog,
+                model=sel.model,
+                device=sel.device or "cpu",
+                variant=sel.variant,
+                backend=sel.backend,
+                base_image=sel.base_image,
+                cuda_from=sel.cuda_from,
             )
-        ]  # fmt: skip
+        ]
     build_requires = catalog.defaults.loadgen_build_requires
     plans = [
         make_plan(spec, templates, loadgen_from=sel.loadgen_from, loadgen_build_requirements=build_requires)

@@ -88,8 +88,13 @@ def torch_model_bytes(generator: str, seed: int, *, image_size: int = 224) -> by
             torch.ao.quantization.convert(model, inplace=True)
         traced = torch.jit.trace(model, example)
         out = io.BytesIO()
-        facts = {"weights": "synthetic", "generator": generator, "seed": seed, "classes": 1000,
-                 "input_shape": [3, image_size, image_size]}  # fmt: skip
+        facts = {
+            "weights": "synthetic",
+            "generator": generator,
+            "seed": seed,
+            "classes": 1000,
+            "input_shape": [3, image_size, image_size],
+        }
         torch.jit.save(traced, out, _extra_files={"mlbox.json": json.dumps(facts)})
     return out.getvalue()
 

@@ -62,8 +62,14 @@ def import_tensorflow(what: str) -> Any:
 def tf_model_bytes(generator: str, seed: int, *, image_size: int = 224) -> bytes:
     """The file of a TensorFlow/TFLite synthetic generator (see the module's docstring)."""
     tf = import_tensorflow(generator)
-    facts = {"weights": "synthetic", "generator": generator, "seed": seed, "classes": CLASSES,
-             "input_shape": [image_size, image_size, 3], "network": "ResNet-50 v1.5"}  # fmt: skip
+    facts = {
+        "weights": "synthetic",
+        "generator": generator,
+        "seed": seed,
+        "classes": CLASSES,
+        "input_shape": [image_size, image_size, 3],
+        "network": "ResNet-50 v1.5",
+    }
     graph = graph_def(tf, "resnet50", seed, image_size=image_size, facts=facts)
     frozen: bytes = graph.SerializeToString(deterministic=True)  # protobuf maps (node attrs) in a fixed order
     if generator == "resnet50-tf":

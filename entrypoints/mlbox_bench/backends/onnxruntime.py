@@ -81,9 +81,13 @@ class OrtSession:
         sample = self._host[0]
         binding = self.session.io_binding()
         binding.bind_input(
-            self._input, "cuda", 0, sample.dtype.type, [count, *sample.shape],
+            self._input,
+            "cuda",
+            0,
+            sample.dtype.type,
+            [count, *sample.shape],
             self._on_device.data_ptr() + first * sample.nbytes,
-        )  # fmt: skip
+        )
         binding.bind_output(self._outputs[0], "cpu")
         self.session.run_with_iobinding(binding)
         raw = np.asarray(binding.copy_outputs_to_cpu()[0])

@@ -53,9 +53,20 @@ class Config:
     @classmethod
     def from_settings(cls, s: Any) -> Config:
         return cls(
-            s.modelpath, s.model_format, torch_device(s), s.torch_threads, s.torch_interop_threads, s.half,
-            s.channels_last, s.torch_compile, s.torch_compile_mode, s.model_code, s.model_cfg, s.input_shape, s.model,
-        )  # fmt: skip
+            s.modelpath,
+            s.model_format,
+            torch_device(s),
+            s.torch_threads,
+            s.torch_interop_threads,
+            s.half,
+            s.channels_last,
+            s.torch_compile,
+            s.torch_compile_mode,
+            s.model_code,
+            s.model_cfg,
+            s.input_shape,
+            s.model,
+        )
 
 
 def torch_device(s: Any) -> str:

@@ -49,9 +49,15 @@ class Config:
     @classmethod
     def from_settings(cls, s: Any) -> Config:
         return cls(
-            s.modelpath, s.model_format, s.device, s.tf_intra_op_threads, s.tf_inter_op_threads, s.tf_input,
-            s.tf_output, s.input_shape,
-        )  # fmt: skip
+            s.modelpath,
+            s.model_format,
+            s.device,
+            s.tf_intra_op_threads,
+            s.tf_inter_op_threads,
+            s.tf_input,
+            s.tf_output,
+            s.input_shape,
+        )
 
 
 def import_tensorflow() -> Any:

@@ -116,9 +116,14 @@ class TfliteSession:
         # A quantized input: the sample library quantizes the samples when it loads them.
         quantization = (self.input_quant.scale, self.input_quant.zero_point) if self.input_quant else None
         self.io = ModelIO(
-            str(inp["name"]), self.sample_shape, inp["dtype"], str(out["name"]), out_dtype, offset_for(classes),
+            str(inp["name"]),
+            self.sample_shape,
+            inp["dtype"],
+            str(out["name"]),
+            out_dtype,
+            offset_for(classes),
             quantization,
-        )  # fmt: skip
+        )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         it = self.interpreter
