@@ -195,7 +195,7 @@ class ImagenetData(SampleLibrary):
 
 def take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The batch of these rows: a view when they are consecutive (no copy; batches are
-    planned that way, see harness.contiguous_batches), else a gather."""
+    planned that way, see run.contiguous_batches), else a gather."""
     first = int(rows[0])
     if len(rows) == 1:
         return data[first : first + 1]
