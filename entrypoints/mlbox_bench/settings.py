@@ -1,7 +1,8 @@
 """mlbox-bench settings: one table of options, parsed once into a frozen object.
 
-Each option is a flag, an ``MLBOX_*`` variable and, for the names MLCommons automation
-users know, an ``MLC_*`` and a ``CM_*`` alias. MLCommons' reference app's flags (``--qps``,
+Each option is a flag, an ``MLBOX_*`` variable (``MLBOX_<NAME>``, except the three whose
+``MLBOX_<NAME>`` the host tool reads with another meaning: see HOST_VARIABLES) and, for the
+names MLCommons automation users know, an ``MLC_*`` and a ``CM_*`` alias. MLCommons' reference app's flags (``--qps``,
 ``--time``, ``--accuracy``, ...) are accepted with the reference's meaning and units.
 Precedence, highest first:
 
@@ -41,10 +42,16 @@ MODEL_FILE_SUFFIXES = (".onnx", ".pb", ".pt", ".pth", ".tflite", ".savedmodel", 
 DEFAULT_PREFIX = "MLBOX_DEFAULT_"
 
 # MLBOX_* names the host tool `mlbox` reads (each of its options has one); they may be
-# set around `mlbox bench`. A test checks this list against the mlbox CLI.
+# set around `mlbox bench`, which runs this harness in the host tool's environment, so the
+# harness reads none of them (MODEL, DEVICE and BACKEND pick catalog rows there: the
+# harness's options of those names have variables of their own). A test checks this list
+# against the mlbox CLI.
 HOST_VARIABLES = frozenset(
     "MLBOX_" + name
     for name in (
+        "MODEL",
+        "DEVICE",
+        "BACKEND",
         "CATALOG",
         "CONFIG",
         "CACHE_DIR",
@@ -222,10 +229,11 @@ class Option:
     default: Any = None
     is_flag: bool = False
     owner: tuple[str, ...] = ()  # the backends that read it (none: every run)
+    variable: str | None = None  # its MLBOX_* variable when MLBOX_<NAME> is the host tool's
 
     @property
     def env(self) -> str:
-        return "MLBOX_" + self.name.upper()
+        return self.variable or "MLBOX_" + self.name.upper()
 
     @property
     def image_env(self) -> str:
@@ -298,6 +306,7 @@ OPTIONS: tuple[Option, ...] = (
         "MLPerf model name for mlperf.conf's rules (resnet50, retinanet); not a file",
         flags=("--model-name",),
         default="resnet50",
+        variable="MLBOX_MLPERF_MODEL",
     ),
     Option(
         "dataset",
@@ -547,12 +556,14 @@ OPTIONS: tuple[Option, ...] = (
         _choice(("cpu", "cuda")),
         "device of the image (set by the image); pytorch and tensorflow run on it (tflite: cpu only)",
         default="cpu",
+        variable="MLBOX_BENCH_DEVICE",
     ),
     Option(
         "backend",
         _choice(BACKENDS),
         "inference backend (default: the model format's)",
         cm="CM_MLPERF_BACKEND",
+        variable="MLBOX_BENCH_BACKEND",
     ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
@@ -670,7 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlbox-bench",
         description="Run an MLPerf Inference LoadGen benchmark with onnxruntime, PyTorch, TensorFlow or LiteRT. "
-        "Every option is also an MLBOX_<NAME> environment variable; MLC_*/CM_* names in brackets are aliases. "
+        "Every option is also an environment variable, shown in brackets (MLBOX_<NAME>, except --model, "
+        "--device and --backend, whose MLBOX_<NAME> select catalog rows for the host tool `mlbox`); "
+        "MLC_*/CM_* names there are aliases. "
         "Precedence: flag > MLBOX_* > MLC_* > CM_* > --user-conf > image default (MLBOX_DEFAULT_*) > default. "
         "@FILE stands for the arguments in FILE, one per line.",
         argument_default=argparse.SUPPRESS,  # absent flags stay absent: env and defaults come next

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -295,7 +296,6 @@ def test_every_variable_the_mlbox_cli_reads_is_known_to_mlbox_bench() -> None:
     from mlbox.cli import cli
     from mlbox_bench.settings import BY_NAME, HOST_VARIABLES
 
-    known = HOST_VARIABLES | {o.env for o in BY_NAME.values()}
     used: set[str] = set()
     ctx = click.Context(cli)
     commands = [cli, *(cli.get_command(ctx, name) for name in cli.list_commands(ctx))]
@@ -306,7 +306,49 @@ def test_every_variable_the_mlbox_cli_reads_is_known_to_mlbox_bench() -> None:
             if isinstance(envvar, str) and envvar.startswith("MLBOX_"):
                 used.add(envvar)
     used |= {"MLBOX_CACHE_DIR", "MLBOX_STATE_DIR", "MLBOX_REGISTRY_USERNAME", "MLBOX_REGISTRY_PASSWORD"}  # read in code
-    assert used - known == set()
+    assert used == HOST_VARIABLES
+    # ... and the harness reads none of them: one name, one meaning.
+    assert {o.env for o in BY_NAME.values()} & HOST_VARIABLES == set()
+
+
+def test_mlbox_bench_ignores_the_variables_that_pick_catalog_rows_for_the_host_tool(
+    bench_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlbox bench` runs the harness in the host tool's environment: MLBOX_MODEL,
+    MLBOX_DEVICE and MLBOX_BACKEND set there for `mlbox build` (a catalog model, a device,
+    a backend) do not become the harness's MLPerf model name, device or backend."""
+    from mlbox.cli import main
+
+    monkeypatch.setenv("MLBOX_MODEL", "tiny")  # a catalog model: not an MLPerf name mlperf.conf knows
+    monkeypatch.setenv("MLBOX_DEVICE", "cuda")  # the harness would refuse to run on this GPU-less host
+    monkeypatch.setenv("MLBOX_BACKEND", "pytorch")  # and could not load an ONNX file with PyTorch
+    out = tmp_path / "out"
+    args = [
+        "bench",
+        "--modelpath",
+        str(bench_model),
+        "--output-dir",
+        str(out),
+        "--scenario",
+        "SingleStream",
+        "--duration",
+        "0.2",
+        "--samples",
+        "16",
+        "--allow-invalid",
+    ]
+    assert main(args) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert (result["model"]["name"], result["backend"]["name"], result["backend"]["device"]) == (
+        "resnet50",
+        "onnxruntime",
+        "cpu",
+    )
+    assert result["sources"]["model"] == "default"
+    # The harness's own variables for them still work.
+    monkeypatch.setenv("MLBOX_MLPERF_MODEL", "retinanet")
+    s, _ = parse_settings(["--modelpath", str(bench_model)], dict(os.environ))
+    assert (s.model, s.source("model")) == ("retinanet", "MLBOX_MLPERF_MODEL")
 
 
 def test_an_arguments_file_stands_for_its_lines_and_later_flags_win(tmp_path: Path) -> None:
