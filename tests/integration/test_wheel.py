@@ -41,7 +41,7 @@ def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     dist = tmp_path / "dist"
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(source)]
     run(pip_wheel, cwd=tmp_path)
-    [wheel] = dist.glob("mlbox-*.whl")
+    [wheel] = dist.glob("mlbox_mlperf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"mlbox/data/images.yaml", "mlbox/data/dockerfiles/Dockerfile.j2", "mlbox_bench/cli.py"} <= names
     assert "mlbox/data/dockerfiles/partials/stage-runtime.j2" in names

@@ -251,7 +251,25 @@ def test_mlbox_bench_on_the_host_through_mlbox(bench_model: Path, tmp_path: Path
     result = result_of(tmp_path)
     assert result["effective_settings"]["scenario"] == "SingleStream"
     assert result["sources"]["allow_invalid"] == "flag --allow-invalid"
-    assert mlbox_main(["bench", "--scenario", "Sideways"]) == 2  # the harness's own usage error, passed through
+    # The harness's usage error (its exit 2) is mlbox's 22: mlbox's own 2 is a usage error of mlbox's.
+    assert mlbox_main(["bench", "--scenario", "Sideways"]) == 22
+    assert (
+        mlbox_main(["bench", "--modelpath", str(tmp_path / "missing.onnx"), "--output-dir", str(tmp_path / "o")]) == 23
+    )
+
+
+def test_every_benchmark_outcome_has_an_mlbox_code_of_its_own() -> None:
+    """What `mlbox run`/`mlbox bench` exit with never means one of mlbox's own failures."""
+    from mlbox.errors import BENCH_OUTCOMES, MlboxError, bench_outcome, exit_codes
+    from mlbox_bench import errors as bench
+
+    own = {cls.exit_code for cls in (MlboxError, *MlboxError.__subclasses__())} | {1, 2}
+    outcomes = {bench_outcome(code) for code in (*range(128), 130, 137, 143)}
+    assert outcomes & own == set()
+    assert [bench_outcome(c) for c in (bench.EXIT_VALID, bench.EXIT_INVALID, bench.EXIT_USAGE, 137)] == [0, 4, 22, 137]
+    table = dict(exit_codes())
+    assert len(table) == len(exit_codes())  # one meaning per code
+    assert {ours for _, ours, _ in BENCH_OUTCOMES} <= table.keys()
 
 
 def test_synthetic_samples_are_deterministic_and_shaped(bench_model: Path) -> None:

@@ -205,3 +205,15 @@ def test_base_set_default_makes_doctor_judge_that_base(
     after = capsys.readouterr().out
     assert re.search(r"base image mlbox-base:bookworm\s+ok", after), after
     assert "python:3.11-slim" not in after
+
+
+def test_version_names_the_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    """`mlbox` on PyPI is another project: the distribution is mlbox-mlperf, the command mlbox."""
+    from mlbox import DISTRIBUTION, __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"mlbox, version {__version__}"
+    assert DISTRIBUTION == "mlbox-mlperf"
+    from importlib.metadata import version
+
+    assert version(DISTRIBUTION) == __version__

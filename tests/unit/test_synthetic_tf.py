@@ -147,7 +147,7 @@ def test_without_tensorflow_the_twins_cannot_be_made(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow now fails
     with pytest.raises(FetchError, match="made with TensorFlow on this host") as err:
         tf_model_bytes("resnet50-tflite", 0)
-    assert "mlbox[tensorflow]" in (err.value.hint or "")
+    assert "mlbox-mlperf[tensorflow]" in (err.value.hint or "")
 
 
 def test_the_catalog_generates_the_tf_twins_through_the_cache(tmp_path: Path) -> None:

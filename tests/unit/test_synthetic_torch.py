@@ -98,4 +98,4 @@ def test_without_pytorch_the_twins_cannot_be_made(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails
     with pytest.raises(FetchError, match="made with PyTorch on this host") as err:
         torch_model_bytes("resnet50-torch", 0)
-    assert "mlbox[pytorch]" in (err.value.hint or "")
+    assert "mlbox-mlperf[pytorch]" in (err.value.hint or "")

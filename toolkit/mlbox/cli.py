@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mlbox.errors import MlboxError, exit_codes
+from mlbox import DISTRIBUTION
+from mlbox.errors import MlboxError, bench_outcome, exit_codes
 
 if TYPE_CHECKING:
     from mlbox.build import Inputs
@@ -119,7 +120,7 @@ def _epilog() -> str:
     "names, else one mlbox starts for the command) [default: the configuration file's, else docker].",
 )
 @option("--debug", is_flag=True, env="MLBOX_DEBUG", help="Show tracebacks and debug logs.")
-@click.version_option(package_name="mlbox")
+@click.version_option(package_name=DISTRIBUTION)
 @click.pass_context
 def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, engine: str | None, debug: bool) -> None:
     """mlbox: build self-contained MLPerf Inference LoadGen benchmark images and run them."""
@@ -579,7 +580,8 @@ def run(
     """Run a benchmark image: `mlbox run -m resnet50 -- --scenario Server --target-qps 20`.
 
     Runs as you (--user), with no network, streams the log, prints where result.json is
-    and exits with the benchmark's exit code (0 VALID, 4 INVALID, ...).
+    and exits with the benchmark's outcome (0 VALID, 4 INVALID, 21-24 the benchmark failed:
+    see the exit codes below).
     """
     from mlbox import ui
     from mlbox.catalog import check_image_ref
@@ -596,8 +598,8 @@ def run(
     if result.is_file():
         click.echo(result)
     else:
-        log.warning("no result.json in %s (exit code %d)", out, code)
-    return code
+        log.warning("no result.json in %s (the benchmark exited with %d)", out, code)
+    return bench_outcome(code)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -901,11 +903,12 @@ def base(ctx: Context, /, suite: str, mirror: str, force: bool, set_default: boo
 def bench(bench_args: tuple[str, ...]) -> int:
     """Run the benchmark harness (mlbox-bench) on this host, without Docker.
 
-    Every argument is passed to mlbox-bench; `mlbox bench --help` shows them.
+    Every argument is passed to mlbox-bench; `mlbox bench --help` shows them. Exits as
+    `mlbox run` does (0 VALID, 4 INVALID, 21-24 the benchmark failed).
     """
     from mlbox_bench.cli import main as bench_main
 
-    return bench_main(list(bench_args))
+    return bench_outcome(bench_main(list(bench_args)))
 
 
 class Terminated(KeyboardInterrupt):

@@ -7,6 +7,8 @@ is the one table of all of them (``mlbox --help`` and the README print it).
 
 from __future__ import annotations
 
+from mlbox_bench import errors as bench
+
 
 class MlboxError(Exception):
     """Any other failure mlbox detected (for example no result.json to tabulate)."""
@@ -85,15 +87,39 @@ class RecordError(MlboxError):
     exit_code = 20
 
 
+# `mlbox run` and `mlbox bench` end with the benchmark's outcome. mlbox-bench's own codes
+# 1-3 (what the image's entrypoint exits with) would mean something else here (1 doctor or
+# crash, 2 usage, 3 another failure), so mlbox moves them to 21-23: one code, one meaning.
+# (mlbox-bench code, mlbox code, meaning); 0, 4, 130 and 143 mean the same in both.
+BENCH_OUTCOMES: tuple[tuple[int, int, str], ...] = (
+    (bench.EXIT_VALID, 0, "Success; `mlbox run`/`mlbox bench`: the benchmark ran and LoadGen judged it VALID."),
+    (bench.EXIT_INVALID, 4, "`mlbox run`/`mlbox bench`: LoadGen judged the run INVALID (its reason is in the log)."),
+    (bench.EXIT_CRASH, 21, "`mlbox run`/`mlbox bench`: the benchmark crashed (a bug; its log has the traceback)."),
+    (bench.EXIT_USAGE, 22, "`mlbox run`/`mlbox bench`: the benchmark refused its flags, variables or values."),
+    (bench.EXIT_ERROR, 23, "`mlbox run`/`mlbox bench`: the benchmark could not run (model, provider, output dir...)."),
+)
+BENCH_OTHER = 24  # any other code below 128 (none is expected: the log says what happened)
+
+
+def bench_outcome(code: int) -> int:
+    """mlbox's exit code for a benchmark that exited with ``code`` (mlbox-bench's). Codes of
+    128 and above mean a signal ended it, as they do for mlbox itself, and pass through."""
+    if code >= 128:
+        return code
+    return next((ours for theirs, ours, _ in BENCH_OUTCOMES if theirs == code), BENCH_OTHER)
+
+
 def exit_codes() -> list[tuple[int, str]]:
     """(code, meaning) for every exit of `mlbox`, in order: the one table of them."""
     errors = [(cls.exit_code, (cls.__doc__ or "").strip().splitlines()[0]) for cls in _subclasses(MlboxError)]
     fixed = [
-        (0, "Success (`mlbox run`: the benchmark's own code: 0 VALID, 4 INVALID, ...)."),
+        *((ours, meaning) for _, ours, meaning in BENCH_OUTCOMES),
         (1, "`mlbox doctor` found a problem; or an unexpected crash (a bug: run with --debug)."),
         (2, "Usage error: an unknown option or a bad value."),
         (MlboxError.exit_code, (MlboxError.__doc__ or "").strip().splitlines()[0]),
-        (130, "Interrupted (Ctrl-C)."),
+        (BENCH_OTHER, "`mlbox run`/`mlbox bench`: the benchmark exited with another code (its log says why)."),
+        (130, "Interrupted (Ctrl-C); `mlbox run`: the benchmark was too."),
+        (137, "`mlbox run`: the benchmark was killed (SIGKILL, often out of memory); 128+N: by signal N."),
         (143, "Terminated (SIGTERM); cleans up as Ctrl-C does."),
     ]
     return sorted(fixed + errors)

@@ -65,7 +65,7 @@ def torch_model_bytes(generator: str, seed: int, *, image_size: int = 224) -> by
         import torch
     except ImportError:
         msg = f"the synthetic {generator} model is made with PyTorch on this host, and PyTorch is not installed"
-        hint = "pip install 'mlbox[pytorch]' --extra-index-url https://download.pytorch.org/whl/cpu"
+        hint = "pip install 'mlbox-mlperf[pytorch]' --extra-index-url https://download.pytorch.org/whl/cpu"
         raise FetchError(msg, hint=hint) from None
     from mlbox_bench.resnet_torch import ResNet50
 

@@ -55,7 +55,7 @@ def import_tensorflow(what: str) -> Any:
             import tensorflow as tf
     except ImportError:
         msg = f"the synthetic {what} model is made with TensorFlow on this host, and TensorFlow is not installed"
-        raise FetchError(msg, hint="pip install 'mlbox[tensorflow]'") from None
+        raise FetchError(msg, hint="pip install 'mlbox-mlperf[tensorflow]'") from None
     return tf
 
 
