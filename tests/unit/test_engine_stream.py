@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlbox.engine import DockerEngine, follow_build
+from mlbox.engine import BuildStep, DockerEngine, build_step, follow_build
 from mlbox.errors import BuildError
 from mlbox.wheelhouse import platform_tags
 
@@ -123,3 +123,42 @@ def test_a_character_cut_between_two_chunks_arrives_whole() -> None:
 
 def test_a_log_that_ends_inside_a_character_keeps_a_replacement_mark() -> None:
     assert docker_log([b"done\nhalf \xe2\x9c"]) == ["done", "half \ufffd"]
+
+
+@pytest.mark.parametrize(
+    ("line", "step"),
+    [
+        ("Step 3/9 : RUN pip install x", BuildStep(3, 9, "RUN pip install x")),  # Docker's classic builder
+        ("STEP 3/9: RUN pip install x", BuildStep(3, 9, "RUN pip install x")),  # Buildah (Podman)
+        ("[2/3] STEP 1/6: FROM base AS deps", BuildStep(1, 6, "FROM base AS deps")),  # Buildah, multi-stage
+        (" ---> Running in 0a1b2c", None),
+        ("Step three", None),
+    ],
+)
+def test_one_parser_reads_both_builders_step_lines(line: str, step: BuildStep | None) -> None:
+    assert build_step(line) == step
+
+
+def test_the_live_status_follows_podmans_steps_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal display and the executor read steps with the same parser: under Podman
+    the status line moved on with Buildah's `STEP n/m:` lines too."""
+    from mlbox import ui
+
+    shown: list[str] = []
+
+    class Status:
+        def __enter__(self) -> Status:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def update(self, text: str) -> None:
+            shown.append(text)
+
+    monkeypatch.setattr(ui.console, "status", lambda *a, **k: Status())
+    monkeypatch.setattr(ui.console, "print", lambda *a, **k: None)
+    with ui.build_display("mlbox:x") as on_line:
+        for line in ("[1/2] STEP 1/3: FROM base AS deps", "output", "Step 2/4 : COPY a b"):
+            on_line(line)
+    assert shown == ["building mlbox:x: step 1/3 FROM base AS deps", "building mlbox:x: step 2/4 COPY a b"]

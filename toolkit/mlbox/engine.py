@@ -581,7 +581,28 @@ def follow_push(stream: Iterator[Mapping[str, Any]], ref: str, on_progress: Line
 
 # A new Dockerfile step: Docker's classic builder says `Step 3/9 : RUN ...`, Podman's
 # (Buildah) `STEP 3/9: RUN ...`, with `[2/3] ` before it in a multi-stage build.
-_STEP = re.compile(r"^(Step \d+/\d+ : |(\[\d+/\d+\] )?STEP \d+/\d+: )")
+_STEP = re.compile(r"^(?:Step (\d+)/(\d+) : |(?:\[\d+/\d+\] )?STEP (\d+)/(\d+): )(.*)")
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """A build output line that starts a Dockerfile step: step ``number`` of ``total`` (of its
+    stage, for Buildah), running ``instruction``."""
+
+    number: int
+    total: int
+    instruction: str
+
+
+def build_step(line: str) -> BuildStep | None:
+    """The step a build output line starts, from either engine's builder; None for other lines.
+    The one parser of step lines: the executor names a failed step with it, and the terminal
+    display shows progress with it."""
+    match = _STEP.match(line)
+    if match is None:
+        return None
+    docker_n, docker_total, buildah_n, buildah_total, instruction = match.groups()
+    return BuildStep(int(docker_n or buildah_n), int(docker_total or buildah_total), instruction)
 
 
 def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
@@ -601,7 +622,7 @@ def follow_build(stream: Iterator[Mapping[str, Any]], on_line: LineSink) -> str:
             for line in text.splitlines():
                 if not line.strip():
                     continue
-                if _STEP.match(line):
+                if build_step(line) is not None:
                     step = line
                 recent.append(line)
                 on_line(line)

@@ -4,7 +4,6 @@ stderr; stdout carries only results. Not a terminal (CI, pipes): plain lines onl
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+from mlbox.engine import build_step
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -24,10 +23,11 @@ def build_display(tag: str) -> Iterator[Callable[[str], None]]:
 
         def on_line(line: str) -> None:
             console.print(f"  | {escape(line)}")
-            match = _STEP.match(line)
-            if match:
-                step, total, what = match.groups()
-                status.update(f"building {escape(tag)}: step {step}/{total} {escape(what[:60])}")
+            step = build_step(line)
+            if step is not None:
+                status.update(
+                    f"building {escape(tag)}: step {step.number}/{step.total} {escape(step.instruction[:60])}"
+                )
 
         yield on_line
 
