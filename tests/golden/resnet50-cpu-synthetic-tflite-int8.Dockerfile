@@ -60,7 +60,6 @@ ARG MLBOX_MODEL_SHA256=unknown
 LABEL \
       org.opencontainers.image.title="mlbox resnet50 (synthetic-tflite-int8) on cpu" \
       org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 TFLite fully quantized (uint8 input and output, int8 kernels) from the synthetic TensorFlow graph (SYNTHETIC, not for accuracy)" \
-      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \

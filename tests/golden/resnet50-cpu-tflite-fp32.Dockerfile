@@ -60,7 +60,6 @@ ARG MLBOX_MODEL_SHA256=unknown
 LABEL \
       org.opencontainers.image.title="mlbox resnet50 (tflite-fp32) on cpu" \
       org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 TFLite with the ArgMax output, fp32, NHWC (MLCommons reference weights)" \
-      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \

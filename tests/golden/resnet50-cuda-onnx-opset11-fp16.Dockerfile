@@ -67,7 +67,6 @@ ARG MLBOX_MODEL_SHA256=unknown
 LABEL \
       org.opencontainers.image.title="mlbox resnet50 (onnx-opset11-fp16) on cuda" \
       org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 ONNX opset 11 in fp16 (made by mlbox from the fp32 file; fp32 inputs and outputs)" \
-      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \

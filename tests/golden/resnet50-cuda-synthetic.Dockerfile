@@ -67,7 +67,6 @@ ARG MLBOX_MODEL_SHA256=unknown
 LABEL \
       org.opencontainers.image.title="mlbox resnet50 (synthetic) on cuda" \
       org.opencontainers.image.description="MLPerf LoadGen benchmark image: ResNet50 v1.5 graph with the MLPerf I/O names and deterministic random weights (SYNTHETIC, not for accuracy)" \
-      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \

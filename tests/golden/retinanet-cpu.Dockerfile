@@ -61,7 +61,6 @@ ARG MLBOX_MODEL_SHA256=unknown
 LABEL \
       org.opencontainers.image.title="mlbox retinanet (onnx-fp32) on cpu" \
       org.opencontainers.image.description="MLPerf LoadGen benchmark image: RetinaNet ONNX fp32, 800x800 NCHW input (MLCommons reference weights)" \
-      org.opencontainers.image.source="https://github.com/mlbox/mlbox" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="retinanet" \

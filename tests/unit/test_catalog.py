@@ -87,7 +87,7 @@ def test_a_variant_on_an_unknown_backend_names_the_path_and_the_closest() -> Non
     data = yaml.safe_load((REPO / "images.yaml").read_text())
     data["models"]["resnet50"]["variants"]["synthetic"]["backend"] = "onnxruntim"
     with pytest.raises(
-        CatalogError, match=r"models\.resnet50\.variants\.synthetic\.backend 'onnxruntim'.*did you mean 'onnxruntime'"
+        CatalogError, match=r"models\.resnet50\.variants\.synthetic\.backend: 'onnxruntim'.*did you mean 'onnxruntime'"
     ):
         parse_catalog(yaml.safe_dump(data))
 
@@ -155,3 +155,23 @@ def test_a_pytorch_variant_must_name_its_format() -> None:
     del data["models"]["resnet50"]["variants"]["pytorch-fp32"]["format"]
     with pytest.raises(CatalogError, match=r"models\.resnet50\.variants\.pytorch-fp32: a pytorch model needs 'format'"):
         parse_catalog(yaml.safe_dump(data))
+
+
+def test_a_catalog_with_three_problems_reports_all_three_at_once() -> None:
+    """A misspelt key, a value outside its grammar and a name that resolves to nothing, in
+    three parts of the file: one run names all three (the reference check does not wait for
+    the schema's problems to be fixed first)."""
+    data = repo_catalog_data()
+    variants = data["models"]["resnet50"]["variants"]
+    variants["synthetic"]["descriptoin"] = variants["synthetic"].pop("description")
+    data["defaults"]["registry"] = "My Registry"
+    variants["pytorch-fp32"]["backend"] = "pytorhc"
+    with pytest.raises(CatalogError) as err:
+        parse_catalog(yaml.safe_dump(data), source="images.yaml")
+    text = str(err.value)
+    assert text.startswith("images.yaml has 4 problems:")  # the misspelling is a missing key too
+    assert "models.resnet50.variants.synthetic.descriptoin: unknown key; did you mean 'description'?" in text
+    assert "models.resnet50.variants.synthetic.description: required key is missing" in text
+    assert "defaults.registry: String should match pattern" in text
+    assert "models.resnet50.variants.pytorch-fp32.backend: 'pytorhc' is not one of" in text
+    assert "did you mean 'pytorch'?" in text

@@ -199,3 +199,30 @@ def test_base_image_override_reaches_every_stage(catalog) -> None:  # type: igno
     text = make_plan(spec, templates()).dockerfile
     assert text.count("FROM mlbox-base:bookworm AS") == 2
     assert "python:3.11" not in text.split("LABEL")[0].replace("python3", "")
+
+
+def test_two_different_images_never_share_a_tag(catalog) -> None:  # type: ignore[no-untyped-def]
+    """Every axis that changes what an image carries (variant, backend, device, NVIDIA's base
+    image, LoadGen from source) changes its tag: across the whole matrix, one tag, one Dockerfile."""
+    from mlbox.plan import matrix
+
+    dockerfiles: dict[str, set[str]] = {}
+    for cuda_from in ("pip", "nvidia"):
+        for loadgen_from in ("wheel", "source"):
+            for c in matrix(catalog, cuda_from=cuda_from, loadgen_from=loadgen_from):
+                if c.spec is not None:
+                    dockerfiles.setdefault(c.tag, set()).add(make_plan(c.spec, templates()).dockerfile)
+    assert {tag for tag, texts in dockerfiles.items() if len(texts) > 1} == set()
+    assert "mlbox:resnet50-cuda-nvidiabase-loadgen-source" in dockerfiles
+    assert "mlbox:resnet50-cpu-synthetic-loadgen-source" in dockerfiles
+    assert len(dockerfiles) > 40
+
+
+def test_the_source_label_comes_from_the_catalog_or_is_left_out(catalog) -> None:  # type: ignore[no-untyped-def]
+    spec = select(catalog, model="resnet50", device="cpu")
+    assert "org.opencontainers.image.source" not in dict(make_plan(spec, templates()).labels)
+    own = catalog.model_copy(
+        update={"defaults": catalog.defaults.model_copy(update={"source": "https://git.example.com/ml/images"})}
+    )
+    labels = dict(make_plan(select(own, model="resnet50", device="cpu"), templates()).labels)
+    assert labels["org.opencontainers.image.source"] == "https://git.example.com/ml/images"

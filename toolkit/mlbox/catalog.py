@@ -53,6 +53,9 @@ class Defaults(_Frozen):
     mirror: Url | None = None
     # What mlbox-bench itself imports besides the backend's packages (dataset decoding).
     harness_packages: tuple[Pin, ...] = ()
+    # Where the source the images are built from lives (their org.opencontainers.image.source
+    # label): a catalog that has a public home says it; without one the label is left out.
+    source: Url | None = None
 
 
 class CudaPip(_Frozen):
@@ -229,41 +232,50 @@ class Catalog(_Frozen):
     backends: dict[Name, Backend]
     models: dict[Name, Model]
 
-    @model_validator(mode="after")
-    def _references_resolve(self) -> Catalog:
-        def unknown(what: str, name: str, choices: Sequence[str]) -> ValueError:
-            close = difflib.get_close_matches(name, choices, n=1)
-            guess = f"; did you mean {close[0]!r}?" if close else ""
-            return ValueError(f"{what} {name!r} is not one of {', '.join(choices)}{guess}")
 
-        problems: list[tuple[str, str, list[str]]] = []
-        if self.defaults.backend not in self.backends:
-            problems.append(("defaults.backend", self.defaults.backend, list(self.backends)))
-        for backend_name, backend in self.backends.items():
+def _reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """Names one part of the catalog gives another (a variant's backend, a backend's devices)
+    that do not resolve. Read from the raw mapping, so that they are found beside the schema's
+    own problems, not only once everything else is right: a catalog's every problem is
+    reported at once. Parts of the wrong shape are the schema's to report, and skipped here."""
+
+    def mapping(value: object) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
+    def names(value: object) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+    def unknown(where: str, name: object, choices: Sequence[str]) -> str:
+        close = difflib.get_close_matches(str(name), choices, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{where}: {name!r} is not one of {', '.join(choices)}{guess}"
+
+    devices = [str(d) for d in mapping(data.get("devices"))]
+    backends_data = mapping(data.get("backends"))
+    backends = [str(b) for b in backends_data]
+    problems: list[str] = []
+    default_backend = mapping(data.get("defaults")).get("backend")
+    if isinstance(default_backend, str) and default_backend not in backends:
+        problems.append(unknown("defaults.backend", default_backend, backends))
+    for backend_name, backend in backends_data.items():
+        for key in ("packages", "index"):
             problems += [
-                (f"backends.{backend_name}.packages: device", device, list(self.devices))
-                for device in backend.packages
-                if device not in self.devices
+                unknown(f"backends.{backend_name}.{key}: device", device, devices)
+                for device in mapping(mapping(backend).get(key))
+                if device not in devices
             ]
-        for backend_name, backend in self.backends.items():
+    for model_name, model in mapping(data.get("models")).items():
+        for variant_name, variant in mapping(mapping(model).get("variants")).items():
+            where = f"models.{model_name}.variants.{variant_name}"
+            backend = mapping(variant).get("backend")
+            if isinstance(backend, str) and backend not in backends:
+                problems.append(unknown(f"{where}.backend", backend, backends))
             problems += [
-                (f"backends.{backend_name}.index: device", device, list(self.devices))
-                for device in backend.index
-                if device not in self.devices
+                unknown(f"{where}.devices: device", device, devices)
+                for device in names(mapping(variant).get("devices"))
+                if device not in devices
             ]
-        for model_name, model in self.models.items():
-            for variant_name, variant in model.variants.items():
-                where = f"models.{model_name}.variants.{variant_name}"
-                if variant.backend not in self.backends:
-                    problems.append((f"{where}.backend", variant.backend, list(self.backends)))
-                problems += [
-                    (f"{where}.devices: device", device, list(self.devices))
-                    for device in variant.devices or ()
-                    if device not in self.devices
-                ]
-        if problems:
-            raise unknown(*problems[0])
-        return self
+    return problems
 
 
 # --------------------------------------------------------------------------- loading
@@ -292,12 +304,18 @@ def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
     if not isinstance(data, dict):
         msg = f"{source} must be a YAML mapping at the top level"
         raise CatalogError(msg)
+    problems: list[str] = []
+    catalog = None
     try:
-        return Catalog.model_validate(data)
+        catalog = Catalog.model_validate(data)
     except ValidationError as err:
-        lines = [_describe(e) for e in err.errors()]
-        msg = f"{source} is invalid:\n  " + "\n  ".join(lines)
-        raise CatalogError(msg, hint="fix the fields named above") from None
+        problems += [_describe(e) for e in err.errors()]
+    problems += _reference_problems(data)
+    if problems or catalog is None:
+        count = f"{len(problems)} problems" if len(problems) > 1 else "a problem"
+        msg = f"{source} has {count}:\n  " + "\n  ".join(problems)
+        raise CatalogError(msg, hint="fix the fields named above")
+    return catalog
 
 
 def _describe(error: Mapping[str, Any]) -> str:

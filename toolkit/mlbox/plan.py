@@ -38,6 +38,7 @@ def cell(
     *,
     base_image: str | None = None,
     cuda_from: str = "pip",
+    loadgen_from: str = "wheel",
 ) -> Cell:
     """Plan one (model, variant, device); names are already known to be in the catalog."""
     entry = catalog.models[model]
@@ -48,13 +49,16 @@ def cell(
     dev = catalog.devices[device]
     pip_cuda = dev.cuda_pip is not None and cuda_from == "pip"
     nvidia_base = dev.cuda_pip is not None and cuda_from == "nvidia"
+    lg_from: Literal["wheel", "source"] = "source" if loadgen_from == "source" else "wheel"
     tag = image_tag(
         defaults.registry,
         model=model,
         device=device,
         variant=None if variant == entry.default_variant else variant,
         backend=None if backend == defaults.backend else backend,
-    ) + ("-nvidiabase" if nvidia_base else "")
+        nvidia_base=nvidia_base,
+        loadgen_source=lg_from == "source",
+    )
     packages = bspec.packages.get(device)
     if bspec.missing is not None:
         return Cell(model, variant, device, backend, tag, None, bspec.missing)
@@ -89,6 +93,8 @@ def cell(
             index=index,
             source_variant=source,
             ep_options=tuple(dev.ep_options.items()),
+            source=defaults.source,
+            loadgen_from=lg_from,
         )
         return Cell(model, variant, device, backend, tag, spec, None)
     spec = ImageSpec(
@@ -112,6 +118,8 @@ def cell(
         index=index,
         source_variant=source,
         ep_options=tuple(dev.ep_options.items()),
+        source=defaults.source,
+        loadgen_from=lg_from,
     )
     return Cell(model, variant, device, backend, tag, spec, None)
 
@@ -125,6 +133,7 @@ def matrix(
     backend: str | None = None,
     base_image: str | None = None,
     cuda_from: str = "pip",
+    loadgen_from: str = "wheel",
 ) -> list[Cell]:
     """Every (model, variant, device) the filters allow, buildable or not, in catalog order."""
     models = [choose("model", model, list(catalog.models))] if model else list(catalog.models)
@@ -141,7 +150,7 @@ def matrix(
             for d in devices:
                 if only is not None and d not in only:
                     continue  # the variant does not exist there (an fbgemm int8 model on cuda)
-                c = cell(catalog, m, v, d, base_image=base_image, cuda_from=cuda_from)
+                c = cell(catalog, m, v, d, base_image=base_image, cuda_from=cuda_from, loadgen_from=loadgen_from)
                 if backend is None or c.backend == backend:
                     cells.append(c)
     return cells
@@ -156,6 +165,7 @@ def select(
     backend: str | None = None,
     base_image: str | None = None,
     cuda_from: str = "pip",
+    loadgen_from: str = "wheel",
 ) -> ImageSpec:
     """Resolve a user's selection against the catalog, refusing unknown names and cells
     mlbox cannot build (with what is missing)."""
@@ -170,6 +180,9 @@ def select(
     if cuda_from not in ("pip", "nvidia"):
         msg = f"--cuda-from {cuda_from!r}: expected 'pip' or 'nvidia'"
         raise CatalogError(msg)
+    if loadgen_from not in ("wheel", "source"):
+        msg = f"--loadgen-from {loadgen_from!r}: expected 'wheel' or 'source'"
+        raise CatalogError(msg)
     own_route = catalog.backends[own].cuda_from
     if own_route is not None and cuda_from != own_route and catalog.devices[device].cuda_pip:
         msg = (
@@ -181,7 +194,7 @@ def select(
     if only is not None and device not in only:
         msg = f"variant {model}/{variant} exists for {', '.join(only)} only, not {device}"
         raise CatalogError(msg, hint=f"pick --device {only[0]}, or another variant (`mlbox list`)")
-    c = cell(catalog, model, variant, device, base_image=base_image, cuda_from=cuda_from)
+    c = cell(catalog, model, variant, device, base_image=base_image, cuda_from=cuda_from, loadgen_from=loadgen_from)
     if c.spec is None:
         msg = f"mlbox cannot build {model}/{variant} for {device} yet: it needs {c.missing}"
         if catalog.backends[c.backend].missing is None:
@@ -192,16 +205,31 @@ def select(
     return c.spec
 
 
-def image_tag(repository: str, *, model: str, device: str, variant: str | None, backend: str | None) -> str:
-    """`mlbox:<model>-<device>`, with the variant and backend added when not the default
-    (the backend only once: `pytorch-fp32` already says pytorch)."""
+def image_tag(
+    repository: str,
+    *,
+    model: str,
+    device: str,
+    variant: str | None,
+    backend: str | None,
+    nvidia_base: bool = False,
+    loadgen_source: bool = False,
+) -> str:
+    """The one place tags are made: `mlbox:<model>-<device>`, plus a part for every axis
+    that changes what the image carries when it is not the default: the variant, the
+    backend (only once: `pytorch-fp32` already says pytorch), NVIDIA's base image
+    (`-nvidiabase`) and LoadGen compiled from source (`-loadgen-source`). So two different
+    images never share a tag. The base image under a build (`--base-image`) is not an axis:
+    it is the platform the same recipe is installed on, and its label names it."""
     parts = [model, device, *(p for p in (variant,) if p)]
     if backend and backend not in (variant or "").split("-"):
         parts.append(backend)
+    if nvidia_base:
+        parts.append("nvidiabase")
+    if loadgen_source:
+        parts.append("loadgen-source")
     return f"{repository}:{'-'.join(parts)}"
 
-
-SOURCE_URL = "https://github.com/mlbox/mlbox"
 
 LAUNCHER = """#!/usr/bin/env python3
 # mlbox-bench: the image's entrypoint (generated by mlbox).
@@ -243,20 +271,23 @@ class BuildPlan:
 
     spec: ImageSpec
     dockerfile: str
-    loadgen_from: str  # "wheel" (PyPI's wheel) or "source" (PyPI's sdist, compiled in a builder stage)
     wheelhouses: tuple[Wheelhouse, ...]
     context: tuple[ContextEntry, ...]
     labels: tuple[tuple[str, str], ...]
     build_args: tuple[str, ...]  # names of the ARGs the executor must fill (label values)
 
     @property
+    def loadgen_from(self) -> str:
+        """ "wheel" (PyPI's wheel) or "source" (PyPI's sdist, compiled in a builder stage)."""
+        return self.spec.loadgen_from
+
+    @property
     def dockerfile_name(self) -> str:
         """`mlbox:resnet50-cpu-synthetic` -> `resnet50-cpu-synthetic.Dockerfile`."""
-        name = self.spec.tag.rsplit(":", 1)[-1]
-        return name + ("-loadgen-source" if self.loadgen_from == "source" else "") + ".Dockerfile"
+        return self.spec.tag.rsplit(":", 1)[-1] + ".Dockerfile"
 
 
-def labels_for(spec: ImageSpec, template_sha256: str, loadgen_from: str = "wheel") -> tuple[tuple[str, str], ...]:
+def labels_for(spec: ImageSpec, template_sha256: str) -> tuple[tuple[str, str], ...]:
     """Static labels: known before any file is fetched. Per-build values come as ARGs."""
     v = spec.variant_spec
     source = _weights_source(v)
@@ -267,7 +298,7 @@ def labels_for(spec: ImageSpec, template_sha256: str, loadgen_from: str = "wheel
     return (
         ("org.opencontainers.image.title", f"mlbox {spec.model} ({spec.variant}) on {spec.device}"),
         ("org.opencontainers.image.description", f"MLPerf LoadGen benchmark image: {v.description}"),
-        ("org.opencontainers.image.source", SOURCE_URL),
+        *((("org.opencontainers.image.source", spec.source),) if spec.source else ()),
         ("org.opencontainers.image.version", __version__),
         ("org.opencontainers.image.base.name", spec.base_image),
         ("mlbox.model", spec.model),
@@ -284,7 +315,7 @@ def labels_for(spec: ImageSpec, template_sha256: str, loadgen_from: str = "wheel
         ("mlbox.backend.version", _pinned_version(spec.packages, spec.backend_package)),
         ("mlbox.backend.index", spec.index or "pip's default index"),
         ("mlbox.loadgen.version", spec.loadgen),
-        ("mlbox.loadgen.from", loadgen_from),
+        ("mlbox.loadgen.from", spec.loadgen_from),
         *((("mlbox.cuda.from", spec.cuda_from),) if spec.cuda_from else ()),
         ("mlbox.template.sha256", template_sha256),
     )
@@ -328,19 +359,12 @@ def _pinned_version(packages: tuple[str, ...], package: str) -> str:
 
 
 def make_plan(
-    spec: ImageSpec,
-    templates: Traversable,
-    *,
-    loadgen_from: str = "wheel",
-    loadgen_build_requirements: tuple[str, ...] = (),
+    spec: ImageSpec, templates: Traversable, *, loadgen_build_requirements: tuple[str, ...] = ()
 ) -> BuildPlan:
-    if loadgen_from not in ("wheel", "source"):
-        msg = f"--loadgen-from {loadgen_from!r}: expected 'wheel' or 'source'"
-        raise CatalogError(msg)
-    labels = labels_for(spec, template_hash(templates), loadgen_from)
-    dockerfile = render_dockerfile(templates, spec, labels, image_defaults(spec), loadgen_from=loadgen_from)
+    labels = labels_for(spec, template_hash(templates))
+    dockerfile = render_dockerfile(templates, spec, labels, image_defaults(spec))
     loadgen = f"mlcommons-loadgen=={spec.loadgen}"
-    if loadgen_from == "source":
+    if spec.loadgen_from == "source":
         loadgen_house = Wheelhouse(layout.CONTEXT_LOADGEN_SRC, loadgen_build_requirements, sdist=loadgen)
     else:
         loadgen_house = Wheelhouse(layout.CONTEXT_LOADGEN, (loadgen,), no_deps=True)
@@ -355,7 +379,6 @@ def make_plan(
     return BuildPlan(
         spec=spec,
         dockerfile=dockerfile,
-        loadgen_from=loadgen_from,
         wheelhouses=wheelhouses,
         context=context,
         labels=labels,
@@ -396,6 +419,7 @@ def plans_for(
             backend=sel.backend,
             base_image=sel.base_image,
             cuda_from=sel.cuda_from,
+            loadgen_from=sel.loadgen_from,
         )
         skipped = [c for c in cells if c.spec is None]
         specs = [c.spec for c in cells if c.spec is not None]
@@ -415,11 +439,9 @@ def plans_for(
                 backend=sel.backend,
                 base_image=sel.base_image,
                 cuda_from=sel.cuda_from,
+                loadgen_from=sel.loadgen_from,
             )
         ]
     build_requires = catalog.defaults.loadgen_build_requires
-    plans = [
-        make_plan(spec, templates, loadgen_from=sel.loadgen_from, loadgen_build_requirements=build_requires)
-        for spec in specs
-    ]
+    plans = [make_plan(spec, templates, loadgen_build_requirements=build_requires) for spec in specs]
     return plans, skipped

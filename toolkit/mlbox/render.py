@@ -83,12 +83,10 @@ def render_dockerfile(
     spec: ImageSpec,
     labels: tuple[tuple[str, str], ...],
     defaults: tuple[tuple[str, str], ...],
-    *,
-    loadgen_from: str = "wheel",
 ) -> str:
     """The Dockerfile of one image. ``defaults`` are (mlbox-bench option, value) pairs the
     image sets as MLBOX_DEFAULT_<OPTION>."""
-    context = _context(spec, labels, defaults, loadgen_from)
+    context = _context(spec, labels, defaults)
     try:
         return _environment(templates).get_template(ENTRY_TEMPLATE).render(**context)
     except jinja2.TemplateNotFound as err:
@@ -106,7 +104,6 @@ def _context(
     spec: ImageSpec,
     labels: tuple[tuple[str, str], ...],
     defaults: tuple[tuple[str, str], ...],
-    loadgen_from: str,
 ) -> dict[str, Any]:
     context: dict[str, Any] = {
         "spec": spec,
@@ -114,7 +111,7 @@ def _context(
         "labels": labels,
         "defaults": tuple((layout.default_variable(name), value) for name, value in defaults),
         "build_args": layout.BUILD_ARG_LABELS,
-        "loadgen_from": loadgen_from,
+        "loadgen_from": spec.loadgen_from,
         "L": layout,  # paths, uid and context folder names: the one layout contract
     }
     _refuse_line_breaks({k: v for k, v in context.items() if k != "L"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mlbox.catalog import Variant
 from mlbox.layout import MODEL_DIR
@@ -33,6 +34,8 @@ class ImageSpec:
     backend_package: str = ""  # the distribution whose version labels the image (torch, onnxruntime)
     index: str | None = None  # the package index the backend's pins come from (None: pip's default)
     ep_options: tuple[tuple[str, str], ...] = ()  # the device's onnxruntime provider options
+    source: str | None = None  # the catalog's defaults.source: where the images' source lives
+    loadgen_from: Literal["wheel", "source"] = "wheel"  # PyPI's wheel, or its sdist compiled in a builder stage
 
     @property
     def model_path(self) -> str:
