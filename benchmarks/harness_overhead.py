@@ -166,8 +166,8 @@ def plain_tflite_throughput(model: Path, data: np.ndarray, batch: int, seconds: 
     def run(x: np.ndarray) -> np.ndarray:
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
-        answer = interpreter.get_tensor(out["index"])
-        return answer if answer.ndim == 1 else answer.argmax(axis=1)
+        answer: np.ndarray = interpreter.get_tensor(out["index"])
+        return answer if answer.ndim == 1 else np.argmax(answer, axis=1)
 
     starts = range(0, len(data) - batch + 1, batch)
     for start in list(starts)[:3]:

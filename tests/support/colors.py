@@ -12,8 +12,12 @@ only gets a colour right if preprocessing keeps RGB order and subtracts the mean
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 COLOURS = {0: (230, 20, 30), 1: (25, 220, 35), 2: (30, 40, 225)}  # label -> RGB
 SIZES = [(300, 260), (260, 300), (500, 375), (224, 224), (640, 480), (257, 511)]
@@ -37,7 +41,7 @@ def colour_classifier(path: Path, classes: int = 1001, layout: str = "NCHW", con
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [source], ["nchw"], perm=[0, 3, 1, 2]))
         source = "nchw"
-    shape = ["N", 3, 224, 224] if layout == "NCHW" else ["N", 224, 224, 3]
+    shape: list[str | int] = ["N", 3, 224, 224] if layout == "NCHW" else ["N", 224, 224, 3]
     weights = [numpy_helper.from_array(w, "w")]
     if conv_width:
         w1 = np.zeros((conv_width, 3, 3, 3), np.float32)
@@ -158,7 +162,7 @@ def tiny_torch_model(path: Path, fmt: str = "torchscript", *, quantized: bool = 
     return path
 
 
-def _tiny_net(quantized: bool) -> object:
+def _tiny_net(quantized: bool) -> torch.nn.Module:
     import torch as t
 
     class Tiny(t.nn.Module):
@@ -233,7 +237,8 @@ def colour_classifier_tf(path: Path, fmt: str = "frozen-graph", classes: int = 1
                 super().__init__()
                 self.w = tf.Variable(w)
 
-            @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="images")])
+            # tf is untyped (import_tensorflow gives Any), so its decorator is too
+            @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32, name="images")])  # type: ignore[untyped-decorator]
             def __call__(self, x: object) -> dict[str, object]:
                 logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), self.w)
                 return {"probabilities": tf.nn.softmax(logits), "classes": tf.argmax(logits, axis=1)}

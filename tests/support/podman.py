@@ -120,8 +120,8 @@ class RootlessPodman:
         env = write_configuration(root, insecure=insecure)
         for sub in ("home", "run"):
             (root / sub).mkdir(mode=0o700)
-        for path in [root, *root.rglob("*")]:
-            os.chown(path, uid, gid)
+        for owned in [root, *root.rglob("*")]:
+            os.chown(owned, uid, gid)
         env |= {
             "HOME": str(root / "home"),
             "XDG_RUNTIME_DIR": str(root / "run"),

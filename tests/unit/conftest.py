@@ -42,7 +42,7 @@ def _guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> N
         return
     real_popen = subprocess.Popen
 
-    class GuardedPopen(real_popen):  # type: ignore[type-arg,misc,valid-type]
+    class GuardedPopen(real_popen):  # type: ignore[misc,valid-type]
         def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
             program = Path(str(args[0] if isinstance(args, list | tuple) else args).split()[0]).name
             if program not in ALLOWED_PROGRAMS:

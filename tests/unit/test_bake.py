@@ -71,7 +71,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
 
     class Clock(datetime):
         @classmethod
-        def now(cls, tz: Any = None) -> Clock:  # type: ignore[override]
+        def now(cls, tz: Any = None) -> Clock:
             return cls.fromtimestamp(CREATED.timestamp(), tz)
 
     monkeypatch.setattr(mlbox.build, "datetime", Clock)

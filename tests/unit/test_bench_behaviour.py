@@ -309,7 +309,11 @@ CM_CASES: list[tuple[str, str, str, list[str], Callable[[Result, Path], bool]]] 
         lambda r, _: r["backend"]["name"] == "onnxruntime" and r["backend"]["version"],
     ),
 ]
-ALIAS_CASES = [(prefix + name.removeprefix("CM_"), *rest) for name, *rest in CM_CASES for prefix in ("CM_", "MLC_")]
+ALIAS_CASES = [
+    (prefix + name.removeprefix("CM_"), setting, value, args, check)
+    for name, setting, value, args, check in CM_CASES
+    for prefix in ("CM_", "MLC_")
+]
 
 
 @pytest.mark.parametrize(

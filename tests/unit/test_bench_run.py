@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +19,9 @@ from tests.conftest import REPO
 from tests.support.gpu import no_gpu
 
 
-def result_of(out: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((out / "result.json").read_text())
+def result_of(out: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((out / "result.json").read_text())
+    return result
 
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Server", "Offline"])
@@ -263,7 +265,8 @@ def test_every_benchmark_outcome_has_an_mlbox_code_of_its_own() -> None:
     from mlbox.errors import BENCH_OUTCOMES, MlboxError, bench_outcome, exit_codes
     from mlbox_bench import errors as bench
 
-    own = {cls.exit_code for cls in (MlboxError, *MlboxError.__subclasses__())} | {1, 2}
+    classes: list[type[MlboxError]] = [MlboxError, *MlboxError.__subclasses__()]
+    own = {cls.exit_code for cls in classes} | {1, 2}
     outcomes = {bench_outcome(code) for code in (*range(128), 130, 137, 143)}
     assert outcomes & own == set()
     assert [bench_outcome(c) for c in (bench.EXIT_VALID, bench.EXIT_INVALID, bench.EXIT_USAGE, 137)] == [0, 4, 22, 137]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -10,8 +11,9 @@ from mlbox.errors import CatalogError
 from tests.conftest import REPO
 
 
-def repo_catalog_data() -> dict:
-    return yaml.safe_load((REPO / "images.yaml").read_text())
+def repo_catalog_data() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((REPO / "images.yaml").read_text())
+    return data
 
 
 def test_repo_catalog_is_valid_and_frozen() -> None:
@@ -23,7 +25,7 @@ def test_repo_catalog_is_valid_and_frozen() -> None:
     assert published.url == "https://zenodo.org/record/4735647/files/resnet50_v1.onnx"
     assert resnet.variants["synthetic"].is_synthetic
     with pytest.raises(ValueError, match="frozen"):
-        resnet.default_variant = "synthetic"  # type: ignore[misc]
+        resnet.default_variant = "synthetic"
 
 
 def test_unknown_key_is_refused_with_its_path_and_a_suggestion() -> None:

@@ -77,7 +77,7 @@ def test_an_unreachable_engine_is_exit_14_everywhere(
     argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     down = EngineError("cannot reach the Docker engine: connection refused", hint="start it")
-    failing = dict.fromkeys(("api_version", "inspect_image", "image_exists", "info"), down)
+    failing: dict[str, BaseException] = dict.fromkeys(("api_version", "inspect_image", "image_exists", "info"), down)
     use_fake_engine(monkeypatch, FakeEngine(fail=failing))
     code = main(argv)
     err = capsys.readouterr().err

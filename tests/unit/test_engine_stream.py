@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -11,13 +12,15 @@ from mlbox.wheelhouse import platform_tags
 
 def test_build_stream_lines_are_passed_on_as_they_come() -> None:
     seen: list[str] = []
-    stream = iter([{"stream": "Step 1/2 : FROM x\n"}, {"stream": " ---> abc\n"}, {"aux": {"ID": "sha256:" + "a" * 64}}])
+    stream: Iterator[dict[str, Any]] = iter(
+        [{"stream": "Step 1/2 : FROM x\n"}, {"stream": " ---> abc\n"}, {"aux": {"ID": "sha256:" + "a" * 64}}]
+    )
     assert follow_build(stream, seen.append) == "sha256:" + "a" * 64
     assert seen == ["Step 1/2 : FROM x", " ---> abc"]
 
 
 def test_error_chunk_raises_with_the_failing_step_and_last_lines() -> None:
-    stream = iter(
+    stream: Iterator[dict[str, Any]] = iter(
         [
             {"stream": "Step 3/9 : RUN false\n"},
             {"stream": "some output\n"},
@@ -49,7 +52,7 @@ def test_platform_tags_cover_every_older_manylinux() -> None:
 
 def test_buildah_steps_give_a_failed_build_its_context() -> None:
     """Podman's builder names steps `[2/2] STEP 3/6: ...` and ends with Docker's aux ID chunk."""
-    stream = iter(
+    stream: Iterator[dict[str, Any]] = iter(
         [
             {"stream": "[2/2] STEP 3/6: RUN false\n"},
             {"stream": "about to fail\n"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,11 +135,11 @@ def test_pushing_an_image_that_was_never_built_touches_nothing(tmp_path: Path) -
 IMAGE = "mlbox:a-cpu"
 
 
-def _engine(**kwargs: object) -> FakeEngine:
+def _engine(**kwargs: Any) -> FakeEngine:
     labels = {"mlbox.device": "cpu"}
     return FakeEngine(
         images={IMAGE: {"Id": "sha256:1", "RepoDigests": ["r/x@sha256:2"], "Config": {"Labels": labels}}}, **kwargs
-    )  # type: ignore[arg-type]
+    )
 
 
 def _record(out: Path) -> dict[str, object]:

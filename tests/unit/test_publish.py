@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_credentials_come_from_stdin_or_the_environment(monkeypatch: pytest.Monk
 
 
 def test_push_stream_errors_raise_with_the_registrys_message() -> None:
-    stream = [
+    stream: list[dict[str, Any]] = [
         {"status": "The push refers to repository [r/x]"},
         {"id": "abc", "status": "Preparing"},
         {"errorDetail": {"message": "unauthorized: authentication required"}, "error": "unauthorized"},
@@ -62,7 +63,7 @@ def test_push_stream_errors_raise_with_the_registrys_message() -> None:
 
 def test_push_stream_returns_the_digest_and_reports_each_layer_state_once() -> None:
     digest = "sha256:" + "b" * 64
-    stream = [
+    stream: list[dict[str, Any]] = [
         {"id": "l1", "status": "Pushing", "progress": "1/2"},
         {"id": "l1", "status": "Pushing", "progress": "2/2"},
         {"id": "l1", "status": "Pushed"},

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_the_graph_says_it_is_synthetic_and_is_seeded(twins: dict[str, Path]) ->
     assert tf_model_bytes("resnet50-tf", 8, image_size=SIZE) != twins["resnet50-tf"].read_bytes()
 
 
-def details(path: Path) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+def details(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     interpreter = litert.Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     return interpreter.get_input_details(), interpreter.get_output_details(), interpreter.get_tensor_details()
