@@ -1,27 +1,47 @@
 # The two commands a newcomer needs (see README.md): `make demo` and `make test`.
-.PHONY: demo test unit-and-integration unit lint golden
+# The tiers, fastest first (README "Tests"):
+#   make check        ruff, ruff format --check, mypy (packages, tests, benchmarks)   < 1 minute
+#   make unit         the unit tier: in process, no engine                            < 3 minutes
+#   make test         check + unit + integration (real engine, tiny twins): what CI runs
+#   make test-images  the full ResNet-50 matrix of every image family                  ~ 30 minutes
+.PHONY: demo test test-images check unit venv golden unit-and-integration
+
+# pytest-xdist workers; a family's image is built once whatever the number.
+WORKERS ?= 2
+PYTEST := .venv/bin/python -m pytest -n $(WORKERS) --dist loadscope
 
 # Build an image and run a benchmark in it (offline: synthetic weights, bootstrapped base).
 demo:
 	scripts/with-engine.sh scripts/demo.sh
 
-# Everything: lint, unit tests, and integration tests against a real engine and registry.
+# What CI runs (.ci/run): set-up (engine, registry, base image, venv), lint, then the unit
+# and integration tiers in one pytest run, the 25 slowest tests listed at the end.
 test:
-	scripts/with-engine.sh $(MAKE) --no-print-directory lint unit-and-integration
+	scripts/with-engine.sh $(MAKE) --no-print-directory check unit-and-integration
+
+# The full ResNet-50-shaped matrix of every image family (every scenario, accuracy,
+# read-only, as its own user): minutes per family.
+test-images:
+	scripts/with-engine.sh sh -c '$(PYTEST) --run-images --durations=25 tests/images'
 
 # pytest exits 5 when it collected no tests: for us that is a broken suite, say so.
-unit-and-integration:
-	@.venv/bin/python -m pytest --run-docker --durations=25; rc=$$?; \
+unit-and-integration: venv
+	@$(PYTEST) --run-docker --durations=25 tests/unit tests/integration; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; exit $$rc
 
-# Fast tests only: no engine, no network.
-unit:
-	.venv/bin/python -m pytest tests/unit
+# Fast tests only: no engine, no network (a guard fails any test that tries).
+unit: venv
+	$(PYTEST) tests/unit
 
-lint:
-	.venv/bin/ruff check toolkit entrypoints tests
+check: venv
+	.venv/bin/ruff check toolkit entrypoints tests benchmarks
+	.venv/bin/ruff format --check toolkit entrypoints tests benchmarks
 	.venv/bin/mypy
+	.venv/bin/mypy tests benchmarks
+
+venv:
+	@scripts/venv.sh
 
 # Regenerate tests/golden/ from the templates (review the diff before committing).
-golden:
+golden: venv
 	.venv/bin/python -m tests.golden.regenerate

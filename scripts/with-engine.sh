@@ -62,12 +62,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # --- Python environment ---------------------------------------------------------
-if [ ! -x .venv/bin/mlbox ] || [ pyproject.toml -nt .venv/.installed ]; then
-  log "installing mlbox and its dev tools into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
-  touch .venv/.installed
-fi
+scripts/venv.sh
 
 # --- base image -----------------------------------------------------------------
 # Registries are unreachable on offline machines, so bootstrap one from Debian packages.

@@ -1,11 +1,27 @@
-"""Shared fixtures. Engine tests are marked (docker/registry) and run with --run-docker;
-unit tests are guarded so an accidental engine call fails instead of passing by luck."""
+"""What every tier shares: options, tiers and their time limits, temporary directories, the
+engine guard, and the small models and data the tests make.
+
+The tiers (the README's "Tests" section gives their promises):
+
+- unit (tests/unit): in process; no engine, no network; every scenario and backend on tiny
+  models. `make unit`.
+- integration (tests/integration, --run-docker): a real engine, registry, LoadGen and
+  backend library; each image family proved on a tiny twin built once per run. With the
+  unit tier: `make test`.
+- images (tests/images, --run-images): the full ResNet-50-shaped matrix of every image
+  family (every scenario, accuracy, read-only, as its own user). `make test-images`.
+
+Every test has a time limit (pytest-timeout): its tier's below, or its own
+@pytest.mark.timeout. A test that hangs (an engine call, a LoadGen run) fails with the
+stack it was waiting in, and the run goes on.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -14,28 +30,45 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.engine_guard import RUN_VARIABLE, EngineGuard, namespace_of_run
+from tests.support.gpu import gpu_present
+
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+
+# The engine fixtures (registries, images, the `mlbox` runner) for the integration and images tiers.
+pytest_plugins = ["tests.support.engine"]
+
+# Seconds a test of each tier may take, fixtures included, on a busy 2-core machine.
+TIMEOUTS = {"unit": 120, "integration": 300, "images": 1200}
 
 
-def gpu_present() -> bool:
-    """An NVIDIA GPU is visible here (the check mlbox-bench itself makes)."""
-    return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
-
-
-# For tests whose point is what happens on a host without a GPU: skipped, not failed, on one.
-no_gpu = pytest.mark.skipif(gpu_present(), reason="checks behaviour on a host without an NVIDIA GPU")
+def tier(item: pytest.Item) -> str:
+    """unit, integration or images: the folder under tests/ a test lives in."""
+    try:
+        return Path(str(item.path)).relative_to(TESTS).parts[0]
+    except ValueError:  # a test outside tests/ (pytester's): the strictest limit
+        return "unit"
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's tmpdir plugin reads the option
 def pytest_configure(config: pytest.Config) -> None:
-    """Each session gets a private base temporary directory, removed when the session ends.
+    """Each run gets a private base temporary directory, removed when the run ends.
 
     pytest's own, with tmp_path_retention_policy "none", is pytest-of-<user>/pytest-N, with
     no lock: every session, as it exits, removes every pytest-N up to its own, including
     those of sessions still running. A `pytest tests/unit` run beside `make test` removed
-    the longer run's directories under it (76 errors). No other session touches this one.
+    the longer run's directories under it (76 errors). No other run touches this one.
+    pytest-xdist's workers are given a folder under the controller's (--basetemp).
     """
-    if config.option.basetemp:  # the caller chose one: theirs to keep or remove
+    # One token per run, shared with pytest-xdist's workers through the environment: the
+    # run's image namespace and the engine guard's check both derive from it.
+    os.environ.setdefault(RUN_VARIABLE, secrets.token_hex(4))
+    worker = hasattr(config, "workerinput")
+    engine = config.getoption("--run-docker") or config.getoption("--run-images")
+    if engine and not worker:
+        config.pluginmanager.register(EngineGuard(namespace_of_run()), "mlbox-engine-guard")
+    if config.option.basetemp:  # the caller (or xdist's controller) chose one: theirs to remove
         return
     base = Path(tempfile.mkdtemp(prefix="pytest-mlbox-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT")))
     config.option.basetemp = str(base)
@@ -43,17 +76,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-docker", action="store_true", help="run tests that need a Docker engine and registry")
+    parser.addoption("--run-docker", action="store_true", help="run the integration tier (a Docker engine, registry)")
+    parser.addoption("--run-images", action="store_true", help="run the images tier (the full ResNet-50 matrix)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     no_gpu_here = pytest.mark.skip(reason="needs an NVIDIA GPU (benchmarks/gpu.py runs these on a GPU machine)")
-    no_engine = pytest.mark.skip(reason="needs a Docker engine: run with --run-docker (make test does)")
     for item in items:
+        kind = tier(item)
         if "gpu" in item.keywords and not gpu_present():
             item.add_marker(no_gpu_here)
-        if not config.getoption("--run-docker") and ("docker" in item.keywords or "registry" in item.keywords):
-            item.add_marker(no_engine)
+        engine = "docker" in item.keywords or "registry" in item.keywords
+        if kind == "images" and not config.getoption("--run-images"):
+            item.add_marker(pytest.mark.skip(reason="the images tier: run with --run-images (make test-images does)"))
+        elif engine and not (config.getoption("--run-docker") or config.getoption("--run-images")):
+            item.add_marker(pytest.mark.skip(reason="needs a Docker engine: run with --run-docker (make test does)"))
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIMEOUTS.get(kind, TIMEOUTS["unit"])))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from mlbox.engine import DockerEngine
-from tests.integration.conftest import Served, run_mlbox
-from tests.integration.test_publish import registry_digest
+from tests.integration.conftest import Served
 from tests.support.bake import check_bake_file
+from tests.support.engine import Mlbox, registry_digest
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
@@ -95,12 +95,14 @@ def test_a_baked_context_builds_with_buildkit_and_its_digest_becomes_a_publish_r
     tmp_path: Path,
     docker_client: Any,
     buildkit_images: list[str],
+    mlbox: Mlbox,
+    namespace: str,
 ) -> None:
     assert DEBIAN_DOCKER.is_file(), "Debian's docker.io CLI is missing: scripts/with-engine.sh installs it"
     state = tmp_path / "state"
-    env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_CACHE_DIR": str(shared_cache), "MLBOX_STATE_DIR": str(state)}
+    env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_STATE_DIR": str(state)}
     out = tmp_path / "bake"
-    baked = run_mlbox(
+    baked = mlbox(
         "bake",
         "--model",
         "tiny",
@@ -117,7 +119,7 @@ def test_a_baked_context_builds_with_buildkit_and_its_digest_becomes_a_publish_r
     definition = json.loads((out / "docker-bake.json").read_text())
     check_bake_file(definition)
     target = definition["target"]["tiny-cpu"]
-    assert target["tags"] == [f"{registry}/bake/mlbox:tiny-cpu"]  # what `mlbox push --registry` names it
+    assert target["tags"] == [f"{registry}/bake/{namespace}:tiny-cpu"]  # what `mlbox push --registry` names it
     classic = docker_client.images.get(served.tag).labels  # the session's `mlbox build` of the same inputs
     assert {k: v for k, v in target["labels"].items() if k != CREATED} == {
         k: v for k, v in classic.items() if k != CREATED
@@ -135,7 +137,7 @@ def test_a_baked_context_builds_with_buildkit_and_its_digest_becomes_a_publish_r
     # What `docker buildx bake --push --metadata-file` does next: push, and write the metadata.
     repository, _, tag = target["tags"][0].rpartition(":")
     digest = DockerEngine().push(repository, tag, auth=None, on_progress=lambda _: None)
-    assert digest == registry_digest(registry, "bake/mlbox", "tiny-cpu")
+    assert digest == registry_digest(registry, f"bake/{namespace}", "tiny-cpu")
     metadata = {
         "tiny-cpu": {
             "containerimage.config.digest": image.id,
@@ -145,16 +147,16 @@ def test_a_baked_context_builds_with_buildkit_and_its_digest_becomes_a_publish_r
         "buildx.build.warnings": [],
     }
     (out / "metadata.json").write_text(json.dumps(metadata))
-    recorded = run_mlbox("publish-record", str(out / "metadata.json"), "--registry", f"{registry}/bake", env=env)
+    recorded = mlbox("publish-record", str(out / "metadata.json"), "--registry", f"{registry}/bake", env=env)
     assert recorded.returncode == 0, recorded.stderr
-    assert recorded.stdout.strip() == f"{registry}/bake/mlbox@{digest}"
+    assert recorded.stdout.strip() == f"{registry}/bake/{namespace}@{digest}"
 
-    pushed = run_mlbox("push", "--model", "tiny", "--registry", f"{registry}/pushed", env=env)
+    pushed = mlbox("push", "--model", "tiny", "--registry", f"{registry}/pushed", env=env)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     from_bake, from_push = records(state)
     assert from_bake.keys() == from_push.keys()
     assert from_bake["image"] == from_push["image"] == served.tag
     assert from_bake["image_id"] == image.id
     assert from_bake["labels"] == image.labels
-    listed = run_mlbox("list", "--json", "--model", "tiny", env=env)
-    assert json.loads(listed.stdout)[0]["pushed"] == [f"{registry}/bake/mlbox@{digest}", pushed.stdout.strip()]
+    listed = mlbox("list", "--json", "--model", "tiny", env=env)
+    assert json.loads(listed.stdout)[0]["pushed"] == [f"{registry}/bake/{namespace}@{digest}", pushed.stdout.strip()]

@@ -12,15 +12,14 @@ import pytest
 
 from mlbox.fetch import digests
 from tests.conftest import FileServer
-from tests.integration.conftest import Served, catalog_with, run_container, run_mlbox
+from tests.integration.conftest import Served, catalog_with
+from tests.support.engine import Mlbox, run_container
 
 pytestmark = pytest.mark.docker
 
 
-def test_built_image_runs_loadgen_without_network(
-    served_image: tuple[str, Path], docker_client: Any, tmp_path: Path
-) -> None:
-    tag, model = served_image
+def test_built_image_runs_loadgen_without_network(served: Served, docker_client: Any, tmp_path: Path) -> None:
+    tag, model = served.tag, served.model
     results = tmp_path / "results"
     code, logs = run_container(
         # An expected rate above what the tiny model reaches anywhere (9-19k samples/s here):
@@ -43,7 +42,7 @@ def test_built_image_runs_loadgen_without_network(
 
 
 def test_accuracy_in_the_container_on_a_read_only_dataset(
-    served_image: tuple[str, Path],
+    served: Served,
     docker_client: Any,
     tmp_path: Path,
     colour_model: Path,
@@ -52,7 +51,7 @@ def test_accuracy_in_the_container_on_a_read_only_dataset(
     """The image decodes and preprocesses a mounted ImageNet-layout dataset (read-only:
     the .npy cache goes elsewhere) and scores it; a CM variable and a flag override the
     image's own defaults."""
-    tag, _ = served_image
+    tag = served.tag
     dataset, expected = colour_data
     results = tmp_path / "results"
     code, logs = run_container(
@@ -73,8 +72,8 @@ def test_accuracy_in_the_container_on_a_read_only_dataset(
     assert result["sources"]["output_dir"] == "MLBOX_DEFAULT_OUTPUT_DIR (image)"
 
 
-def test_image_carries_model_sha_and_runs_as_non_root(served_image: tuple[str, Path], docker_client: Any) -> None:
-    tag, model = served_image
+def test_image_carries_model_sha_and_runs_as_non_root(served: Served, docker_client: Any) -> None:
+    tag, model = served.tag, served.model
     image = docker_client.images.get(tag)
     labels = image.labels
     assert labels["mlbox.model.sha256"] == digests(model)[1]
@@ -85,8 +84,8 @@ def test_image_carries_model_sha_and_runs_as_non_root(served_image: tuple[str, P
     assert config["User"] == "10001:10001"
 
 
-def test_model_and_harness_are_separate_layers_in_order(served_image: tuple[str, Path], docker_client: Any) -> None:
-    tag, model = served_image
+def test_model_and_harness_are_separate_layers_in_order(served: Served, docker_client: Any) -> None:
+    tag, model = served.tag, served.model
     history = docker_client.api.history(tag)  # newest first
     created = [h["CreatedBy"] for h in history]
 
@@ -115,21 +114,19 @@ def harness_bytes() -> int:
 
 
 def test_wrong_checksum_is_refused_and_leaves_nothing_cached(
-    tmp_path: Path, tiny_model: Path, base_image: str, shared_cache: Path, file_server: FileServer, docker_client: Any
+    tmp_path: Path,
+    tiny_model: Path,
+    base_image: str,
+    shared_cache: Path,
+    file_server: FileServer,
+    docker_client: Any,
+    mlbox: Mlbox,
+    namespace: str,
 ) -> None:
     (file_server.root / "tiny.onnx").write_bytes(tiny_model.read_bytes())
     wrong = "0123456789abcdef0123456789abcdef"
-    catalog = catalog_with(tmp_path, "tampered", "served", file_server.url("tiny.onnx"), wrong)
-    result = run_mlbox(
-        "build",
-        "--model",
-        "tampered",
-        "--device",
-        "cpu",
-        "--base-image",
-        base_image,
-        env={"MLBOX_CATALOG": str(catalog), "MLBOX_CACHE_DIR": str(shared_cache)},
-    )
+    catalog = catalog_with(tmp_path, namespace, "tampered", file_server.url("tiny.onnx"), wrong)
+    result = mlbox("build", "--model", "tampered", "--base-image", base_image, env={"MLBOX_CATALOG": str(catalog)})
     assert result.returncode == 12, result.stderr
     assert f"expected {wrong}" in result.stderr
     assert result.stdout == ""
@@ -140,25 +137,25 @@ def test_wrong_checksum_is_refused_and_leaves_nothing_cached(
     from docker.errors import ImageNotFound
 
     with pytest.raises(ImageNotFound):
-        docker_client.images.get("mlbox:tampered-cpu")
+        docker_client.images.get(f"{namespace}:tampered-cpu")
 
 
 @pytest.mark.registry
 def test_built_image_pushes_to_a_real_registry_through_mlbox(
-    served: Served, docker_client: Any, registry: str, tmp_path: Path
+    served: Served, docker_client: Any, registry: str, tmp_path: Path, mlbox: Mlbox, namespace: str
 ) -> None:
     import requests
 
     env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_STATE_DIR": str(tmp_path)}
-    result = run_mlbox("push", "--model", "tiny", "--registry", f"{registry}/pushed", env=env)
+    result = mlbox("push", "--model", "tiny", "--registry", f"{registry}/pushed", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     reference = result.stdout.strip().splitlines()[-1]
-    assert reference.startswith(f"{registry}/pushed/mlbox@sha256:")
-    tags = requests.get(f"http://{registry}/v2/pushed/mlbox/tags/list", timeout=10).json()
+    assert reference.startswith(f"{registry}/pushed/{namespace}@sha256:")
+    tags = requests.get(f"http://{registry}/v2/pushed/{namespace}/tags/list", timeout=10).json()
     assert tags["tags"] == ["tiny-cpu"]
     # The registry serves the image the engine built: same config digest.
     manifest = requests.get(
-        f"http://{registry}/v2/pushed/mlbox/manifests/tiny-cpu",
+        f"http://{registry}/v2/pushed/{namespace}/manifests/tiny-cpu",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
         timeout=10,
     ).json()

@@ -19,8 +19,7 @@ import pytest
 
 from mlbox.engine import ContainerSpec, DockerEngine, Engine, Mount, PodmanEngine
 from mlbox.errors import BuildError, PushError
-from tests.integration.conftest import AuthRegistry, run_mlbox
-from tests.integration.test_publish import registry_digest
+from tests.support.engine import AuthRegistry, Mlbox, registry_digest
 from tests.support.podman import processes_mentioning, unmount_under, write_configuration
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
@@ -72,10 +71,10 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 
 
 def test_every_engine_method_on_a_real_engine(
-    engine: Engine, base_rootfs: Path, registry: str, auth_registry: AuthRegistry, tmp_path: Path
+    engine: Engine, base_rootfs: Path, registry: str, auth_registry: AuthRegistry, tmp_path: Path, namespace: str
 ) -> None:
     kind = "podman" if isinstance(engine, PodmanEngine) else "docker"
-    repo = f"mlbox-contract-{kind}"
+    repo = f"{namespace}-contract-{kind}"
     assert re.fullmatch(r"1\.\d+", engine.api_version())
     assert engine.info()["ServerVersion"]
 
@@ -160,16 +159,16 @@ def test_every_engine_method_on_a_real_engine(
     assert engine.push(guarded, "v1", auth=right, on_progress=lambda _: None).startswith("sha256:")
 
 
-def test_mlbox_stops_the_podman_service_it_started(podman_env: dict[str, str], tmp_path: Path) -> None:
+def test_mlbox_stops_the_podman_service_it_started(podman_env: dict[str, str], tmp_path: Path, mlbox: Mlbox) -> None:
     """`mlbox --engine podman` starts `podman system service` for the command and leaves
     nothing running when it ends: not on success, not on an error."""
     runtime = Path(tempfile.mkdtemp(prefix="mlbox-t-"))  # short: a socket path has 108 bytes
     try:
         env = {**podman_env, "XDG_RUNTIME_DIR": str(runtime), "MLBOX_STATE_DIR": str(tmp_path / "state")}
-        listed = run_mlbox("--engine", "podman", "list", "--json", "--model", "resnet50", env=env)
+        listed = mlbox("--engine", "podman", "list", "--json", "--model", "resnet50", env=env)
         assert listed.returncode == 0, listed.stderr
         assert '"built": false' in listed.stdout  # the service answered: built? is known
-        refused = run_mlbox("--engine", "podman", "run", "--image", "mlbox:not-there", env=env)
+        refused = mlbox("--engine", "podman", "run", "--image", "mlbox:not-there", env=env)
         assert refused.returncode == 14, refused.stderr
         assert "image mlbox:not-there not found" in refused.stderr
         assert processes_mentioning(str(runtime)) == []

@@ -16,8 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.integration.conftest import Served, run_mlbox
-from tests.integration.test_publish import registry_digest
+from tests.integration.conftest import Served
+from tests.support.engine import Mlbox, registry_digest
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
@@ -69,16 +69,16 @@ def replay(
 
 
 def test_a_benchmark_matrix_job_runs_the_pushed_digest_and_its_results_tabulate(
-    served: Served, registry: str, tmp_path: Path, docker_client: Any
+    served: Served, registry: str, tmp_path: Path, docker_client: Any, mlbox: Mlbox, namespace: str
 ) -> None:
     env = {"MLBOX_CATALOG": str(served.catalog), "MLBOX_STATE_DIR": str(tmp_path / "state")}
-    pushed = run_mlbox("push", "--model", "tiny", "--registry", f"{registry}/k8s", env=env)
+    pushed = mlbox("push", "--model", "tiny", "--registry", f"{registry}/k8s", env=env)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
-    digest = registry_digest(registry, "k8s/mlbox", "tiny-cpu")
-    reference = f"{registry}/k8s/mlbox@{digest}"
+    digest = registry_digest(registry, f"k8s/{namespace}", "tiny-cpu")
+    reference = f"{registry}/k8s/{namespace}@{digest}"
 
     out = tmp_path / "manifests"
-    made = run_mlbox(
+    made = mlbox(
         "k8s",
         "--model",
         "tiny",
@@ -130,14 +130,14 @@ def test_a_benchmark_matrix_job_runs_the_pushed_digest_and_its_results_tabulate(
         collect_pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
         == pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
     )
-    tabulated = run_mlbox("results", "--json", str(claim / "itest"), env=env)
+    tabulated = mlbox("results", "--json", str(claim / "itest"), env=env)
     assert tabulated.returncode == 0, tabulated.stderr
     rows = json.loads(tabulated.stdout)
     assert [(r["RUN"], r["SCENARIO"]) for r in rows] == [
         (str(claim / "itest" / "tiny-cpu" / "0"), "SingleStream"),
         (str(claim / "itest" / "tiny-cpu" / "1"), "Offline"),
     ]
-    assert {r["IMAGE"] for r in rows} == {f"{registry}/k8s/mlbox:tiny-cpu"}
+    assert {r["IMAGE"] for r in rows} == {f"{registry}/k8s/{namespace}:tiny-cpu"}
     assert {r["DIGEST"] for r in rows} == {digest[:19]}
     record = json.loads((claim / "itest" / "tiny-cpu" / "1" / "mlbox-run.json").read_text())
     assert record["repo_digests"] == [reference]

@@ -12,21 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.integration.conftest import AuthRegistry, Served, catalog_with, run_mlbox
+from tests.integration.conftest import Served, catalog_with
+from tests.support.engine import AuthRegistry, Mlbox, registry_digest
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
-MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def registry_digest(address: str, repository: str, tag: str, auth: tuple[str, str] | None = None) -> str:
-    """The digest as the registry itself reports it (an independent client)."""
-    resp = requests.get(
-        f"http://{address}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_V2}, auth=auth, timeout=10
-    )
-    resp.raise_for_status()
-    return resp.headers["Docker-Content-Digest"]
 
 
 def env_for(served: Served, state: Path, **extra: str) -> dict[str, str]:
@@ -46,23 +36,25 @@ def test_push_pull_by_digest_and_run(
     auth_registry: AuthRegistry,
     tmp_path: Path,
     docker_client: Any,
+    mlbox: Mlbox,
+    namespace: str,
 ) -> None:
     address = auth_registry.address if auth else registry
     creds = {"MLBOX_REGISTRY_USERNAME": auth_registry.username, "MLBOX_REGISTRY_PASSWORD": auth_registry.password}
     env = env_for(served, tmp_path, **(creds if auth else {}))
-    result = run_mlbox("push", "--model", "tiny", "--registry", f"{address}/bench", env=env)
+    result = mlbox("push", "--model", "tiny", "--registry", f"{address}/bench", env=env)
     assert result.returncode == 0, result.stderr
     reference = result.stdout.strip().splitlines()[-1]
     name, _, digest = reference.partition("@")
-    assert name == f"{address}/bench/mlbox"
+    assert name == f"{address}/bench/{namespace}"
     basic = (auth_registry.username, auth_registry.password) if auth else None
-    assert digest == registry_digest(address, "bench/mlbox", "tiny-cpu", basic)
+    assert digest == registry_digest(address, f"bench/{namespace}", "tiny-cpu", basic)
     # Per-layer progress: each layer ends pushed, already there, or mounted from another repository.
     assert re.search(r"\| \w+: (Pushed|Layer already exists|Mounted from)", result.stderr), result.stderr
     [record] = records(tmp_path)
     assert record["digest"] == digest
     assert record["references"] == [reference]
-    assert record["image"] == "mlbox:tiny-cpu"
+    assert record["image"] == served.tag
     assert record["labels"]["mlbox.model.sha256"]
 
     # Pull back by digest (the local copy removed first) and run what came back.
@@ -73,7 +65,7 @@ def test_push_pull_by_digest_and_run(
     out = tmp_path / "results"
     out.mkdir()
     # The pulled image runs; a short run's verdict is not the point (--allow-invalid: exit 0).
-    run = run_mlbox(
+    run = mlbox(
         "run",
         "--image",
         reference,
@@ -104,7 +96,14 @@ def test_push_pull_by_digest_and_run(
     ],
 )
 def test_refused_pushes_leave_no_record_and_no_tag(
-    case: str, message: str, served: Served, auth_registry: AuthRegistry, tmp_path: Path, docker_client: Any
+    case: str,
+    message: str,
+    served: Served,
+    auth_registry: AuthRegistry,
+    tmp_path: Path,
+    docker_client: Any,
+    mlbox: Mlbox,
+    namespace: str,
 ) -> None:
     address, model = auth_registry.address, "tiny"
     env = env_for(served, tmp_path, MLBOX_REGISTRY_USERNAME="mlbox", MLBOX_REGISTRY_PASSWORD=auth_registry.password)
@@ -114,54 +113,46 @@ def test_refused_pushes_leave_no_record_and_no_tag(
         address = "127.0.0.1:9"
     else:  # a catalog image that was never built
         model = "ghost"
-        env["MLBOX_CATALOG"] = str(catalog_with(tmp_path, "ghost", "served", "http://127.0.0.1:9/x", "0" * 32))
-    tags_before = {t for i in docker_client.images.list() for t in i.tags}
-    result = run_mlbox("push", "--model", model, "--registry", f"{address}/bench", env=env)
+        env["MLBOX_CATALOG"] = str(catalog_with(tmp_path, namespace, "ghost", "http://127.0.0.1:9/x", "0" * 32))
+
+    def tags() -> set[str]:  # this worker's (others build and push beside it)
+        return {t for i in docker_client.images.list() for t in i.tags if namespace in t}
+
+    tags_before = tags()
+    result = mlbox("push", "--model", model, "--registry", f"{address}/bench", env=env)
     assert result.returncode == 16, result.stderr
     assert message in result.stderr.lower()
     assert "hint:" in result.stderr
     assert result.stdout == ""
     assert records(tmp_path) == []
-    assert {t for i in docker_client.images.list() for t in i.tags} == tags_before
+    assert tags() == tags_before
 
 
 def test_build_and_push_with_a_password_keeps_it_out_of_the_image(
-    served: Served, base_image: str, shared_cache: Path, auth_registry: AuthRegistry, tmp_path: Path, docker_client: Any
+    served: Served, base_image: str, auth_registry: AuthRegistry, tmp_path: Path, docker_client: Any, mlbox: Mlbox
 ) -> None:
-    env = {**env_for(served, tmp_path), "MLBOX_CACHE_DIR": str(shared_cache)}
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLBOX_")} | env
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlbox",
-            "build",
-            "--model",
-            "tiny",
-            "--base-image",
-            base_image,
-            "--push",
-            "--registry",
-            f"{auth_registry.address}/secret",
-            "--username",
-            auth_registry.username,
-            "--password-stdin",
-        ],
-        input=auth_registry.password + "\n",
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=900,
-        check=False,
-    )
+    args = [
+        "build",
+        "--model",
+        "tiny",
+        "--base-image",
+        base_image,
+        "--push",
+        "--registry",
+        f"{auth_registry.address}/secret",
+        "--username",
+        auth_registry.username,
+        "--password-stdin",
+    ]
+    proc = mlbox(*args, env=env_for(served, tmp_path), stdin=auth_registry.password + "\n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     secret = auth_registry.password
     assert secret not in proc.stdout + proc.stderr
     assert secret not in (tmp_path / "published.jsonl").read_text()
-    for cmd in (["history", "--no-trunc", "mlbox:tiny-cpu"], ["inspect", "mlbox:tiny-cpu"]):
+    for cmd in (["history", "--no-trunc", served.tag], ["inspect", served.tag]):
         shown = subprocess.run(["docker", *cmd], capture_output=True, text=True, check=True).stdout
         assert secret not in shown, cmd
-    layers = docker_client.api.get_image("mlbox:tiny-cpu")  # the image's whole content, as a tar stream
+    layers = docker_client.api.get_image(served.tag)  # the image's whole content, as a tar stream
     assert not any(secret.encode() in chunk for chunk in layers)
 
 
@@ -219,14 +210,14 @@ def test_mlbox_run_as_a_non_root_user_leaves_files_owned_by_that_user(
         shutil.rmtree(request_cleanup)
 
 
-def test_run_exits_with_the_benchmarks_code_and_results_tabulates(served: Served, tmp_path: Path) -> None:
+def test_run_exits_with_the_benchmarks_code_and_results_tabulates(served: Served, tmp_path: Path, mlbox: Mlbox) -> None:
     out = tmp_path / "results"
     invalid = ["--scenario", "Server", "--target-qps", "500", "--duration", "0.1", "--target-latency", "0.001"]
-    proc = run_mlbox("run", "--image", served.tag, "--results", str(out / "a"), "--", *invalid)
+    proc = mlbox("run", "--image", served.tag, "--results", str(out / "a"), "--", *invalid)
     assert proc.returncode == 4, proc.stderr[-2000:]  # INVALID, passed through
     # A VALID run, with the headroom to stay VALID on a busy machine: SingleStream has no
     # latency bound, so only its length and query count decide.
-    proc = run_mlbox(
+    proc = mlbox(
         "run",
         "--image",
         served.tag,
@@ -242,7 +233,7 @@ def test_run_exits_with_the_benchmarks_code_and_results_tabulates(served: Served
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     plot = tmp_path / "latency.html"
-    table = run_mlbox("results", str(out), "--plot", str(plot))
+    table = mlbox("results", str(out), "--plot", str(plot))
     assert table.returncode == 0, table.stderr
     lines = table.stdout.strip().splitlines()
     assert lines[0].split() == ["RUN", "IMAGE", "DIGEST", "SCENARIO", "METRIC", "VALIDITY", "P99", "MS"]
@@ -263,14 +254,16 @@ def doctor_lines(stdout: str) -> dict[str, str]:
     return marks
 
 
-def test_doctor_checks_engine_registry_and_login(auth_registry: AuthRegistry, base_image: str, tmp_path: Path) -> None:
+def test_doctor_checks_engine_registry_and_login(
+    auth_registry: AuthRegistry, base_image: str, tmp_path: Path, mlbox: Mlbox
+) -> None:
     env = {
         "MLBOX_REGISTRY_USERNAME": auth_registry.username,
         "MLBOX_REGISTRY_PASSWORD": auth_registry.password,
         "MLBOX_CACHE_DIR": str(tmp_path),
     }
     registry = f"{auth_registry.address}/x"
-    ok = run_mlbox("doctor", "--registry", registry, "--base-image", base_image, env=env)
+    ok = mlbox("doctor", "--registry", registry, "--base-image", base_image, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     marks = doctor_lines(ok.stdout)
     assert marks == {
@@ -283,7 +276,7 @@ def test_doctor_checks_engine_registry_and_login(auth_registry: AuthRegistry, ba
     }, ok.stdout
     assert "login accepted" in ok.stdout
 
-    wrong = run_mlbox(
+    wrong = mlbox(
         "doctor", "--registry", registry, "--base-image", base_image, env={**env, "MLBOX_REGISTRY_PASSWORD": "nope"}
     )
     assert wrong.returncode == 1
@@ -292,7 +285,7 @@ def test_doctor_checks_engine_registry_and_login(auth_registry: AuthRegistry, ba
     assert "login refused" in wrong.stdout
     assert [check for check, mark in marks.items() if mark == "FAIL"] == [f"registry {auth_registry.address}"]
 
-    missing = run_mlbox("doctor", "--base-image", "mlbox-test/absent:1", env=env)
+    missing = mlbox("doctor", "--base-image", "mlbox-test/absent:1", env=env)
     assert missing.returncode == 1
     assert doctor_lines(missing.stdout)["base image mlbox-test/absent:1"] == "FAIL"
     assert "mlbox base --set-default" in missing.stdout

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO
 from tests.golden.regenerate import GOLDEN
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 
 def run(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 900) -> str:
@@ -28,7 +28,7 @@ def run(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout
 
 
 def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
-    tmp_path: Path, base_image: str, docker_client: Any
+    tmp_path: Path, base_image: str, docker_client: Any, shared_cache: Path, namespace: str
 ) -> None:
     # Built from a copy of the tracked files: setuptools writes build/ and *.egg-info into
     # the tree it builds, and the checkout must stay as it was.
@@ -54,7 +54,7 @@ def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     empty.mkdir()
     # Nothing of the checkout is reachable: not on PYTHONPATH, not the working directory.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLBOX_", "PYTHON"))}
-    env |= {"MLBOX_CACHE_DIR": str(tmp_path / "cache"), "MLBOX_STATE_DIR": str(tmp_path / "state")}
+    env |= {"MLBOX_CACHE_DIR": str(shared_cache), "MLBOX_STATE_DIR": str(tmp_path / "state")}
     mlbox = str(venv / "bin" / "mlbox")
     location = run(
         [str(venv / "bin" / "python"), "-c", "import mlbox, mlbox_bench; print(mlbox.__file__)"], cwd=empty, env=env
@@ -67,14 +67,37 @@ def test_the_wheel_lists_renders_and_builds_from_an_empty_directory(
     rendered = run([mlbox, "render", "-m", "resnet50", "--variant", "synthetic"], cwd=empty, env=env)
     assert rendered == (GOLDEN / "resnet50-cpu-synthetic.Dockerfile").read_text()
 
-    built = run(
-        [mlbox, "build", "-m", "resnet50", "--variant", "synthetic", "--base-image", base_image, "--json"],
+    # The build reads the wheel's own catalog too: a copy of it, tagging in the run's namespace
+    # (the user's mlbox:resnet50-cpu-synthetic, from `make demo`, stays as it is).
+    packaged = run(
+        [str(venv / "bin" / "python"), "-c", "from mlbox.paths import packaged_catalog as p; print(p())"],
         cwd=empty,
         env=env,
-        timeout=1800,
+    ).strip()
+    assert packaged.startswith(str(venv))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(Path(packaged).read_text().replace("registry: mlbox ", f"registry: {namespace} ", 1))
+    assert f"registry: {namespace} " in catalog.read_text()
+    built = run(
+        [
+            mlbox,
+            "--catalog",
+            str(catalog),
+            "build",
+            "-m",
+            "resnet50",
+            "--variant",
+            "synthetic",
+            "--base-image",
+            base_image,
+            "--json",
+        ],
+        cwd=empty,
+        env=env,
+        timeout=840,
     )
     [result] = json.loads(built)
-    assert result["tag"] == "mlbox:resnet50-cpu-synthetic"
+    assert result["tag"] == f"{namespace}:resnet50-cpu-synthetic"
     image = docker_client.images.get(result["tag"])
     assert image.labels["mlbox.weights"] == "synthetic"
     probe = docker_client.containers.run(

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import no_gpu
 from tests.support.backend_runs import SHORT, bench
+from tests.support.gpu import no_gpu
 
 torch = pytest.importorskip("torch")  # the dev extras install PyTorch's CPU build
 

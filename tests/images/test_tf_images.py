@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import offline_headroom, run_container, run_mlbox
+from tests.images.conftest import build, offline_headroom
+from tests.support.engine import Mlbox, run_container
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# pytest-xdist (--dist loadscope) runs a module's tests in one worker, which builds the images once.
+pytestmark = pytest.mark.docker
 
-# variant -> (tag, backend, generator)
+# variant -> (tag in the run's namespace, backend, generator)
 IMAGES = {
-    f"synthetic-{name}": (f"mlbox:resnet50-cpu-synthetic-{name}", name.split("-")[0], generator)
+    f"synthetic-{name}": (f"resnet50-cpu-synthetic-{name}", name.split("-")[0], generator)
     for name, generator in (
         ("tensorflow-fp32", "resnet50-tf"),
         ("tflite-fp32", "resnet50-tflite"),
@@ -29,30 +31,15 @@ VERSIONS = {"tensorflow": "2.21.0", "tflite": "2.3.0"}
 
 
 @pytest.fixture(scope="module")
-def tf_images(base_image: str, shared_cache: Path) -> dict[str, str]:
-    built = {}
-    for variant, (tag, _, _) in IMAGES.items():
-        result = run_mlbox(
-            "build",
-            "-m",
-            "resnet50",
-            "--variant",
-            variant,
-            "--base-image",
-            base_image,
-            "--json",
-            env={"MLBOX_CACHE_DIR": str(shared_cache)},
-            timeout=1800,
-        )
-        assert result.returncode == 0, result.stderr[-4000:]
-        assert json.loads(result.stdout)[0]["tag"] == tag
-        built[variant] = tag
+def tf_images(base_image: str, mlbox: Mlbox, namespace: str) -> dict[str, str]:
+    built = {variant: build(mlbox, base_image, variant) for variant in IMAGES}
+    assert built == {variant: f"{namespace}:{tag}" for variant, (tag, _, _) in IMAGES.items()}
     return built
 
 
 def test_the_images_say_what_they_carry(tf_images: dict[str, str], docker_client: Any) -> None:
-    for variant, (tag, backend, generator) in IMAGES.items():
-        labels = docker_client.images.get(tag).labels
+    for variant, (_, backend, generator) in IMAGES.items():
+        labels = docker_client.images.get(tf_images[variant]).labels
         assert (labels["mlbox.backend"], labels["mlbox.backend.version"]) == (backend, VERSIONS[backend])
         assert labels["mlbox.variant"] == variant
         assert labels["mlbox.weights"] == "synthetic"
@@ -82,12 +69,12 @@ SCENARIOS = {
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("variant", list(IMAGES))
 def test_every_image_runs_every_scenario_valid_with_no_network(
-    variant: str, scenario: str, tf_images: dict[str, str], tmp_path: Path
+    variant: str, scenario: str, tf_images: dict[str, str], tmp_path: Path, mlbox: Mlbox
 ) -> None:
-    tag, backend, generator = IMAGES[variant]
+    tag, (_, backend, generator) = tf_images[variant], IMAGES[variant]
     out = tmp_path / "results"
-    extra = offline_headroom(tag, tmp_path / "probe", 1) if scenario == "Offline" else []
-    run = run_mlbox(
+    extra = offline_headroom(mlbox, tag, tmp_path / "probe", 1) if scenario == "Offline" else []
+    run = mlbox(
         "run",
         "--image",
         tag,
@@ -115,12 +102,12 @@ def test_every_image_runs_every_scenario_valid_with_no_network(
 
 @pytest.mark.parametrize("variant", ["synthetic-tensorflow-fp32", "synthetic-tflite-int8"])
 def test_an_image_runs_read_only_as_its_own_user(
-    variant: str, tf_images: dict[str, str], docker_client: Any, tmp_path: Path
+    variant: str, tf_images: dict[str, str], docker_client: Any, tmp_path: Path, mlbox: Mlbox
 ) -> None:
     out = tmp_path / "results"
     out.mkdir()
     out.chmod(0o777)  # the image's own non-root user writes here
-    args = ["--scenario", "Offline", *offline_headroom(tf_images[variant], tmp_path / "probe", 1)]
+    args = ["--scenario", "Offline", *offline_headroom(mlbox, tf_images[variant], tmp_path / "probe", 1)]
     code, logs = run_container(
         docker_client,
         tf_images[variant],
