@@ -4,29 +4,18 @@ and the CUDA image of the default route with NVIDIA's full set of CUDA and cuDNN
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.images.conftest import build, offline_headroom
+from tests.images.conftest import SCENARIOS, build, offline_headroom, run_valid
 from tests.support.engine import Mlbox, result_of, run_container
 from tests.support.gpu import no_gpu
 
 # pytest-xdist (--dist loadscope) runs a module's tests in one worker (a class's apart), which
 # builds the images once.
 pytestmark = pytest.mark.docker
-
-# Each scenario with the headroom to be VALID on a busy 2-core machine: ResNet-50 fp32 takes
-# ~40 ms a sample here, so Server gets a 3 s bound (mlperf.conf's 15 ms is for accelerators)
-# and MultiStream queries of 2 samples (662 of them, for early stopping).
-SCENARIOS = {
-    "SingleStream": ["--duration", "3"],
-    "MultiStream": ["--duration", "3", "--samples-per-query", "2"],
-    "Server": ["--duration", "3", "--target-latency", "3000"],
-    "Offline": [],  # offline_headroom() sizes it
-}
 
 
 @pytest.fixture(scope="module")
@@ -38,30 +27,9 @@ def synthetic(base_image: str, mlbox: Mlbox) -> str:
 def test_the_synthetic_image_runs_every_scenario_valid_with_no_network(
     scenario: str, synthetic: str, tmp_path: Path, mlbox: Mlbox
 ) -> None:
-    out = tmp_path / "results"
-    extra = offline_headroom(mlbox, synthetic, tmp_path / "probe", 1) if scenario == "Offline" else []
-    run = mlbox(
-        "run",
-        "--image",
-        synthetic,
-        "--results",
-        str(out),
-        "--",
-        "--scenario",
-        scenario,
-        "--samples",
-        "64",
-        *SCENARIOS[scenario],
-        *extra,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = result_of(out)
-    assert result["validity"] == "VALID"
-    assert result["effective_settings"]["scenario"] == scenario
+    result = run_valid(mlbox, synthetic, scenario, tmp_path)
     assert (result["backend"]["name"], result["backend"]["provider"]) == ("onnxruntime", "CPUExecutionProvider")
     assert result["model"]["weights"] == "synthetic"
-    assert json.loads((out / "mlbox-run.json").read_text())["network"] == "none"
 
 
 def test_the_synthetic_image_runs_read_only_as_its_own_user(

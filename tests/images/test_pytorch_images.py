@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.images.conftest import build, offline_headroom
+from tests.images.conftest import SCENARIOS, build, offline_headroom, run_valid
 from tests.support.engine import Mlbox, run_container
 
 # pytest-xdist (--dist loadscope) runs a module's tests in one worker, which builds the images once.
@@ -47,45 +47,13 @@ def test_the_images_say_what_they_carry(torch_images: dict[str, str], docker_cli
     assert nvidia == "0"  # no CUDA libraries in a CPU image
 
 
-# Each scenario with the headroom to be VALID on a busy 2-core machine: ResNet-50 fp32 takes
-# ~50 ms a sample here, so Server gets a 3 s bound (mlperf.conf's 15 ms is for accelerators)
-# at its calibrated rate, and MultiStream queries of 2 samples (662 of them, for early stopping).
-SCENARIOS = {
-    "SingleStream": ["--duration", "3"],
-    "MultiStream": ["--duration", "3", "--samples-per-query", "2"],
-    "Server": ["--duration", "3", "--target-latency", "3000"],
-    "Offline": [],  # offline_headroom() sizes it: batches of 1, 3 x the probed rate
-}
-
-
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_fp32_image_runs_every_scenario_valid_with_no_network(
     scenario: str, torch_images: dict[str, str], tmp_path: Path, mlbox: Mlbox
 ) -> None:
-    out = tmp_path / "results"
-    extra = offline_headroom(mlbox, torch_images[FP32], tmp_path / "probe", 1) if scenario == "Offline" else []
-    run = mlbox(
-        "run",
-        "--image",
-        torch_images[FP32],
-        "--results",
-        str(out),
-        "--",
-        "--scenario",
-        scenario,
-        "--samples",
-        "64",
-        *SCENARIOS[scenario],
-        *extra,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((out / "result.json").read_text())
-    assert result["validity"] == "VALID"
-    assert result["effective_settings"]["scenario"] == scenario
+    result = run_valid(mlbox, torch_images[FP32], scenario, tmp_path)
     assert (result["backend"]["name"], result["backend"]["device"]) == ("pytorch", "cpu")
     assert result["backend"]["session"]["file"]["generator"] == "resnet50-torch"
-    assert json.loads((out / "mlbox-run.json").read_text())["network"] == "none"
 
 
 def test_int8_image_runs_offline_valid_read_only_as_its_own_user(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.images.conftest import build, offline_headroom
+from tests.images.conftest import SCENARIOS, build, offline_headroom, run_valid
 from tests.support.engine import Mlbox, run_container
 
 # pytest-xdist (--dist loadscope) runs a module's tests in one worker, which builds the images once.
@@ -55,49 +55,17 @@ def test_the_images_say_what_they_carry(tf_images: dict[str, str], docker_client
     assert lock.split() == ["1", "0"]  # tensorflow-cpu, hash-pinned; no CUDA libraries in a CPU image
 
 
-# Each scenario with the headroom to be VALID on a busy 2-core machine: ResNet-50 fp32 takes
-# 50-90 ms a sample here, so Server gets a 3 s bound (mlperf.conf's 15 ms is for accelerators)
-# at its calibrated rate, and MultiStream queries of 2 samples (662 of them, for early stopping).
-SCENARIOS = {
-    "SingleStream": ["--duration", "3"],
-    "MultiStream": ["--duration", "3", "--samples-per-query", "2"],
-    "Server": ["--duration", "3", "--target-latency", "3000"],
-    "Offline": [],  # offline_headroom() sizes it: batches of 1, 3 x the probed rate
-}
-
-
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("variant", list(IMAGES))
 def test_every_image_runs_every_scenario_valid_with_no_network(
     variant: str, scenario: str, tf_images: dict[str, str], tmp_path: Path, mlbox: Mlbox
 ) -> None:
-    tag, (_, backend, generator) = tf_images[variant], IMAGES[variant]
-    out = tmp_path / "results"
-    extra = offline_headroom(mlbox, tag, tmp_path / "probe", 1) if scenario == "Offline" else []
-    run = mlbox(
-        "run",
-        "--image",
-        tag,
-        "--results",
-        str(out),
-        "--",
-        "--scenario",
-        scenario,
-        "--samples",
-        "64",
-        *SCENARIOS[scenario],
-        *extra,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((out / "result.json").read_text())
-    assert result["validity"] == "VALID"
-    assert result["effective_settings"]["scenario"] == scenario
+    _, backend, generator = IMAGES[variant]
+    result = run_valid(mlbox, tf_images[variant], scenario, tmp_path)
     assert (result["backend"]["name"], result["backend"]["device"]) == (backend, "cpu")
     assert result["backend"]["session"]["file"]["generator"] == generator  # the file's own note
     assert result["model"]["weights"] == "synthetic"
     assert result["model"]["label_offset"] == -1
-    assert json.loads((out / "mlbox-run.json").read_text())["network"] == "none"
 
 
 @pytest.mark.parametrize("variant", ["synthetic-tensorflow-fp32", "synthetic-tflite-int8"])
