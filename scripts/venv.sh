@@ -16,7 +16,14 @@ fi
 log() { echo "venv: $*" >&2; }
 
 log "installing mlbox and its dev tools into .venv"
-python3 -m venv .venv
+# A venv belongs to the Python that made it: `python3 -m venv` over one made by another
+# python3 (a pyenv one earlier on PATH, then the system's) mixes the two, and that venv's
+# ssl no longer loads (pip then cannot reach PyPI). Make it anew unless the one there
+# is this python3's and works; an existing good one is only updated below.
+if ! .venv/bin/python -c 'import os, ssl, sys; sys.exit(os.path.realpath(sys.base_prefix) != os.path.realpath(sys.argv[1]))' \
+     "$(python3 -c 'import sys; print(sys.base_prefix)')" 2>/dev/null; then
+  python3 -m venv --clear .venv
+fi
 torch_pin=$(python3 - <<'PY'
 import re, tomllib
 extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"]
@@ -24,9 +31,11 @@ print(next(r for r in extras if re.match(r"torch\s*==", r)).replace(" ", ""))
 PY
 )
 torch_index="${MLBOX_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
-# The CPU index only for torch: asking it for every package would cost a failed lookup each
-# on a machine that cannot reach it. (pip warns about find-links folders some machines'
-# configuration names but lack: noise, filtered.)
-.venv/bin/pip install --quiet --disable-pip-version-check --extra-index-url "$torch_index" "$torch_pin" 2> >(grep -v "^WARNING: Location '" >&2)
+# The CPU index for torch alone (--no-deps; its dependencies come with the rest, from pip's
+# usual index): asking an index this machine cannot reach for every dependency costs five
+# retries each. (pip warns about find-links folders some machines' configuration names but
+# lack: noise, filtered.)
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --retries 1 --extra-index-url "$torch_index" \
+  "$torch_pin" 2> >(grep -v "^WARNING: Location '" >&2)
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "^WARNING: Location '" >&2)
 touch .venv/.installed
