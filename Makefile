@@ -3,7 +3,7 @@
 #   make check        ruff, ruff format --check, mypy (packages, tests, benchmarks)   < 1 minute
 #   make unit         the unit tier: in process, no engine                            < 3 minutes
 #   make test         check + unit + integration (real engine, tiny twins): what CI runs
-#   make test-images  the full ResNet-50 matrix of every image family                  ~ 30 minutes
+#   make test-images  the full ResNet-50 matrix of every image family                  ~ 15 minutes
 .PHONY: demo test test-images check unit venv golden unit-and-integration
 
 # pytest-xdist workers; a family's image is built once whatever the number.

@@ -23,6 +23,7 @@ import http.server
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # One token per run, shared with pytest-xdist's workers through the environment: the
     # run's image namespace and the engine guard's check both derive from it.
     os.environ.setdefault(RUN_VARIABLE, secrets.token_hex(4))
+    # SIGTERM (a CI job's time limit, `kill`) ends the run as Ctrl-C does, so the engine
+    # guard and the temporary directories' cleanup still run; by default it ends pytest at once.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     worker = hasattr(config, "workerinput")
     engine = config.getoption("--run-docker") or config.getoption("--run-images")
     if engine and not worker:
@@ -73,6 +78,11 @@ def pytest_configure(config: pytest.Config) -> None:
     base = Path(tempfile.mkdtemp(prefix="pytest-mlbox-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT")))
     config.option.basetemp = str(base)
     config.add_cleanup(lambda: shutil.rmtree(base, ignore_errors=True))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    msg = f"signal {signal.Signals(signum).name}"
+    raise KeyboardInterrupt(msg)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
