@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from mlbox.cli import main as mlbox
@@ -18,16 +19,20 @@ CUDA_NVIDIA_CASE = ["--model", "resnet50", "--device", "cuda", "--cuda-from", "n
 
 
 def render_all(out: Path) -> list[Path]:
-    """Write the golden set into ``out``; return the files, sorted. The caller's MLBOX_*
-    variables (make test exports MLBOX_BASE_IMAGE) must not leak into golden files."""
+    """Write the golden set into ``out``; return the files, sorted. Neither the caller's
+    MLBOX_* variables (make test exports MLBOX_BASE_IMAGE) nor their configuration file
+    (make demo sets base_image there) may leak into golden files."""
     out.mkdir(parents=True, exist_ok=True)
     for path in out.glob("*.Dockerfile"):
         path.unlink()
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLBOX_")}
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLBOX_") or k == "XDG_CONFIG_HOME"}
     try:
-        cases = (["--all"], SOURCE_CASE, CUDA_NVIDIA_CASE)
-        ok = all(mlbox(["render", *args, "--out", str(out)]) == 0 for args in cases)
+        with tempfile.TemporaryDirectory(prefix="mlbox-golden-") as empty:
+            os.environ["XDG_CONFIG_HOME"] = empty  # no configuration file
+            cases = (["--all"], SOURCE_CASE, CUDA_NVIDIA_CASE)
+            ok = all(mlbox(["render", *args, "--out", str(out)]) == 0 for args in cases)
     finally:
+        os.environ.pop("XDG_CONFIG_HOME", None)
         os.environ.update(saved)
     if not ok:
         sys.exit("rendering failed (see above)")

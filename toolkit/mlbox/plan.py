@@ -67,36 +67,20 @@ def cell(
         return Cell(model, variant, device, backend, tag, None, why)
     if packages is None:
         return Cell(model, variant, device, backend, tag, None, f"pinned {backend} packages for {device}")
-    index = bspec.index.get(device)
-    source = entry.variants[vspec.derive.source] if vspec.derive else None
+    # What the device's route decides: the base image and its Python, NVIDIA's wheels.
+    python, wheel_platform = dev.python or defaults.python, dev.wheel_platform or defaults.wheel_platform
+    base = base_image or dev.base_image or defaults.base_image
+    nvidia: tuple[str, ...] = ()
+    library_dirs: tuple[str, ...] = ()
+    apt = dev.python_from_apt and not base_image  # NVIDIA's image has no Python: Ubuntu's, from apt
+    route = "nvidia" if dev.execution_provider.startswith("CUDA") else None
     if pip_cuda and dev.cuda_pip is not None:
         # No NVIDIA base image: the catalog's default Python and glibc, and NVIDIA's runtime
         # wheels unless the backend's own wheels carry CUDA.
-        nvidia = () if bspec.bundles_cuda else dev.cuda_pip.packages
-        spec = ImageSpec(
-            model=model,
-            mlperf_name=entry.mlperf_name,
-            variant=variant,
-            variant_spec=vspec,
-            device=device,
-            backend=backend,
-            execution_provider=dev.execution_provider,
-            packages=(*packages, *nvidia, *defaults.harness_packages),
-            loadgen=defaults.loadgen,
-            python=defaults.python,
-            wheel_platform=defaults.wheel_platform,
-            base_image=base_image or defaults.base_image,
-            tag=tag,
-            cuda_from="pip",
-            library_dirs=() if bspec.bundles_cuda else dev.cuda_pip.library_dirs,
-            backend_package=bspec.package,
-            index=index,
-            source_variant=source,
-            ep_options=tuple(dev.ep_options.items()),
-            source=defaults.source,
-            loadgen_from=lg_from,
-        )
-        return Cell(model, variant, device, backend, tag, spec, None)
+        python, wheel_platform = defaults.python, defaults.wheel_platform
+        base, apt, route = base_image or defaults.base_image, False, "pip"
+        if not bspec.bundles_cuda:
+            nvidia, library_dirs = dev.cuda_pip.packages, dev.cuda_pip.library_dirs
     spec = ImageSpec(
         model=model,
         mlperf_name=entry.mlperf_name,
@@ -105,18 +89,19 @@ def cell(
         device=device,
         backend=backend,
         execution_provider=dev.execution_provider,
-        packages=(*packages, *defaults.harness_packages),
+        packages=(*packages, *nvidia, *defaults.harness_packages),
         loadgen=defaults.loadgen,
-        python=dev.python or defaults.python,
-        wheel_platform=dev.wheel_platform or defaults.wheel_platform,
-        base_image=base_image or dev.base_image or defaults.base_image,
+        python=python,
+        wheel_platform=wheel_platform,
+        base_image=base,
         tag=tag,
-        cuda_from="nvidia" if dev.execution_provider.startswith("CUDA") else None,
-        python_from_apt=dev.python_from_apt and not base_image,
-        python_apt=dev.python_apt if dev.python_from_apt and not base_image else (),
+        cuda_from=route,
+        python_from_apt=apt,
+        python_apt=dev.python_apt if apt else (),
+        library_dirs=library_dirs,
         backend_package=bspec.package,
-        index=index,
-        source_variant=source,
+        index=bspec.index.get(device),
+        source_variant=entry.variants[vspec.derive.source] if vspec.derive else None,
         ep_options=tuple(dev.ep_options.items()),
         source=defaults.source,
         loadgen_from=lg_from,
