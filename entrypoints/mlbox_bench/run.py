@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlbox_bench import fields, tune
+from mlbox_bench import fields, threads, tune
 from mlbox_bench.backends import Backend, from_settings
 from mlbox_bench.calibrate import calibrate, responses_only
 from mlbox_bench.compliance import audit_text
@@ -314,10 +313,9 @@ def _start_test(lg: Any, sut: Any, qsl: Any, ts: Any, log_settings: Any, audit: 
         except BaseException as err:
             failure.append(err)
 
-    thread = threading.Thread(target=target, name="loadgen", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
+    job = threads.start(target, "loadgen")  # a kept thread: see threads.py
+    while job.is_alive():
+        job.join(0.2)
     if failure:
         msg = f"LoadGen failed: {failure[0]}"
         raise BenchError(msg)

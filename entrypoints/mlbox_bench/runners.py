@@ -29,11 +29,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlbox_bench import threads
 from mlbox_bench.backends import Backend, open_worker_session
 from mlbox_bench.data import SampleLibrary, take_rows
 from mlbox_bench.errors import BenchError
@@ -161,13 +163,9 @@ class ThreadRunner(Runner):
         sessions = [backend.session]
         sessions += [backend.new_session() if replicate else backend.session for _ in range(workers - 1)]
         self.sessions = len({id(s) for s in sessions})
-        self._threads = [
-            threading.Thread(target=self._work, args=(i, s), name=f"mlbox-worker-{i}", daemon=True)
-            for i, s in enumerate(sessions)
-        ]
         self._sessions = [(i, s) for i, s in enumerate(sessions)]
-        for thread in self._threads:
-            thread.start()
+        # Kept threads (see threads.py): the workers call QuerySamplesComplete.
+        self._threads = [threads.start(partial(self._work, i, s), f"mlbox-worker-{i}") for i, s in self._sessions]
 
     def submit(self, ids: Ids, indices: Ids, complete: Complete) -> None:
         self._submitted += 1
@@ -279,8 +277,7 @@ class ProcessRunner(Runner):
         except BaseException:
             self.close()
             raise
-        self._collector = threading.Thread(target=self._collect, name="mlbox-collector", daemon=True)
-        self._collector.start()
+        self._collector = threads.start(self._collect, "mlbox-collector")  # completes queries: a kept thread
 
     def _await_workers(self) -> None:
         ready = 0
