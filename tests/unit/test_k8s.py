@@ -26,6 +26,8 @@ from mlbox_bench.settings import parse_settings
 
 KUBERNETES = "1.37.0"  # the newest release kubernetes-validate ships schemas for
 REGISTRY = parse_registry("registry.example.com/ml")
+# `mlbox k8s --all` for the synthetic ResNet50 images; the output folder comes next.
+K8S_ALL = ["k8s", "--all", "-m", "resnet50", "--variant", "synthetic", "--registry", "registry.example.com/ml", "--out"]
 CPU_DIGEST, CUDA_DIGEST = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 
@@ -188,19 +190,7 @@ def test_without_a_record_for_the_registry_nothing_is_written(
     monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path))
     (tmp_path / "published.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()[2:]))
     out = tmp_path / "k8s"
-    argv = [
-        "k8s",
-        "--all",
-        "-m",
-        "resnet50",
-        "--variant",
-        "synthetic",
-        "--registry",
-        "registry.example.com/ml",
-        "--out",
-        str(out),
-    ]
-    assert main(argv) == 20
+    assert main([*K8S_ALL, str(out)]) == 20
     err = capsys.readouterr().err
     assert "error: not published to registry.example.com/ml: mlbox:resnet50-cpu-synthetic (" in err
     assert "resnet50-cuda" not in err.split("hint:")[0]  # the cuda image has a record
@@ -258,15 +248,7 @@ def test_mlbox_k8s_writes_the_run_and_the_collect_pod(
     monkeypatch.setenv("MLBOX_SCENARIOS", "Offline Server")  # a repeatable option's variable: whitespace-separated
     out = tmp_path / "k8s"
     argv = [
-        "k8s",
-        "--all",
-        "-m",
-        "resnet50",
-        "--variant",
-        "synthetic",
-        "--registry",
-        "registry.example.com/ml",
-        "--out",
+        *K8S_ALL,
         str(out),
         "--run-name",
         "r1",
