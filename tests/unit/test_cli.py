@@ -169,7 +169,7 @@ def test_the_configuration_file_sets_option_defaults_below_flags_and_variables(
         ("base_imag: x\n", "unknown option 'base_imag'; did you mean 'base_image'?"),
         ("- a list\n", "must be a mapping"),
         ("base_image: [a, b]\n", "base_image must be a single value"),
-        ("base_image: 'unterminated\n", "is not valid YAML"),
+        ("base_image: 'unterminated\n", "not valid YAML"),
     ],
 )
 def test_a_bad_configuration_file_is_refused_by_name(

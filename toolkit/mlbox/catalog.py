@@ -14,9 +14,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlbox import yamlfile
 from mlbox.errors import CatalogError
 
 # Names become parts of tags, file names and Dockerfile lines: keep them boring.
@@ -297,10 +297,10 @@ def load_catalog(path: Path | Traversable) -> Catalog:
 
 def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        msg = f"{source} is not valid YAML: {err}"
-        raise CatalogError(msg) from None
+        data = yamlfile.load(text)
+    except yamlfile.YamlProblem as err:
+        msg = f"{source}: {err}"
+        raise CatalogError(msg, hint="fix the catalog at that line") from None
     if not isinstance(data, dict):
         msg = f"{source} must be a YAML mapping at the top level"
         raise CatalogError(msg)

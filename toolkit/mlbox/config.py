@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mlbox import yamlfile
 from mlbox.errors import ConfigError
 from mlbox.files import atomic_file
 
@@ -33,9 +34,9 @@ def read_config(path: Path, known: Collection[str]) -> dict[str, Scalar]:
         msg = f"cannot read the configuration file {path}: {err.strerror}"
         raise ConfigError(msg, hint="fix its permissions, or point MLBOX_CONFIG elsewhere") from None
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        msg = f"{path} is not valid YAML: {err}"
+        data = yamlfile.load(text) or {}
+    except yamlfile.YamlProblem as err:
+        msg = f"{path}: {err}"
         raise ConfigError(msg, hint="fix the file, or remove it") from None
     if not isinstance(data, dict):
         msg = f"{path} must be a mapping of option names to values"
