@@ -94,3 +94,11 @@ def test_list_table_filters(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
 def test_selection_errors(argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == code
     assert message in capsys.readouterr().err
+
+
+def test_the_table_aligns_whole_values_and_shows_no_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlbox.ui import table
+
+    long = "x" * 300  # wider than any terminal: printed whole, never cut
+    table(["A", "BB"], [["1", long], ["22\x1b[31m", "y"]])
+    assert capsys.readouterr().out.splitlines() == ["A        BB", f"1        {long}", "22?[31m  y"]

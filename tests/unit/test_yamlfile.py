@@ -75,3 +75,9 @@ def test_a_configuration_file_with_a_repeated_key_is_refused(
     monkeypatch.setenv("MLBOX_CONFIG", str(config))
     assert main(["render", "-m", "resnet50"]) == 19
     assert "key 'base_image' at line 2 repeats the one at line 1" in capsys.readouterr().err
+
+
+def test_a_document_past_the_size_limit_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlfile, "MAX_CHARS", 100)
+    with pytest.raises(yamlfile.YamlProblem, match="101 characters is more than mlbox reads"):
+        yamlfile.load("a: " + "x" * 98)

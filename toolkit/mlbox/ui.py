@@ -48,15 +48,20 @@ def download_bar(name: str) -> Iterator[Callable[[int, int | None], None]]:
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
-    """Print a table to stdout (it is the command's result)."""
-    from rich.table import Table
+    """Print a table to stdout (it is the command's result): columns two spaces apart,
+    never wrapped or cut (a pipe gets whole values). Formatted here, not by rich's Table,
+    whose layout costs ~3 ms a row: 27 s for a 10,000-variant catalog's `mlbox list`."""
+    cells = [[c if c.isprintable() else _printable(c) for c in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
 
-    t = Table(box=None, pad_edge=False, header_style="bold")
-    for name in columns:
-        t.add_column(name, no_wrap=True)
-    for row in rows:
-        t.add_row(*(escape(c) for c in row))
-    out = Console(highlight=False)
-    if not out.is_terminal:
-        out = Console(highlight=False, width=1000)  # a pipe or file: never wrap or truncate
-    out.print(t)
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(line(columns), style="bold" if out.is_terminal else None, markup=False)
+    out.file.write("".join(line(row) + "\n" for row in cells))
+    out.file.flush()
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)

@@ -9,6 +9,7 @@ refused here, before anything is built, with the line they are on.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import yaml
@@ -17,6 +18,7 @@ import yaml
 # plenty for sharing a package list, far too little for a billion laughs.
 MAX_EXPANDED_NODES = 100_000
 MAX_DEPTH = 64  # mlbox's files nest a handful of levels; the constructor recurses per level
+MAX_CHARS = 64 * 1024 * 1024  # a 10,000-variant catalog is 3.4 MB
 
 # libyaml's parser when PyYAML has it (several times faster on a large catalog)
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -29,7 +31,15 @@ class YamlProblem(ValueError):
 def load(text: str) -> Any:
     """The document's data (None for an empty one); YamlProblem when it is not valid YAML,
     repeats a key, nests too deep or expands too far through aliases."""
+    if len(text) > MAX_CHARS:
+        msg = f"{len(text):,} characters is more than mlbox reads ({MAX_CHARS:,})"
+        raise YamlProblem(msg)
     loader = _Loader(text)
+    collecting = gc.isenabled()
+    # Composing makes a node object per value and no cycles (a recursive alias is refused
+    # below and then collected): the cyclic collector, run again and again as the nodes
+    # pile up, took 80% of the time. A 10,000-variant catalog: 1.0 s -> 0.2 s.
+    gc.disable()
     try:
         node = loader.get_single_node()
         if node is None:
@@ -46,6 +56,8 @@ def load(text: str) -> Any:
         raise YamlProblem(msg) from None
     finally:
         loader.dispose()
+        if collecting:
+            gc.enable()
 
 
 def check_node(root: yaml.Node) -> None:
