@@ -174,6 +174,6 @@ def test_a_catalog_with_three_problems_reports_all_three_at_once() -> None:
     assert text.startswith("images.yaml has 4 problems:")  # the misspelling is a missing key too
     assert "models.resnet50.variants.synthetic.descriptoin: unknown key; did you mean 'description'?" in text
     assert "models.resnet50.variants.synthetic.description: required key is missing" in text
-    assert "defaults.registry: String should match pattern" in text
+    assert "defaults.registry: 'My Registry' is not a repository path" in text
     assert "models.resnet50.variants.pytorch-fp32.backend: 'pytorhc' is not one of" in text
     assert "did you mean 'pytorch'?" in text

@@ -14,10 +14,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlbox import yamlfile
 from mlbox.errors import CatalogError
+from mlbox.reference import parse_reference
 
 # Names become parts of tags, file names and Dockerfile lines: keep them boring.
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
@@ -27,9 +28,14 @@ Md5 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 # An exact pin: reproducible images need exact versions, ranges are refused.
 Pin = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[a-z0-9,_-]+\])?==[A-Za-z0-9.+!_-]+$")]
-ImageRef = Annotated[
-    str, Field(pattern=r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
-]
+
+
+def _image_ref(text: str) -> str:
+    parse_reference(text)  # ValueError: pydantic reports it at the field's path
+    return text
+
+
+ImageRef = Annotated[str, AfterValidator(_image_ref)]
 Version = Annotated[str, Field(pattern=r"^[0-9][A-Za-z0-9.+_-]*$")]
 Text = Annotated[str, Field(pattern=r"^[^\n\r\"\\`$]*$", max_length=300)]
 OptionKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -329,7 +335,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{path}: required key is missing"
     msg = str(error["msg"]).removeprefix("Value error, ")
-    return f"{path}: {msg} (got {error.get('input')!r})"
+    got = repr(error.get("input"))  # at most a line of it: the input may be a whole block
+    return f"{path}: {msg} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
 def _fields_at(loc: Sequence[str | int]) -> list[str]:
@@ -388,7 +395,11 @@ def _check(kind: Any, value: str, what: str, expected: str) -> None:
 
 def check_image_ref(value: str, *, what: str) -> None:
     """Values from the command line reach templates too: same rules as the catalog's."""
-    _check(ImageRef, value, what, "a valid image reference (name[:tag][@sha256:digest])")
+    try:
+        parse_reference(value)
+    except ValueError as err:
+        msg = f"{what}: {value[:80]!r} is not an image reference: {err}"
+        raise CatalogError(msg, hint="give NAME[:TAG][@sha256:DIGEST], e.g. debian:bookworm-slim") from None
 
 
 def check_url(value: str, *, what: str) -> None:

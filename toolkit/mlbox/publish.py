@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +20,9 @@ from typing import Any
 
 from mlbox.engine import Engine, LineSink
 from mlbox.errors import EngineError, PushError
+from mlbox.reference import check_domain, check_path
 
 log = logging.getLogger(__name__)
-
-# HOST[:PORT]/NAMESPACE[/...], lower case as registries require; no scheme, no tag.
-_REGISTRY = re.compile(r"^(?P<host>[a-z0-9.-]+(?::[0-9]{1,5})?)/(?P<namespace>[a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
 
 
 @dataclass(frozen=True)
@@ -38,11 +35,18 @@ class Registry:
 
 
 def parse_registry(text: str) -> Registry:
-    match = _REGISTRY.match(text)
-    if match is None:
-        msg = f"--registry {text!r} is not HOST[:PORT]/NAMESPACE (for example registry.example.com/ml)"
-        raise PushError(msg, hint="no scheme (http://) and no tag; lower-case letters, digits, '.', '_', '-'")
-    return Registry(match["host"], match["namespace"])
+    """HOST[:PORT]/NAMESPACE, by the engines' reference grammar (see reference.py)."""
+    host, sep, namespace = text.partition("/")
+    try:
+        if not sep:
+            msg = "it has no /NAMESPACE"
+            raise ValueError(msg)
+        check_domain(host)
+        check_path(namespace)
+    except ValueError as err:
+        msg = f"--registry {text[:80]!r} is not HOST[:PORT]/NAMESPACE (for example registry.example.com/ml): {err}"
+        raise PushError(msg, hint="no scheme (http://) and no tag; lower-case letters, digits, '.', '_', '-'") from None
+    return Registry(host, namespace)
 
 
 @dataclass(frozen=True)
