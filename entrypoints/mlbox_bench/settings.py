@@ -84,6 +84,7 @@ HOST_VARIABLES = frozenset(
         "BASE_SUITE",
         "DEBIAN_MIRROR",
         "FORCE",
+        "FORCE_OUT",
         "SET_DEFAULT",
         "ENGINE",
         "BAKE_FILE",

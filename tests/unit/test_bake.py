@@ -154,7 +154,7 @@ def test_a_failure_leaves_no_bake_file_and_no_half_staged_context(tmp_path: Path
     with pytest.raises(RecordError):
         write_bake([plan_for("cpu"), plan_for("cuda")], out, registry=None, created=CREATED, prepare=prepare)
     assert not (out / BAKE_FILE).exists()  # the old one named contexts that were being replaced
-    assert sorted(p.name for p in out.iterdir()) == ["resnet50-cpu-synthetic"]
+    assert sorted(p.name for p in out.iterdir()) == [".mlbox-written", "resnet50-cpu-synthetic"]
 
 
 def metadata(*targets: str, registry: str = "registry.example.com/ml") -> dict[str, Any]:
@@ -269,3 +269,33 @@ def test_mlbox_bake_on_the_command_line(
     assert definition["group"]["default"]["targets"] == ["resnet50-cpu-synthetic", "resnet50-cuda-synthetic"]
     assert definition["target"]["resnet50-cpu-synthetic"]["tags"] == ["mlbox:resnet50-cpu-synthetic"]
     assert "cache-to" not in definition["target"]["resnet50-cpu-synthetic"]  # no registry: nothing to cache to
+
+
+def test_a_bake_replaces_only_what_mlbox_wrote_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import itertools
+
+    import mlbox.build
+
+    calls = itertools.count()  # fresh inputs for every bake
+    monkeypatch.setattr(
+        mlbox.build,
+        "prepare_inputs",
+        lambda plan, cache, **kw: fake_inputs(tmp_path / f"in{next(calls)}" / plan.spec.device, plan),
+    )
+    out = tmp_path / "bake"
+    (out / "resnet50-cpu-synthetic").mkdir(parents=True)
+    (out / "resnet50-cpu-synthetic" / "notes.txt").write_text("mine")
+    (out / BAKE_FILE).write_text("{}")
+    argv = ["bake", "--all", "--model", "resnet50", "--variant", "synthetic", "--out", str(out)]
+    assert main(argv) == 25
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{out} already holds docker-bake.json, resnet50-cpu-synthetic, which mlbox did not write there" in err
+    assert "pass --force to replace them" in err
+    assert sorted(p.name for p in out.iterdir()) == [BAKE_FILE, "resnet50-cpu-synthetic"]  # untouched
+    assert (out / BAKE_FILE).read_text() == "{}"
+    assert (out / "resnet50-cpu-synthetic" / "notes.txt").read_text() == "mine"
+    assert main([*argv, "--force"]) == 0
+    assert not (out / "resnet50-cpu-synthetic" / "notes.txt").exists()
+    assert main(argv) == 0  # what mlbox wrote there, it may replace

@@ -206,6 +206,7 @@ def test_without_a_record_for_the_registry_nothing_is_written(
         (["--matrix", "concurrency=1,x"], "--matrix concurrency"),
         (["--matrix", "output_dir=/a,/b"], "one mlbox sets per cell"),
         (["--matrix", "concurrency"], "expected OPTION=V1,V2"),
+        (["--matrix", "dataset=/data\n--allow-invalid"], "--matrix dataset: '/data\\n--allow-invalid' has a control"),
         (["--scenario", "Offline", "--", "--scenario", "Server"], "flags set --scenario, which mlbox sets per cell"),
         (["--", "--output-dir", "/x"], "flags set --output-dir"),
         (["--", "--duraton", "5"], "mlbox-bench does not know --duraton"),
@@ -290,3 +291,23 @@ def test_names_fit_kubernetes_limits() -> None:
     assert [shm_quantity(s) for s in ("2g", "512m", "1Gi")] == ["2Gi", "512Mi", "1Gi"]
     with pytest.raises(MatrixError):
         shm_quantity("lots")
+
+
+def test_k8s_replaces_only_the_manifests_mlbox_wrote_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path))
+    (tmp_path / "published.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()))
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "r2-collect.yaml").write_text("# the user's own\n")
+    assert main([*K8S_ALL, str(out), "--run-name", "r1"]) == 0
+    assert main([*K8S_ALL, str(out), "--run-name", "r1"]) == 0  # its own files: replaced
+    capsys.readouterr()
+    assert main([*K8S_ALL, str(out), "--run-name", "r2"]) == 25
+    assert "already holds r2-collect.yaml, which mlbox did not write there" in " ".join(capsys.readouterr().err.split())
+    assert not (out / "r2.yaml").exists()
+    assert (out / "r2-collect.yaml").read_text() == "# the user's own\n"
+    assert main([*K8S_ALL, str(out), "--run-name", "r2", "--force"]) == 0
+    assert (out / "r2-collect.yaml").read_text().startswith("#")
+    assert (out / "r2-collect.yaml").read_text() != "# the user's own\n"

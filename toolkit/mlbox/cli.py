@@ -210,6 +210,15 @@ def all_option(func: F) -> F:
     )(func)
 
 
+def force_out_option(func: F) -> F:
+    return option(
+        "--force",
+        is_flag=True,
+        env="MLBOX_FORCE_OUT",  # not MLBOX_FORCE: that one is `build --force`, another meaning
+        help="Replace what --out holds under the names this writes, even what mlbox did not write.",
+    )(func)
+
+
 def json_option(func: F) -> F:
     return option("--json", "as_json", is_flag=True, env="MLBOX_JSON", help="Print JSON on stdout instead.")(func)
 
@@ -462,8 +471,11 @@ def push(
     env="MLBOX_MIRROR",
     help="Base URL of a model mirror for air-gapped sites: files are fetched as MIRROR/<checksum>/<file>.",
 )
+@force_out_option
 @pass_ctx
-def bake(ctx: Context, /, all_: bool, out: Path, registry: str | None, mirror: str | None, **kwargs: Any) -> None:
+def bake(
+    ctx: Context, /, all_: bool, out: Path, registry: str | None, mirror: str | None, force: bool, **kwargs: Any
+) -> None:
     """Stage build contexts and a Buildx Bake file for BuildKit builders (no engine needed).
 
     Each image's context is what `mlbox build` sends its engine (model verified, wheelhouse,
@@ -491,7 +503,7 @@ def bake(ctx: Context, /, all_: bool, out: Path, registry: str | None, mirror: s
         with ui.download_bar(plan.spec.variant_spec.file) as bar:
             return prepare_inputs(plan, cache_dir(), mirror=mirror, progress=bar)
 
-    path = write_bake(plans, out, registry=target, prepare=prepare, created=datetime.now(UTC))
+    path = write_bake(plans, out, registry=target, prepare=prepare, created=datetime.now(UTC), force=force)
     click.echo(path)
 
 
@@ -680,6 +692,7 @@ def run(
     help="Name of the Secret the pods pull with, for a registry that needs a login "
     "(`kubectl create secret docker-registry NAME ...`; mlbox never sees the password).",
 )
+@force_out_option
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def k8s(
@@ -701,6 +714,7 @@ def k8s(
     storage_class: str | None,
     access_mode: str,
     pull_secret: str | None,
+    force: bool,
     bench_args: tuple[str, ...],
     **kwargs: Any,
 ) -> None:
@@ -715,7 +729,7 @@ def k8s(
     from datetime import UTC, datetime
 
     from mlbox.errors import RecordError
-    from mlbox.files import atomic_file
+    from mlbox.files import atomic_file, note_written, refuse_to_replace
     from mlbox.k8s import MatrixError, Options, find_published, manifests, to_yaml
     from mlbox.paths import publish_records
     from mlbox.publish import parse_registry, read_records
@@ -747,12 +761,15 @@ def k8s(
         docs, collect = manifests(published, opts)
     except MatrixError as err:
         raise click.UsageError(str(err)) from None
-    for path, documents, header in (
+    files = (
         (out / f"{run}.yaml", docs, _k8s_run_header(run, namespace)),
         (out / f"{run}-collect.yaml", collect, _k8s_collect_header(run, namespace, collect[0]["metadata"]["name"])),
-    ):
+    )
+    refuse_to_replace(out, [path.name for path, _, _ in files], force=force)
+    for path, documents, header in files:
         with atomic_file(path) as (f, _):
             f.write((header + to_yaml(documents)).encode())
+        note_written(out, [path.name])
         click.echo(path)
 
 

@@ -87,6 +87,12 @@ class RecordError(MlboxError):
     exit_code = 20
 
 
+class OutputError(MlboxError):
+    """An --out directory holds something mlbox did not write there (pass --force to replace it)."""
+
+    exit_code = 25
+
+
 # `mlbox run` and `mlbox bench` end with the benchmark's outcome. mlbox-bench's own codes
 # 1-3 (what the image's entrypoint exits with) would mean something else here (1 doctor or
 # crash, 2 usage, 3 another failure), so mlbox moves them to 21-23: one code, one meaning.

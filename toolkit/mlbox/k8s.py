@@ -147,6 +147,13 @@ def cells(opts: Options) -> list[list[str]]:
         if option is None or option.is_flag or option.name in ("scenario", *_PER_CELL):
             msg = f"--matrix {name}: not an mlbox-bench option that takes a value (or one mlbox sets per cell)"
             raise MatrixError(msg)
+        for v in values:  # a pod reads its cell from an args file, one argument per line
+            if not v.isprintable():
+                msg = (
+                    f"--matrix {name}: {v[:80]!r} has a control character "
+                    "(a newline would start another argument in the pod's args file)"
+                )
+                raise MatrixError(msg)
         try:
             axes.append([[option.all_flags[0], str(option.parse(v))] for v in values])
         except SettingsError as err:
