@@ -104,6 +104,47 @@ TABLE = _table()
 # Every setting that has a LoadGen field in some scenario.
 SETTINGS = frozenset(name for per_scenario in TABLE.values() for name in per_scenario)
 
+# Every key LoadGen's TestSettings::FromConfig looks up in a user.conf or mlperf.conf
+# (loadgen/test_settings_internal.cc, LoadGen 6.0). LoadGen ignores any other key without
+# a word, so a misspelt one would silently not take effect: mlbox-bench refuses it.
+LOADGEN_CONF_KEYS = frozenset(
+    [
+        "accuracy_log_probability",
+        "accuracy_log_rng_seed",
+        "accuracy_log_sampling_target",
+        "accuracy_sample_count_override",
+        "coalesce_queries",
+        "infer_token_latencies",
+        "max_async_queries",
+        "max_duration",
+        "max_query_count",
+        "min_duration",
+        "min_query_count",
+        "mode",
+        "performance_issue_same",
+        "performance_issue_same_index",
+        "performance_issue_unique",
+        "performance_sample_count_override",
+        "print_timestamps",
+        "qsl_rng_seed",
+        "sample_concatenate_permutation",
+        "sample_index_rng_seed",
+        "samples_per_query",
+        "schedule_rng_seed",
+        "target_latency",
+        "target_latency_percentile",
+        "target_qps",
+        "test05",
+        "test05_qsl_rng_seed",
+        "test05_sample_index_rng_seed",
+        "test05_schedule_rng_seed",
+        "token_latency_scaling_factor",
+        "tpot_latency",
+        "ttft_latency",
+        "use_token_latencies",
+    ]
+)
+
 
 def field(setting: str, scenario: str) -> Field | None:
     return TABLE[scenario].get(setting)

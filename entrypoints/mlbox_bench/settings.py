@@ -837,8 +837,9 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
             continue
         if len(words) != 3 or words[1] != "=":
             # LoadGen silently ignores `key=value` without spaces: refuse it instead.
-            msg = f"--user-conf {path} line {number}: expected 'model.scenario.key = value', got {line.strip()!r}"
+            msg = f"--user-conf {path} line {number}: expected 'model.scenario.key = value', got {line.strip()[:80]!r}"
             raise SettingsError(msg)
+        _check_conf_key(words[0], f"--user-conf {path} line {number}")
         entries[words[0]] = words[2]
 
     def lookup(key: str) -> str | None:
@@ -864,6 +865,26 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
             msg = f"user.conf: {f.conf_key} = {raw} is not a number"
             raise SettingsError(msg) from None
     return found
+
+
+def _check_conf_key(key: str, where: str) -> None:
+    """model.Scenario.key as LoadGen matches it (case-sensitive); a model name may hold dots
+    (3d-unet-99.9), so the scenario and key are the last two parts."""
+    parts = key.rsplit(".", 2)
+    if len(parts) != 3 or not parts[0]:
+        msg = f"{where}: {key[:80]!r} is not model.scenario.key"
+        raise SettingsError(msg)
+    _, scenario, name = parts
+    if scenario not in (*SCENARIOS, "*"):
+        close = difflib.get_close_matches(scenario, SCENARIOS, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        msg = f"{where}: scenario {scenario[:40]!r} is not one of {', '.join(SCENARIOS)} or *{guess}"
+        raise SettingsError(msg)
+    if name not in lg_fields.LOADGEN_CONF_KEYS:
+        close = difflib.get_close_matches(name, sorted(lg_fields.LOADGEN_CONF_KEYS), n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        msg = f"{where}: LoadGen has no setting {name[:40]!r}{guess} (it would ignore the line)"
+        raise SettingsError(msg)
 
 
 def _check_combinations(s: Settings) -> None:

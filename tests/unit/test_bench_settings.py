@@ -250,6 +250,12 @@ def test_user_conf_lookup_order_is_loadgens(tmp_path: Path) -> None:
         ("*.*.target_qps=5\n", "line 1: expected 'model.scenario.key = value'"),
         ("*.*.mode = 0\n", "mode = 0 is not supported"),
         ("*.*.min_duration = soon\n", "user.conf: min_duration = soon is not a number"),
+        (
+            "# a comment\n*.Offline.min_querycount = 5\n",
+            "line 2: LoadGen has no setting 'min_querycount'; did you mean 'min_query_count'?",
+        ),
+        ("resnet50.offline.target_qps = 5\n", "scenario 'offline' is not one of SingleStream, MultiStream"),
+        ("target_qps = 5\n", "'target_qps' is not model.scenario.key"),
     ],
 )
 def test_bad_user_conf_lines_are_refused(text: str, message: str, tmp_path: Path) -> None:
@@ -360,3 +366,14 @@ def test_an_arguments_file_stands_for_its_lines_and_later_flags_win(tmp_path: Pa
     assert s.sources["scenario"] == "flag --scenario"
     s, _ = parse_settings([f"@{cell}", "--scenario", "Offline"], {})
     assert s.scenario == "Offline"
+
+
+def test_user_conf_keys_are_loadgens_and_a_dotted_model_name_is_read(tmp_path: Path) -> None:
+    from mlbox_bench import fields
+    from mlbox_bench.settings import read_user_conf
+
+    written = {f.conf_key for per_scenario in fields.TABLE.values() for f in per_scenario.values()}
+    assert written <= fields.LOADGEN_CONF_KEYS  # every key mlbox-bench writes, LoadGen reads
+    conf = tmp_path / "user.conf"
+    conf.write_text("3d-unet-99.9.Offline.target_qps = 7\nother.Server.ttft_latency = 2000\n")
+    assert float(read_user_conf(str(conf), "3d-unet-99.9", "Offline")["target_qps"]) == 7
