@@ -123,27 +123,67 @@ def _choice(choices: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def _number(kind: Callable[[str], Any], *, low: float = 0, above: bool = True, high: float | None = None) -> Any:
-    """A parser for numbers > low (or >= low when above=False), and < high if given."""
+class _Number:
+    """A parser for numbers in a range: > low (>= low when above=False), < below and <=
+    most when given. Every numeric option has an upper bound, checked before anything is
+    allocated or handed to LoadGen; ``range`` says it in --help."""
 
-    def parse(text: str) -> Any:
+    def __init__(
+        self,
+        kind: type[int] | type[float],
+        *,
+        low: float = 0,
+        above: bool = True,
+        below: float | None = None,
+        most: float | None = None,
+    ) -> None:
+        self.kind, self.low, self.above, self.below, self.most = kind, low, above, below, most
+
+    @property
+    def range(self) -> str:
+        if self.kind is int and self.most is not None:
+            return f"{int(self.low) + (1 if self.above else 0):,} to {int(self.most):,}"
+        lower = f"{'above' if self.above else 'at least'} {self.low:g}"
+        upper = f"below {self.below:g}" if self.below is not None else f"at most {_figure(self.most)}"
+        return f"{lower}, {upper}"
+
+    def __call__(self, text: str) -> Any:
+        kind = self.kind
         try:
             value = kind(text)
         except ValueError:
-            msg = f"{text!r} is not a {'whole number' if kind is int else 'number'}"
+            msg = f"{text[:40]!r} is not a {'whole number' if kind is int else 'number'}"
             raise SettingsError(msg) from None
         if value != value or value in (float("inf"), float("-inf")):  # NaN, inf
             msg = f"{text!r} is not a finite number"
             raise SettingsError(msg)
-        if (above and value <= low) or (not above and value < low):
-            msg = f"{text!r} must be {'greater than' if above else 'at least'} {low:g}"
-            raise SettingsError(msg)
-        if high is not None and value >= high:
-            msg = f"{text!r} must be less than {high:g}"
+        low = self.low
+        below_low = value <= low if self.above else value < low
+        above_high = (self.below is not None and value >= self.below) or (self.most is not None and value > self.most)
+        if below_low or above_high:
+            msg = f"{text[:40]!r} is out of range: {self.range}"
             raise SettingsError(msg)
         return value
 
-    return parse
+
+def _figure(value: float | None) -> str:
+    """10000000.0 -> '10,000,000'; 3600.5 -> '3,600.5'."""
+    if value is None:
+        return "any"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
+
+_number = _Number
+# Upper bounds, far beyond any real run, low enough that no value overflows LoadGen's
+# integer fields or asks for memory that cannot exist.
+MAX_SECONDS = 7 * 24 * 3600  # a week
+MAX_LATENCY_MS = 3_600_000  # an hour
+MAX_QPS = 10_000_000
+MAX_QUERIES = 100_000_000
+MAX_SAMPLES = 10_000_000
+MAX_BATCH = 65_536
+MAX_THREADS = 1_024  # workers, and each library's thread counts
+MAX_WINDOW_MS = 1_000
 
 
 def _text(text: str) -> str:
@@ -217,7 +257,7 @@ def _tensor(text: str) -> str:
 
 def _seconds_to_ms(text: str) -> str:
     """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
-    return repr(_positive_float(text) * 1000.0)
+    return repr(_number(float, most=MAX_LATENCY_MS / 1000)(text) * 1000.0)
 
 
 @dataclass(frozen=True)
@@ -269,8 +309,8 @@ def _const(value: str) -> Callable[[str], str]:
     return lambda _: value
 
 
-_positive_int = _number(int)
-_positive_float = _number(float)
+_seconds = _number(float, most=MAX_SECONDS)
+_threads = _number(int, above=False, most=MAX_THREADS)
 
 OPTIONS: tuple[Option, ...] = (
     # --- what to run ---------------------------------------------------------------
@@ -328,39 +368,41 @@ OPTIONS: tuple[Option, ...] = (
     # --- LoadGen test settings (unset: mlperf.conf decides) -------------------------
     Option(
         "duration",
-        _positive_float,
+        _seconds,
         "minimum run time in seconds; also lowers the query count to what early stopping needs, "
         "so a short run can be VALID",
         flags=("--loadgen_duration_sec",),
         cm="CM_MLPERF_LOADGEN_DURATION_SEC",
     ),
-    Option("max_duration", _positive_float, "maximum run time in seconds (LoadGen stops issuing then)"),
+    Option("max_duration", _seconds, "maximum run time in seconds (LoadGen stops issuing then)"),
     Option(
         "target_qps",
-        _positive_float,
+        _number(float, most=MAX_QPS),
         "Server: arrival rate; Offline: expected rate (calibrated when unset)",
         flags=("--target_qps", "--qps", "--loadgen_expected_qps"),
         cm="CM_MLPERF_LOADGEN_EXPECTED_QPS",
     ),
     Option(
         "target_latency",
-        _positive_float,
+        _number(float, most=MAX_LATENCY_MS),
         "Server: latency bound; SingleStream/MultiStream: expected query latency (calibrated when unset), in ms",
     ),
     Option(
         "latency_percentile",
-        _number(float, high=100),
+        _number(float, below=100),
         "latency percentile the bound applies to, e.g. 99 (SingleStream/MultiStream/Server)",
     ),
-    Option("min_query_count", _positive_int, "minimum number of queries"),
-    Option("max_query_count", _positive_int, "maximum number of queries"),
-    Option("samples", _positive_int, "samples in the query sample library", cm="CM_MLPERF_LOADGEN_SAMPLES"),
+    Option("min_query_count", _number(int, most=MAX_QUERIES), "minimum number of queries"),
+    Option("max_query_count", _number(int, most=MAX_QUERIES), "maximum number of queries"),
+    Option(
+        "samples", _number(int, most=MAX_SAMPLES), "samples in the query sample library", cm="CM_MLPERF_LOADGEN_SAMPLES"
+    ),
     Option(
         "performance_sample_count",
-        _positive_int,
+        _number(int, most=MAX_SAMPLES),
         "samples LoadGen keeps loaded in memory for performance runs",
     ),
-    Option("samples_per_query", _positive_int, "samples per query (MultiStream)"),
+    Option("samples_per_query", _number(int, most=MAX_BATCH), "samples per query (MultiStream)"),
     Option("user_conf", _text, "a LoadGen user.conf (read once, after mlperf.conf)", flags=("--user_conf",)),
     Option(
         "audit_conf",
@@ -374,7 +416,13 @@ OPTIONS: tuple[Option, ...] = (
         "run this MLPerf compliance test with its official audit settings (TEST01, TEST04)",
     ),
     # --- how samples are run ------------------------------------------------------
-    Option("max_batchsize", _positive_int, "largest batch per session run", flags=("--max_batchsize",), default=32),
+    Option(
+        "max_batchsize",
+        _number(int, most=MAX_BATCH),
+        "largest batch per session run",
+        flags=("--max_batchsize",),
+        default=32,
+    ),
     Option("runner", _choice(RUNNERS), "how samples are run", cm="CM_MLPERF_RUNNER", default="inline"),
     Option(
         "tune",
@@ -385,7 +433,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "batch_window",
-        _number(float, above=False),
+        _number(float, above=False, most=MAX_WINDOW_MS),
         "Server: how long (ms) a worker may wait for more queries to batch with the first one "
         "(default: none on the CPU; on a GPU a tenth of the latency bound, at most 2 ms)",
     ),
@@ -398,7 +446,13 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
         owner=("onnxruntime", "pytorch"),
     ),
-    Option("concurrency", _positive_int, "worker count of the runner", cm="CM_MLPERF_CONCURRENCY", default=2),
+    Option(
+        "concurrency",
+        _number(int, most=MAX_THREADS),
+        "worker count of the runner",
+        cm="CM_MLPERF_CONCURRENCY",
+        default=2,
+    ),
     # --- onnxruntime (the seed app's names) ----------------------------------------
     Option(
         "ep",
@@ -426,7 +480,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "intraop",
-        _number(int, above=False),
+        _threads,
         "onnxruntime intra-op threads (0: onnxruntime decides)",
         cm="CM_MLPERF_INTRAOP",
         default=0,
@@ -434,7 +488,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "interop",
-        _number(int, above=False),
+        _threads,
         "onnxruntime inter-op threads (0: onnxruntime decides)",
         cm="CM_MLPERF_INTEROP",
         default=0,
@@ -443,14 +497,14 @@ OPTIONS: tuple[Option, ...] = (
     # --- pytorch --------------------------------------------------------------------
     Option(
         "torch_threads",
-        _number(int, above=False),
+        _threads,
         "PyTorch intra-op threads, torch.set_num_threads (0: PyTorch decides)",
         default=0,
         owner=("pytorch",),
     ),
     Option(
         "torch_interop_threads",
-        _number(int, above=False),
+        _threads,
         "PyTorch inter-op threads (0: PyTorch decides)",
         default=0,
         owner=("pytorch",),
@@ -491,14 +545,14 @@ OPTIONS: tuple[Option, ...] = (
     # --- tensorflow ----------------------------------------------------------------
     Option(
         "tf_intra_op_threads",
-        _number(int, above=False),
+        _threads,
         "TensorFlow intra-op threads of each session (ConfigProto.intra_op_parallelism_threads; 0: TensorFlow decides)",
         default=0,
         owner=("tensorflow",),
     ),
     Option(
         "tf_inter_op_threads",
-        _number(int, above=False),
+        _threads,
         "TensorFlow inter-op threads of each session (ConfigProto.inter_op_parallelism_threads; 0: TensorFlow decides)",
         default=0,
         owner=("tensorflow",),
@@ -520,7 +574,7 @@ OPTIONS: tuple[Option, ...] = (
     # --- tflite (LiteRT) --------------------------------------------------------------
     Option(
         "tflite_threads",
-        _number(int, above=False),
+        _threads,
         "LiteRT interpreter threads, each worker's (num_threads; 0: LiteRT decides)",
         default=0,
         owner=("tflite",),
@@ -698,8 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
         if opt.is_flag:
             parser.add_argument(*opt.all_flags, dest=opt.name, action="store_const", const="1", help=opt.help + extra)
         else:
+            bounds = f" (range: {opt.parse.range})" if isinstance(opt.parse, _Number) else ""
             parser.add_argument(
-                *opt.all_flags, dest=opt.name, metavar=opt.name.upper(), help=opt.help + default + extra
+                *opt.all_flags, dest=opt.name, metavar=opt.name.upper(), help=opt.help + bounds + default + extra
             )
     group = parser.add_argument_group("MLCommons reference app flags (same meaning and units)")
     for alias in ALIASES:

@@ -73,9 +73,9 @@ def test_misspelt_mlbox_variable_is_refused_by_name() -> None:
     ("argv", "env", "message"),
     [
         (["--concurrency", "two"], {}, "flag --concurrency: 'two' is not a whole number"),
-        ([], {"CM_MLPERF_INTRAOP": "-1"}, "CM_MLPERF_INTRAOP: '-1' must be at least 0"),
+        ([], {"CM_MLPERF_INTRAOP": "-1"}, "CM_MLPERF_INTRAOP: '-1' is out of range: 0 to 1,024"),
         ([], {"MLBOX_SCENARIO": "Servr"}, "MLBOX_SCENARIO: 'Servr' is not one of .*did you mean 'Server'"),
-        (["--duration", "0"], {}, "must be greater than 0"),
+        (["--duration", "0"], {}, "out of range: above 0"),
     ],
 )
 def test_bad_values_name_their_source(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -377,3 +377,33 @@ def test_user_conf_keys_are_loadgens_and_a_dotted_model_name_is_read(tmp_path: P
     conf = tmp_path / "user.conf"
     conf.write_text("3d-unet-99.9.Offline.target_qps = 7\nother.Server.ttft_latency = 2000\n")
     assert float(read_user_conf(str(conf), "3d-unet-99.9", "Offline")["target_qps"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-batchsize", "1000000000"], "flag --max-batchsize: '1000000000' is out of range: 1 to 65,536"),
+        (["--duration", "1e300"], "flag --duration: '1e300' is out of range: above 0, at most 604,800"),
+        (["--samples", "1e12"], "flag --samples: '1e12' is not a whole number"),
+        (["--samples", "100000000000"], "out of range: 1 to 10,000,000"),
+        (["--target-qps", "1e12"], "out of range: above 0, at most 10,000,000"),
+        (["--max-latency", "1e9"], "out of range: above 0, at most 3,600"),
+        (["--concurrency", "100000"], "out of range: 1 to 1,024"),
+        (["--intraop", "-1"], "out of range: 0 to 1,024"),
+        (["--latency-percentile", "100"], "out of range: above 0, below 100"),
+    ],
+)
+def test_every_number_has_a_range_checked_before_the_run(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        parse_settings(argv, {})
+    assert message in str(err.value)
+
+
+def test_help_states_each_numeric_options_range(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlbox_bench.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "largest batch per session run (range: 1 to 65,536) (default: 32)" in text
+    assert "(range: above 0, at most 604,800)" in text
