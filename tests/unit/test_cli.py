@@ -217,3 +217,28 @@ def test_version_names_the_distribution(capsys: pytest.CaptureFixture[str]) -> N
     from importlib.metadata import version
 
     assert version(DISTRIBUTION) == __version__
+
+
+def test_the_configured_base_is_the_plain_base_and_never_replaces_nvidias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `make demo` (base_image in the configuration), `--cuda-from nvidia` used to build
+    on the Debian base and still tag the image -nvidiabase."""
+    from mlbox.catalog import load_catalog
+
+    nvidia = load_catalog(REPO / "images.yaml").devices["cuda"].base_image
+    config = tmp_path / "config.yaml"
+    config.write_text("base_image: mlbox-base:bookworm\n")
+    monkeypatch.setenv("MLBOX_CONFIG", str(config))
+    render = ["render", "-m", "resnet50", "--variant", "synthetic"]
+    assert main([*render, "-d", "cuda", "--cuda-from", "nvidia"]) == 0
+    out = capsys.readouterr().out
+    assert f"FROM {nvidia} AS " in out
+    assert "mlbox-base:bookworm" not in out
+    assert main([*render, "-d", "cuda"]) == 0  # the pip route builds on the plain base
+    assert "FROM mlbox-base:bookworm AS runtime" in capsys.readouterr().out
+    assert main([*render, "-d", "cpu"]) == 0
+    assert "FROM mlbox-base:bookworm AS runtime" in capsys.readouterr().out
+    # Asked for on the command line, a base is used as given (a mirror of NVIDIA's image).
+    assert main([*render, "-d", "cuda", "--cuda-from", "nvidia", "--base-image", "mirror.example.com/cuda:12"]) == 0
+    assert "FROM mirror.example.com/cuda:12 AS " in capsys.readouterr().out

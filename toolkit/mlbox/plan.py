@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
-from typing import Literal
+from typing import Any, Literal
 
 from mlbox import __version__, layout
 from mlbox.catalog import Catalog, Variant, check_image_ref, choose
@@ -39,8 +39,11 @@ def cell(
     base_image: str | None = None,
     cuda_from: str = "pip",
     loadgen_from: str = "wheel",
+    default_base: str | None = None,
 ) -> Cell:
-    """Plan one (model, variant, device); names are already known to be in the catalog."""
+    """Plan one (model, variant, device); names are already known to be in the catalog.
+    ``base_image`` was asked for on this command line; ``default_base`` is the user's
+    configured default, the plain base, which NVIDIA's base-image route does not take."""
     entry = catalog.models[model]
     vspec = entry.variants[variant]
     backend = vspec.backend
@@ -49,6 +52,7 @@ def cell(
     dev = catalog.devices[device]
     pip_cuda = dev.cuda_pip is not None and cuda_from == "pip"
     nvidia_base = dev.cuda_pip is not None and cuda_from == "nvidia"
+    base_image = base_image or (None if nvidia_base else default_base)
     lg_from: Literal["wheel", "source"] = "source" if loadgen_from == "source" else "wheel"
     tag = image_tag(
         defaults.registry,
@@ -119,12 +123,19 @@ def matrix(
     base_image: str | None = None,
     cuda_from: str = "pip",
     loadgen_from: str = "wheel",
+    default_base: str | None = None,
 ) -> list[Cell]:
     """Every (model, variant, device) the filters allow, buildable or not, in catalog order."""
     models = [choose("model", model, list(catalog.models))] if model else list(catalog.models)
     devices = [choose("device", device, list(catalog.devices))] if device else list(catalog.devices)
     if backend:
         choose("backend", backend, list(catalog.backends))
+    routes: dict[str, Any] = {
+        "base_image": base_image,
+        "cuda_from": cuda_from,
+        "loadgen_from": loadgen_from,
+        "default_base": default_base,
+    }
     cells = []
     for m in models:
         variants = list(catalog.models[m].variants)
@@ -135,7 +146,7 @@ def matrix(
             for d in devices:
                 if only is not None and d not in only:
                     continue  # the variant does not exist there (an fbgemm int8 model on cuda)
-                c = cell(catalog, m, v, d, base_image=base_image, cuda_from=cuda_from, loadgen_from=loadgen_from)
+                c = cell(catalog, m, v, d, **routes)
                 if backend is None or c.backend == backend:
                     cells.append(c)
     return cells
@@ -151,6 +162,7 @@ def select(
     base_image: str | None = None,
     cuda_from: str = "pip",
     loadgen_from: str = "wheel",
+    default_base: str | None = None,
 ) -> ImageSpec:
     """Resolve a user's selection against the catalog, refusing unknown names and cells
     mlbox cannot build (with what is missing)."""
@@ -179,7 +191,16 @@ def select(
     if only is not None and device not in only:
         msg = f"variant {model}/{variant} exists for {', '.join(only)} only, not {device}"
         raise CatalogError(msg, hint=f"pick --device {only[0]}, or another variant (`mlbox list`)")
-    c = cell(catalog, model, variant, device, base_image=base_image, cuda_from=cuda_from, loadgen_from=loadgen_from)
+    c = cell(
+        catalog,
+        model,
+        variant,
+        device,
+        base_image=base_image,
+        cuda_from=cuda_from,
+        loadgen_from=loadgen_from,
+        default_base=default_base,
+    )
     if c.spec is None:
         msg = f"mlbox cannot build {model}/{variant} for {device} yet: it needs {c.missing}"
         if catalog.backends[c.backend].missing is None:
@@ -385,6 +406,7 @@ class Selection:
     base_image: str | None = None
     loadgen_from: str = "wheel"
     cuda_from: str = "pip"
+    default_base: str | None = None  # the configuration file's base_image (see cell)
 
 
 def plans_for(
@@ -392,8 +414,9 @@ def plans_for(
 ) -> tuple[list[BuildPlan], list[Cell]]:
     """One plan (a --model selection) or, with --all, one per buildable cell the filters
     allow. Returns (plans, cells skipped because mlbox cannot build them yet)."""
-    if sel.base_image is not None:
-        check_image_ref(sel.base_image, what="--base-image")
+    for base in (sel.base_image, sel.default_base):
+        if base is not None:
+            check_image_ref(base, what="--base-image")
     skipped: list[Cell] = []
     if all_:
         cells = matrix(
@@ -405,6 +428,7 @@ def plans_for(
             base_image=sel.base_image,
             cuda_from=sel.cuda_from,
             loadgen_from=sel.loadgen_from,
+            default_base=sel.default_base,
         )
         skipped = [c for c in cells if c.spec is None]
         specs = [c.spec for c in cells if c.spec is not None]
@@ -425,6 +449,7 @@ def plans_for(
                 base_image=sel.base_image,
                 cuda_from=sel.cuda_from,
                 loadgen_from=sel.loadgen_from,
+                default_base=sel.default_base,
             )
         ]
     build_requires = catalog.defaults.loadgen_build_requires
