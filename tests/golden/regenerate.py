@@ -7,6 +7,7 @@ plus one image rendered with --loadgen-from source and one with --cuda-from nvid
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -27,10 +28,15 @@ def render_all(out: Path) -> list[Path]:
         path.unlink()
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLBOX_") or k == "XDG_CONFIG_HOME"}
     try:
-        with tempfile.TemporaryDirectory(prefix="mlbox-golden-") as empty:
-            os.environ["XDG_CONFIG_HOME"] = empty  # no configuration file
+        with tempfile.TemporaryDirectory(prefix="mlbox-golden-") as work:
+            os.environ["XDG_CONFIG_HOME"] = str(Path(work) / "config")  # no configuration file
+            # Rendered beside, then moved: `render --out` keeps a list of what it wrote in the
+            # folder (.mlbox-written), which has no place among the golden files.
+            rendered = Path(work) / "rendered"
             cases = (["--all"], SOURCE_CASE, CUDA_NVIDIA_CASE)
-            ok = all(mlbox(["render", *args, "--out", str(out)]) == 0 for args in cases)
+            ok = all(mlbox(["render", *args, "--out", str(rendered)]) == 0 for args in cases)
+            for path in rendered.glob("*.Dockerfile") if ok else ():
+                shutil.move(path, out / path.name)
     finally:
         os.environ.pop("XDG_CONFIG_HOME", None)
         os.environ.update(saved)

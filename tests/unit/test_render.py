@@ -141,3 +141,19 @@ def test_every_image_default_a_template_writes_is_a_harness_option(rendered: dic
     written = {name for text in rendered.values() for name in re.findall(r"\bMLBOX_DEFAULT_([A-Z0-9_]+)=", text)}
     assert {"MODEL", "MODELPATH", "WEIGHTS", "OUTPUT_DIR", "DEVICE", "BACKEND", "EP"} <= written
     assert {name.lower() for name in written} - set(BY_NAME) == set()
+
+
+def test_render_out_replaces_only_the_dockerfiles_mlbox_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rendered"
+    out.mkdir()
+    mine = out / "resnet50-cpu.Dockerfile"
+    mine.write_text("FROM my-own\n")
+    argv = ["render", "-m", "resnet50", "--out", str(out)]
+    assert main(argv) == 25
+    assert "already holds resnet50-cpu.Dockerfile, which mlbox did not write there" in capsys.readouterr().err
+    assert mine.read_text() == "FROM my-own\n"
+    assert main([*argv, "--force"]) == 0
+    assert main(argv) == 0  # now it is mlbox's
+    assert mine.read_text().startswith("# mlbox image: resnet50")

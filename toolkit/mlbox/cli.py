@@ -340,8 +340,9 @@ def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
     env="MLBOX_OUT",
     help="Write <tag>.Dockerfile files here instead of printing (required with --all).",
 )
+@force_out_option
 @pass_ctx
-def render(ctx: Context, /, all_: bool, out: Path | None, **kwargs: Any) -> None:
+def render(ctx: Context, /, all_: bool, out: Path | None, force: bool, **kwargs: Any) -> None:
     """Render Dockerfiles (no engine needed): one to stdout, or --all --out DIR."""
     plans = _plans(ctx, kwargs, all_=all_)
     if out is None:
@@ -351,10 +352,13 @@ def render(ctx: Context, /, all_: bool, out: Path | None, **kwargs: Any) -> None
         click.echo(plans[0].dockerfile, nl=False)
         return
     from mlbox.build import write_dockerfile
+    from mlbox.files import note_written, refuse_to_replace
 
+    refuse_to_replace(out, [plan.dockerfile_name for plan in plans], force=force)
     out.mkdir(parents=True, exist_ok=True)
     for plan in plans:
         click.echo(write_dockerfile(out, plan))
+        note_written(out, [plan.dockerfile_name])
 
 
 @cli.command()
