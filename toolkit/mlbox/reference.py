@@ -55,13 +55,7 @@ def parse_reference(text: str) -> Reference:
         domain = check_domain(first)
     else:
         path = name
-    if not _PATH.fullmatch(path):
-        msg = (
-            f"{path!r} is not a repository path: lower-case letters and digits, separated by "
-            "'.', '_', '__' or dashes, in components joined by '/'"
-        )
-        raise ValueError(msg)
-    return Reference(domain, path, tag, digest or None)
+    return Reference(domain, check_path(path), tag, digest or None)
 
 
 def check_domain(text: str) -> str:
@@ -79,6 +73,9 @@ def check_domain(text: str) -> str:
 def check_path(text: str) -> str:
     """A repository path (NAMESPACE, or NAMESPACE/NAME); ValueError if it is not one."""
     if not _PATH.fullmatch(text):
-        msg = f"{text!r} is not a repository path (lower-case letters and digits; '.', '_', '-' between them)"
+        msg = (
+            f"{text!r} is not a repository path: lower-case letters and digits, separated by "
+            "'.', '_', '__' or dashes, in components joined by '/'"
+        )
         raise ValueError(msg)
     return text
