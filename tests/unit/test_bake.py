@@ -19,7 +19,7 @@ from mlbox.bake import BAKE_FILE, Target, bake_file, records_from_metadata, targ
 from mlbox.build import Inputs, build_args, build_image
 from mlbox.catalog import load_catalog
 from mlbox.cli import main
-from mlbox.errors import RecordError
+from mlbox.errors import OutputError, RecordError
 from mlbox.fetch import ModelFile
 from mlbox.paths import packaged_catalog, templates
 from mlbox.plan import BuildPlan, make_plan, select
@@ -299,3 +299,24 @@ def test_a_bake_replaces_only_what_mlbox_wrote_unless_forced(
     assert main([*argv, "--force"]) == 0
     assert not (out / "resnet50-cpu-synthetic" / "notes.txt").exists()
     assert main(argv) == 0  # what mlbox wrote there, it may replace
+
+
+def test_what_was_written_before_a_failure_is_recorded_once(tmp_path: Path) -> None:
+    from mlbox.files import WRITTEN, refuse_to_replace, writing_into
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def stage_a_then_fail() -> None:
+        with writing_into(out, ["a", "b"], force=False) as wrote:
+            (out / "a").write_text("staged")
+            wrote("a")
+            msg = "the second download failed"
+            raise RecordError(msg)
+
+    with pytest.raises(RecordError):
+        stage_a_then_fail()
+    assert (out / WRITTEN).read_text() == "a\n"  # a is mlbox's: the next run may replace it
+    (out / "b").write_text("the user's")
+    with pytest.raises(OutputError, match="already holds b, which mlbox did not write there"):
+        refuse_to_replace(out, ["a", "b"], force=False)

@@ -27,7 +27,7 @@ from typing import Any
 from mlbox import layout
 from mlbox.build import Inputs, build_args, stage_context
 from mlbox.errors import CatalogError, PushError, RecordError
-from mlbox.files import atomic_file, note_written, refuse_to_replace
+from mlbox.files import atomic_file, writing_into
 from mlbox.plan import BuildPlan
 from mlbox.publish import Registry, make_record, parse_registry
 from mlbox.spec import ImageSpec
@@ -132,23 +132,25 @@ def write_bake(
     """Stage every plan's context into OUT/<target>/ and write OUT/docker-bake.json. What
     OUT holds under those names must be mlbox's (see files.WRITTEN) unless ``force``."""
     names = [BAKE_FILE, *(target_name(plan) for plan in plans)]
-    refuse_to_replace(out, names, force=force)  # before any download or staging
-    out.mkdir(parents=True, exist_ok=True)
-    bake_path = out / BAKE_FILE
-    # The contexts are about to change: no bake file may name a half-staged one meanwhile.
-    bake_path.unlink(missing_ok=True)
-    targets = []
-    for plan in plans:
-        inputs = prepare(plan)
-        name = target_name(plan)
-        _stage(out / name, plan, inputs)
-        note_written(out, [name])  # at once: a bake that fails later may replace it next time
-        targets.append(Target(name, plan, build_args(plan, inputs, created=created)))
-        log.info("staged %s in %s", plan.spec.tag, out / name)
-    definition = bake_file(targets, out.resolve(), registry)
-    with atomic_file(bake_path) as (f, _):
-        f.write((json.dumps(definition, indent=2) + "\n").encode())
-    note_written(out, [BAKE_FILE])
+    # Refused before any download or staging; what is staged is recorded even if a later
+    # target fails, so the next bake may replace it.
+    with writing_into(out, names, force=force) as wrote:
+        out.mkdir(parents=True, exist_ok=True)
+        bake_path = out / BAKE_FILE
+        # The contexts are about to change: no bake file may name a half-staged one meanwhile.
+        bake_path.unlink(missing_ok=True)
+        targets = []
+        for plan in plans:
+            inputs = prepare(plan)
+            name = target_name(plan)
+            _stage(out / name, plan, inputs)
+            wrote(name)
+            targets.append(Target(name, plan, build_args(plan, inputs, created=created)))
+            log.info("staged %s in %s", plan.spec.tag, out / name)
+        definition = bake_file(targets, out.resolve(), registry)
+        with atomic_file(bake_path) as (f, _):
+            f.write((json.dumps(definition, indent=2) + "\n").encode())
+        wrote(BAKE_FILE)
     return bake_path
 
 

@@ -352,13 +352,13 @@ def render(ctx: Context, /, all_: bool, out: Path | None, force: bool, **kwargs:
         click.echo(plans[0].dockerfile, nl=False)
         return
     from mlbox.build import write_dockerfile
-    from mlbox.files import note_written, refuse_to_replace
+    from mlbox.files import writing_into
 
-    refuse_to_replace(out, [plan.dockerfile_name for plan in plans], force=force)
-    out.mkdir(parents=True, exist_ok=True)
-    for plan in plans:
-        click.echo(write_dockerfile(out, plan))
-        note_written(out, [plan.dockerfile_name])
+    with writing_into(out, [plan.dockerfile_name for plan in plans], force=force) as wrote:
+        out.mkdir(parents=True, exist_ok=True)
+        for plan in plans:
+            click.echo(write_dockerfile(out, plan))
+            wrote(plan.dockerfile_name)
 
 
 @cli.command()
@@ -736,7 +736,7 @@ def k8s(
     from datetime import UTC, datetime
 
     from mlbox.errors import RecordError
-    from mlbox.files import atomic_file, note_written, refuse_to_replace
+    from mlbox.files import atomic_file, writing_into
     from mlbox.k8s import MatrixError, Options, find_published, manifests, to_yaml
     from mlbox.paths import publish_records
     from mlbox.publish import parse_registry, read_records
@@ -772,12 +772,12 @@ def k8s(
         (out / f"{run}.yaml", docs, _k8s_run_header(run, namespace)),
         (out / f"{run}-collect.yaml", collect, _k8s_collect_header(run, namespace, collect[0]["metadata"]["name"])),
     )
-    refuse_to_replace(out, [path.name for path, _, _ in files], force=force)
-    for path, documents, header in files:
-        with atomic_file(path) as (f, _):
-            f.write((header + to_yaml(documents)).encode())
-        note_written(out, [path.name])
-        click.echo(path)
+    with writing_into(out, [path.name for path, _, _ in files], force=force) as wrote:
+        for path, documents, header in files:
+            with atomic_file(path) as (f, _):
+                f.write((header + to_yaml(documents)).encode())
+            wrote(path.name)
+            click.echo(path)
 
 
 def _axis(text: str) -> tuple[str, tuple[str, ...]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -61,3 +61,17 @@ def note_written(out: Path, names: Iterable[str]) -> None:
     """Record ``names`` as mlbox's in OUT (with what it recorded before)."""
     with atomic_file(out / WRITTEN) as (f, _):
         f.write("".join(f"{n}\n" for n in sorted(written(out) | set(names))).encode())
+
+
+@contextmanager
+def writing_into(out: Path, names: Iterable[str], *, force: bool) -> Iterator[Callable[[str], None]]:
+    """Refuse (see refuse_to_replace) before anything is written, then yield a callback the
+    caller calls with each name it has written; on leaving, even by an error, those are
+    recorded, in one write (a per-name record would rewrite the list once per file)."""
+    refuse_to_replace(out, names, force=force)
+    done: list[str] = []
+    try:
+        yield done.append
+    finally:
+        if done:
+            note_written(out, done)
