@@ -15,7 +15,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -228,10 +228,11 @@ def _plans(ctx: Context, kwargs: dict[str, Any], *, all_: bool) -> list[BuildPla
     from mlbox.paths import templates
     from mlbox.plan import Selection, plans_for
 
-    selected = Selection(**{k: kwargs[k] for k in Selection.__dataclass_fields__ if k != "default_base"})
+    chosen = {k: kwargs[k] for k in Selection.__dataclass_fields__ if k != "default_base"}  # not an option
     source = click.get_current_context().get_parameter_source("base_image")
     if source is click.core.ParameterSource.DEFAULT_MAP:  # the configuration file's: a default, not a request
-        selected = replace(selected, base_image=None, default_base=selected.base_image)
+        chosen["default_base"] = chosen.pop("base_image")
+    selected = Selection(**chosen)
     plans, skipped = plans_for(ctx.catalog(), selected, templates(), all_=all_)
     for c in skipped:
         log.info("skipping %s/%s on %s: mlbox cannot build it yet (needs %s)", c.model, c.variant, c.device, c.missing)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
-from typing import Any, Literal
+from typing import Literal
 
 from mlbox import __version__, layout
 from mlbox.catalog import Catalog, Variant, check_image_ref, choose
@@ -130,12 +130,6 @@ def matrix(
     devices = [choose("device", device, list(catalog.devices))] if device else list(catalog.devices)
     if backend:
         choose("backend", backend, list(catalog.backends))
-    routes: dict[str, Any] = {
-        "base_image": base_image,
-        "cuda_from": cuda_from,
-        "loadgen_from": loadgen_from,
-        "default_base": default_base,
-    }
     cells = []
     for m in models:
         variants = list(catalog.models[m].variants)
@@ -146,7 +140,16 @@ def matrix(
             for d in devices:
                 if only is not None and d not in only:
                     continue  # the variant does not exist there (an fbgemm int8 model on cuda)
-                c = cell(catalog, m, v, d, **routes)
+                c = cell(
+                    catalog,
+                    m,
+                    v,
+                    d,
+                    base_image=base_image,
+                    cuda_from=cuda_from,
+                    loadgen_from=loadgen_from,
+                    default_base=default_base,
+                )
                 if backend is None or c.backend == backend:
                     cells.append(c)
     return cells
