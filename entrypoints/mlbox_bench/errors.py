@@ -1,6 +1,10 @@
-"""Exit codes of mlbox-bench, fixed so scripts can tell outcomes apart."""
+"""Exit codes of mlbox-bench, fixed so scripts can tell outcomes apart; and the
+"did you mean" every refusal of a misspelt name ends with (mlbox's too)."""
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 EXIT_VALID = 0
 EXIT_CRASH = 1  # an unexpected exception (a bug): Python's own code
@@ -12,3 +16,9 @@ EXIT_INTERRUPTED = 130
 
 class BenchError(Exception):
     """The benchmark cannot run; the message says why and what to do."""
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """'; did you mean 'closest'?' for a misspelt name, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from mlbox_bench import fields as lg_fields
 from mlbox_bench.backends import BACKENDS, FORMATS, PREPROCESSING, guess_format
-from mlbox_bench.errors import BenchError
+from mlbox_bench.errors import BenchError, did_you_mean
 from mlbox_bench.fields import SCENARIOS
 from mlbox_bench.layout import Where, scenario_dir
 
@@ -115,9 +115,7 @@ def _choice(choices: Sequence[str]) -> Callable[[str], str]:
         # Accept any case: LoadGen's config lookups are case-sensitive, so normalise here.
         if text.lower() in lowered:
             return lowered[text.lower()]
-        close = difflib.get_close_matches(text, choices, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
-        msg = f"{text!r} is not one of {', '.join(choices)}{guess}"
+        msg = f"{text!r} is not one of {', '.join(choices)}{did_you_mean(text, choices)}"
         raise SettingsError(msg)
 
     return parse
@@ -931,13 +929,11 @@ def _check_conf_key(key: str, where: str) -> None:
         raise SettingsError(msg)
     _, scenario, name = parts
     if scenario not in (*SCENARIOS, "*"):
-        close = difflib.get_close_matches(scenario, SCENARIOS, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
+        guess = did_you_mean(scenario, SCENARIOS)
         msg = f"{where}: scenario {scenario[:40]!r} is not one of {', '.join(SCENARIOS)} or *{guess}"
         raise SettingsError(msg)
     if name not in lg_fields.LOADGEN_CONF_KEYS:
-        close = difflib.get_close_matches(name, sorted(lg_fields.LOADGEN_CONF_KEYS), n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
+        guess = did_you_mean(name, sorted(lg_fields.LOADGEN_CONF_KEYS))
         msg = f"{where}: LoadGen has no setting {name[:40]!r}{guess} (it would ignore the line)"
         raise SettingsError(msg)
 

@@ -6,7 +6,6 @@ strict pattern, so the templates can trust what they are given.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from mlbox import yamlfile
 from mlbox.errors import CatalogError
 from mlbox.reference import parse_reference
+from mlbox_bench.errors import did_you_mean
 
 # Names become parts of tags, file names and Dockerfile lines: keep them boring.
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
@@ -252,9 +252,7 @@ def _reference_problems(data: Mapping[str, Any]) -> list[str]:
         return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
     def unknown(where: str, name: object, choices: Sequence[str]) -> str:
-        close = difflib.get_close_matches(str(name), choices, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{where}: {name!r} is not one of {', '.join(choices)}{guess}"
+        return f"{where}: {name!r} is not one of {', '.join(choices)}{did_you_mean(name, choices)}"
 
     devices = [str(d) for d in mapping(data.get("devices"))]
     backends_data = mapping(data.get("backends"))
@@ -329,9 +327,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     path = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
         known = _fields_at(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{path}: unknown key{guess} (valid keys: {', '.join(known)})"
+        return f"{path}: unknown key{did_you_mean(loc[-1], known)} (valid keys: {', '.join(known)})"
     if error["type"] == "missing":
         return f"{path}: required key is missing"
     msg = str(error["msg"]).removeprefix("Value error, ")
@@ -377,9 +373,7 @@ def choose(kind: str, name: str, choices: Sequence[str]) -> str:
     """Return ``name`` if it is in ``choices``; else raise a CatalogError with a suggestion."""
     if name in choices:
         return name
-    close = difflib.get_close_matches(name, choices, n=1)
-    guess = f"; did you mean {close[0]!r}?" if close else ""
-    msg = f"unknown {kind} {name!r}{guess}"
+    msg = f"unknown {kind} {name!r}{did_you_mean(name, choices)}"
     raise CatalogError(msg, hint=f"valid {kind}s: {', '.join(choices)}")
 
 

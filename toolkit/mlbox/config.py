@@ -10,7 +10,6 @@ an MLBOX_* variable still wins. `mlbox base --set-default` writes `base_image`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import yaml
 from mlbox import yamlfile
 from mlbox.errors import ConfigError
 from mlbox.files import atomic_file
+from mlbox_bench.errors import did_you_mean
 
 Scalar = str | int | float | bool
 
@@ -43,9 +43,7 @@ def read_config(path: Path, known: Collection[str]) -> dict[str, Scalar]:
         raise ConfigError(msg, hint="for example `base_image: mlbox-base:bookworm`")
     for key, value in data.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            guess = f"; did you mean {close[0]!r}?" if close else ""
-            msg = f"{path}: unknown option {key!r}{guess}"
+            msg = f"{path}: unknown option {key!r}{did_you_mean(key, sorted(known))}"
             raise ConfigError(msg, hint="keys are option names with '_' for '-', as in `base_image`")
         if not isinstance(value, Scalar):
             msg = f"{path}: {key} must be a single value, not {type(value).__name__}"
