@@ -171,7 +171,6 @@ def _figure(value: float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
 
 
-_number = _Number
 # Upper bounds, far beyond any real run, low enough that no value overflows LoadGen's
 # integer fields or asks for memory that cannot exist.
 MAX_SECONDS = 7 * 24 * 3600  # a week
@@ -255,7 +254,7 @@ def _tensor(text: str) -> str:
 
 def _seconds_to_ms(text: str) -> str:
     """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
-    return repr(_number(float, most=MAX_LATENCY_MS / 1000)(text) * 1000.0)
+    return repr(_Number(float, most=MAX_LATENCY_MS / 1000)(text) * 1000.0)
 
 
 @dataclass(frozen=True)
@@ -307,8 +306,8 @@ def _const(value: str) -> Callable[[str], str]:
     return lambda _: value
 
 
-_seconds = _number(float, most=MAX_SECONDS)
-_threads = _number(int, above=False, most=MAX_THREADS)
+_seconds = _Number(float, most=MAX_SECONDS)
+_threads = _Number(int, above=False, most=MAX_THREADS)
 
 OPTIONS: tuple[Option, ...] = (
     # --- what to run ---------------------------------------------------------------
@@ -375,32 +374,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_duration", _seconds, "maximum run time in seconds (LoadGen stops issuing then)"),
     Option(
         "target_qps",
-        _number(float, most=MAX_QPS),
+        _Number(float, most=MAX_QPS),
         "Server: arrival rate; Offline: expected rate (calibrated when unset)",
         flags=("--target_qps", "--qps", "--loadgen_expected_qps"),
         cm="CM_MLPERF_LOADGEN_EXPECTED_QPS",
     ),
     Option(
         "target_latency",
-        _number(float, most=MAX_LATENCY_MS),
+        _Number(float, most=MAX_LATENCY_MS),
         "Server: latency bound; SingleStream/MultiStream: expected query latency (calibrated when unset), in ms",
     ),
     Option(
         "latency_percentile",
-        _number(float, below=100),
+        _Number(float, below=100),
         "latency percentile the bound applies to, e.g. 99 (SingleStream/MultiStream/Server)",
     ),
-    Option("min_query_count", _number(int, most=MAX_QUERIES), "minimum number of queries"),
-    Option("max_query_count", _number(int, most=MAX_QUERIES), "maximum number of queries"),
+    Option("min_query_count", _Number(int, most=MAX_QUERIES), "minimum number of queries"),
+    Option("max_query_count", _Number(int, most=MAX_QUERIES), "maximum number of queries"),
     Option(
-        "samples", _number(int, most=MAX_SAMPLES), "samples in the query sample library", cm="CM_MLPERF_LOADGEN_SAMPLES"
+        "samples", _Number(int, most=MAX_SAMPLES), "samples in the query sample library", cm="CM_MLPERF_LOADGEN_SAMPLES"
     ),
     Option(
         "performance_sample_count",
-        _number(int, most=MAX_SAMPLES),
+        _Number(int, most=MAX_SAMPLES),
         "samples LoadGen keeps loaded in memory for performance runs",
     ),
-    Option("samples_per_query", _number(int, most=MAX_BATCH), "samples per query (MultiStream)"),
+    Option("samples_per_query", _Number(int, most=MAX_BATCH), "samples per query (MultiStream)"),
     Option("user_conf", _text, "a LoadGen user.conf (read once, after mlperf.conf)", flags=("--user_conf",)),
     Option(
         "audit_conf",
@@ -416,7 +415,7 @@ OPTIONS: tuple[Option, ...] = (
     # --- how samples are run ------------------------------------------------------
     Option(
         "max_batchsize",
-        _number(int, most=MAX_BATCH),
+        _Number(int, most=MAX_BATCH),
         "largest batch per session run",
         flags=("--max_batchsize",),
         default=32,
@@ -431,7 +430,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "batch_window",
-        _number(float, above=False, most=MAX_WINDOW_MS),
+        _Number(float, above=False, most=MAX_WINDOW_MS),
         "Server: how long (ms) a worker may wait for more queries to batch with the first one "
         "(default: none on the CPU; on a GPU a tenth of the latency bound, at most 2 ms)",
     ),
@@ -446,7 +445,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "concurrency",
-        _number(int, most=MAX_THREADS),
+        _Number(int, most=MAX_THREADS),
         "worker count of the runner",
         cm="CM_MLPERF_CONCURRENCY",
         default=2,
