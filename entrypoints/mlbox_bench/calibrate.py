@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mlbox_bench.data import SampleLibrary
+from mlbox_bench.errors import BenchError
 from mlbox_bench.runners import Complete, Runner
 from mlbox_bench.settings import Settings
 
@@ -110,6 +111,9 @@ def measure(
             indices = next_batch(size)
             runner.submit(np.zeros(size, dtype=np.uint64), indices, complete)
         runner.wait_idle()
+        if runner.errors:  # a model that fails here fails every query: stop before LoadGen
+            msg = f"inference failed while calibrating: {runner.errors.summary()}"
+            raise BenchError(msg)
         return time.perf_counter() - t
 
     def warm_up(size: int) -> float:

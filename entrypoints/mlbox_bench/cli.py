@@ -15,18 +15,10 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from mlbox_bench.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VALID, BenchError
+from mlbox_bench.errors import EXIT_CRASH, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VALID, BenchError, Interrupted
 from mlbox_bench.settings import SettingsError, parse_settings
 
 log = logging.getLogger("mlbox-bench")
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived: stop the run."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,12 +41,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlbox-bench: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except Interrupted as err:
-        # Workers are stopped and temp files gone (the `finally` blocks ran); LoadGen's
-        # own thread cannot be stopped mid-test, so leave without waiting for it.
-        print(f"mlbox-bench: {err}: stopped; no result.json was written (LoadGen's logs are partial)", file=sys.stderr)
+        # Workers are stopped, temp files gone and the partial run set aside (the cleanup
+        # ran); LoadGen's own thread cannot be stopped mid-test, so leave without it.
+        print(f"mlbox-bench: {err}: stopped; no result.json was written", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED if err.signum == signal.SIGINT else 128 + err.signum)
+    except OSError as err:  # the machine's fault (a full disk, a vanished mount), not a bug
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"mlbox-bench: error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:
+        if os.environ.get("MLBOX_DEBUG"):
+            raise
+        kind, value = sys.exc_info()[:2]
+        print(
+            f"mlbox-bench: internal error: {kind.__name__ if kind else '?'}: {value}. This is a bug: "
+            "run again with MLBOX_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_CRASH
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -79,6 +85,8 @@ def _stop_on_signals() -> dict[int, Any]:
     so workers are stopped and temp files removed before the process exits non-zero."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        for each in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup short
+            signal.signal(each, signal.SIG_IGN)
         raise Interrupted(signum)
 
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}

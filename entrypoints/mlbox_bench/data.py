@@ -208,7 +208,9 @@ def take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _read_val_map(path: Path) -> tuple[list[str], list[int]]:
     files: list[str] = []
     labels: list[int] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    from mlbox_bench.files import read_user_text
+
+    for number, line in enumerate(read_user_text(path, "--dataset").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
 
 EXIT_VALID = 0
@@ -16,6 +17,14 @@ EXIT_INTERRUPTED = 130
 
 class BenchError(Exception):
     """The benchmark cannot run; the message says why and what to do."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: stop the run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def did_you_mean(word: object, choices: Iterable[str]) -> str:

@@ -10,6 +10,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlbox_bench.errors import BenchError
+
+
+def os_reason(err: OSError) -> str:
+    """The OS's words for an error ("Too many levels of symbolic links"), not its number."""
+    return err.strerror or (os.strerror(err.errno) if err.errno else str(err))
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """A text file the user named (``what`` names the flag), or a BenchError in words."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        msg = f"{what} {path}: cannot read it ({os_reason(err)})"
+        raise BenchError(msg) from None
+    except UnicodeDecodeError as err:
+        msg = f"{what} {path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        raise BenchError(msg) from None
+
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, mode: int = 0o644) -> None:
     """Write through a temp file beside ``path`` and rename it into place: a reader sees

@@ -21,7 +21,7 @@ import numpy as np
 
 from mlbox_bench import __version__
 from mlbox_bench.errors import BenchError
-from mlbox_bench.files import model_sha256, write_json_atomic
+from mlbox_bench.files import model_sha256
 from mlbox_bench.settings import Settings
 
 # The headline metric the submission checker reads per scenario: RESULT_FIELD_NEW in
@@ -108,7 +108,9 @@ def performance(log: dict[str, Any], scenario: str) -> dict[str, Any]:
     }
 
 
-def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data: Any) -> dict[str, Any]:
+def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data: Any, *, final: Path) -> dict[str, Any]:
+    """result.json's content, from the logs in ``run_dir`` (the run's staging folder);
+    paths in it are where the files will be once the run is moved into place, ``final``."""
     detail = run_dir / "mlperf_log_detail.txt"
     if not detail.is_file():
         msg = f"LoadGen wrote no {detail}"
@@ -118,7 +120,7 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
     if s.mode == "accuracy":
         # LoadGen's verdict on an accuracy run is about its length, not its answers: no
         # performance validity here. VALID means every sample was answered and logged.
-        result["accuracy"] = acc = accuracy(s, data.labels, run_dir, data.count)
+        result["accuracy"] = acc = accuracy(s, data.labels, run_dir, data.count, final)
         errors = logged_errors(detail)
         result["validity"] = "VALID" if acc["logged_samples"] == data.count and not errors else "INVALID"
         result["metric"] = {"name": "top1_accuracy", "value": acc.get("top1"), "unit": "fraction"}
@@ -135,7 +137,7 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
         raise BenchError(msg)
     result.update(
         {
-            "output_dir": str(run_dir),
+            "output_dir": str(final),
             "qsl": {
                 "total": log.get("qsl_reported_total_count"),
                 "performance": log.get("qsl_reported_performance_count"),
@@ -163,7 +165,7 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
     return result
 
 
-def accuracy(s: Settings, labels: Any, run_dir: Path, count: int) -> dict[str, Any]:
+def accuracy(s: Settings, labels: Any, run_dir: Path, count: int, final: Path) -> dict[str, Any]:
     """Score the accuracy log as accuracy-imagenet.py does (float32, no offset) and write
     accuracy.txt with its line."""
     from mlbox_bench.accuracy import logged_indices, score
@@ -176,16 +178,12 @@ def accuracy(s: Settings, labels: Any, run_dir: Path, count: int) -> dict[str, A
     except (OSError, ValueError, KeyError) as err:
         msg = f"cannot read LoadGen's accuracy log {log_path}: {err}"
         raise BenchError(msg) from None
-    facts: dict[str, Any] = {"log": str(log_path), "dtype": RESPONSE_DTYPE, "logged_samples": len(logged)}
+    facts: dict[str, Any] = {"log": str(final / log_path.name), "dtype": RESPONSE_DTYPE, "logged_samples": len(logged)}
     if labels is None:
         return {**facts, "top1": None, "reason": "synthetic inputs have no labels: pass --dataset DIR"}
     acc = score(log_path, [int(x) for x in labels])
     write_text_atomic(run_dir / "accuracy.txt", acc.line() + "\n")
     return {**facts, "top1": acc.top1, "good": acc.good, "total": acc.total}
-
-
-def write(run_dir: Path, result: dict[str, Any]) -> None:
-    write_json_atomic(run_dir / "result.json", result)
 
 
 def os_name() -> str:

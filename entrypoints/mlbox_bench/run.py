@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from mlbox_bench import fields, threads, tune
+from mlbox_bench import fields, rundir, threads, tune
 from mlbox_bench.backends import Backend, from_settings
 from mlbox_bench.calibrate import calibrate, responses_only
 from mlbox_bench.compliance import audit_text
 from mlbox_bench.data import ImagenetData, SampleLibrary, SyntheticData
-from mlbox_bench.errors import EXIT_INVALID, EXIT_VALID, BenchError
+from mlbox_bench.errors import EXIT_INVALID, EXIT_VALID, BenchError, Interrupted
+from mlbox_bench.files import os_reason
 from mlbox_bench.layout import run_dir as layout_run_dir
+from mlbox_bench.layout import run_kind
 from mlbox_bench.runners import Complete
 from mlbox_bench.settings import Settings
 
@@ -33,21 +35,44 @@ _from_config_calls = 0  # LoadGen loads mlperf.conf once per process: see load_t
 
 
 def run(s: Settings) -> int:
-    """Run one benchmark and write its reports; return the exit code."""
-    from mlbox_bench import report, submission
+    """Run one benchmark and write its reports; return the exit code.
 
-    out = layout_run_dir(s)
-    try:
-        out.mkdir(parents=True, exist_ok=True)  # LoadGen skips the run without it
-    except OSError as err:
-        msg = f"cannot create output directory {out}: {err.strerror}"
-        raise BenchError(msg + " (mount a writable directory there)") from None
+    The run writes into a staging folder and is moved into place only when it is done: a
+    run that fails or is stopped is set aside in incomplete/ (see rundir.py)."""
+    from mlbox_bench import submission
+
     if s.compliance:
         audit_text(s.compliance, s.model)  # refuse a test MLPerf does not define for this model
     if s.submission_layout:
         submission.check_ready(s)  # before the run: a compliance run needs its reference runs
-    for stale in ("result.json", "accuracy.txt"):  # a previous run's verdict must not outlive its logs
-        (out / stale).unlink(missing_ok=True)
+    root = Path(s.output_dir)
+    with rundir.claimed(root):
+        try:
+            current = rundir.Run(root, layout_run_dir(s), run_kind(s))
+        except OSError as err:
+            msg = f"cannot write into output directory {root}: {os_reason(err)}"
+            raise BenchError(msg + " (mount or choose a writable directory)") from None
+        try:
+            result = _run(s, current.staging, current.final)
+        except BaseException as err:
+            _set_aside(current, err)
+            raise
+        path = current.commit(result)
+    metric = result["metric"]
+    log.info("%s: %s = %s %s", result["validity"], metric["name"], metric["value"], metric["unit"])
+    if result.get("invalid_reason"):
+        log.info("LoadGen's reason: %s", result["invalid_reason"])
+    print(path)
+    if result["validity"] == "VALID" or s.allow_invalid:
+        return EXIT_VALID
+    log.warning("LoadGen judged this run INVALID (see mlperf_log_summary.txt); --allow-invalid exits 0")
+    return EXIT_INVALID
+
+
+def _run(s: Settings, staging: Path, final: Path) -> dict[str, Any]:
+    """The run itself, its files in ``staging``; returns result.json's content."""
+    from mlbox_bench import report, submission
+
     if s.weights == "synthetic":
         log.warning("SYNTHETIC WEIGHTS: this model has random weights; performance only, accuracy is meaningless")
     backend = from_settings(s)
@@ -62,20 +87,23 @@ def run(s: Settings) -> int:
         1 if s.runner == "inline" else s.concurrency,
         "dataset " + s.dataset if s.dataset else "synthetic",
     )
-    facts, data = run_loadgen(s, backend, out)
-    result = report.build(s, backend, facts, out, data)
+    facts, data = run_loadgen(s, backend, staging)
+    result = report.build(s, backend, facts, staging, data, final=final)
     if s.submission_layout:
-        result["submission"] = submission.write(s, result, out, data)
-    report.write(out, result)
-    metric = result["metric"]
-    log.info("%s: %s = %s %s", result["validity"], metric["name"], metric["value"], metric["unit"])
-    if result.get("invalid_reason"):
-        log.info("LoadGen's reason: %s", result["invalid_reason"])
-    print(out / "result.json")
-    if result["validity"] == "VALID" or s.allow_invalid:
-        return EXIT_VALID
-    log.warning("LoadGen judged this run INVALID (see mlperf_log_summary.txt); --allow-invalid exits 0")
-    return EXIT_INVALID
+        result["submission"] = submission.write(s, result, staging, data)
+    return result
+
+
+def _set_aside(current: rundir.Run, err: BaseException) -> None:
+    """Mark a run that did not finish and move it to incomplete/, keeping ``err`` the
+    error the user sees (a second failure here is only logged)."""
+    reason = f"stopped by {err}" if isinstance(err, Interrupted) else str(err) or type(err).__name__
+    try:
+        where = current.set_aside(reason.splitlines()[0])
+    except OSError as second:
+        log.warning("could not mark the unfinished run in %s: %s", current.staging, os_reason(second))
+        return
+    log.warning("the unfinished run's files are in %s, marked INCOMPLETE", where)
 
 
 def load_test_settings(lg: Any, s: Settings) -> Any:
@@ -245,11 +273,13 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
             timeline["first_query_after_start_s"] = _age_at(first_issue[0])
         lg.DestroyQSL(qsl)
         lg.DestroyFastSUT(sut)
-    finally:
-        runner.close()
+    except BaseException:
+        runner.abort()  # stopped or failed: queued work is dropped, workers end now
+        raise
+    runner.close()
     if runner.errors:
-        msg = f"inference failed during the run ({len(runner.errors)} batch(es)): {runner.errors[0]}"
-        raise BenchError(msg)
+        msg = f"inference failed during the run: {runner.errors.summary()}"
+        raise BenchError(msg + "; LoadGen's logs of this run are not a result")
     facts = {
         "total_sample_count": data.count,
         "performance_sample_count": perf_count,
@@ -269,20 +299,14 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
 def audit_config(s: Settings, output_dir: Path) -> Path | None:
     """The audit.config this run gives LoadGen, written into the run's own directory:
     the official one of --compliance, or a copy of --audit-conf. None: no audit."""
-    from mlbox_bench.files import write_text_atomic
+    from mlbox_bench.files import read_user_text, write_text_atomic
 
     target = output_dir / "audit.config"
     if s.compliance:
         write_text_atomic(target, audit_text(s.compliance, s.model))
     elif s.audit_conf:
-        try:
-            text = Path(s.audit_conf).read_text(encoding="utf-8")
-        except OSError as err:
-            msg = f"--audit-conf {s.audit_conf}: cannot read it ({err.strerror})"
-            raise BenchError(msg) from None
-        write_text_atomic(target, text)
+        write_text_atomic(target, read_user_text(Path(s.audit_conf), "--audit-conf"))
     else:
-        target.unlink(missing_ok=True)  # a previous compliance run's file is not this run's
         return None
     log.info("audit settings for LoadGen: %s", target)
     return target

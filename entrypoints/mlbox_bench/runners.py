@@ -20,6 +20,7 @@ arrive within it) up to the largest batch, and runs them as one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -48,6 +49,33 @@ Complete = Callable[[Ids, np.ndarray], None]
 WORKER_START_TIMEOUT_S = 300.0
 
 
+class Failures:
+    """Inference errors seen by the workers: counted, and the first few distinct ones kept
+    (a model that fails every batch fails tens of thousands of them; memory and the report
+    stay bounded). Safe to add to from several threads."""
+
+    KEPT = 3
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, message: str) -> None:
+        line = " ".join(message.split())  # onnxruntime's messages span lines
+        with self._lock:
+            self.count += 1
+            if len(self.first) < self.KEPT and line not in self.first:
+                self.first.append(line[:300] + ("..." if len(line) > 300 else ""))
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def summary(self) -> str:
+        shown = "; ".join(self.first)
+        return f"{self.count} batch(es) failed; first error(s): {shown}"
+
+
 class Runner:
     name = "runner"
 
@@ -55,7 +83,7 @@ class Runner:
         self.backend = backend
         self.data = data
         self.on_device = on_device
-        self.errors: list[str] = []
+        self.errors = Failures()
         self._lock = threading.Lock()
         self._staged: dict[int, int] = {}  # id(session) -> the load generation it holds
         # Per worker: [batches, samples, largest batch]. Each entry has one writer (its
@@ -70,6 +98,10 @@ class Runner:
 
     def close(self) -> None:
         """Stop workers; safe to call twice."""
+
+    def abort(self) -> None:
+        """Stop workers now, dropping queued work (the run is being stopped); safe to call twice."""
+        self.close()
 
     def forget(self) -> None:
         """Drop what was observed so far (calibration): result.json reports the run only."""
@@ -111,7 +143,7 @@ class Runner:
         try:
             out = self._infer(session, indices)
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
-            self.errors.append(f"{type(err).__name__}: {err}")
+            self.errors.add(f"{type(err).__name__}: {err}")
             out = np.zeros((len(ids), 1), dtype=np.float32)
         self._note(threading.current_thread().name, len(ids))
         complete(ids, out)
@@ -158,6 +190,7 @@ class ThreadRunner(Runner):
         # Idleness without a lock on the hot path: one thread submits at a time (LoadGen's
         # issue thread, or calibration before the run), and each worker counts its own.
         self._submitted = 0
+        self._stopping = False
         self._done = [0] * workers
         # Sessions are made before the run starts so the first queries don't pay for it.
         sessions = [backend.session]
@@ -168,6 +201,8 @@ class ThreadRunner(Runner):
         self._threads = [threads.start(partial(self._work, i, s), f"mlbox-worker-{i}") for i, s in self._sessions]
 
     def submit(self, ids: Ids, indices: Ids, complete: Complete) -> None:
+        if self._stopping:
+            return
         self._submitted += 1
         self._queue.put((ids, indices, complete))
 
@@ -180,6 +215,21 @@ class ThreadRunner(Runner):
             self._queue.put(None)
         for thread in self._threads:
             thread.join()
+        self._threads = []
+
+    def abort(self) -> None:
+        # What is queued is dropped (and submit stops queueing): each worker ends after
+        # its current batch. Threads cannot be killed; they are daemons, so a long batch only
+        # delays this by up to half a second, not the process's exit.
+        self._stopping = True
+        with contextlib.suppress(queue.Empty):
+            while True:  # an Offline run queues all its batches at once: drop them
+                self._queue.get_nowait()
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + 0.5
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
 
     def _work(self, slot: int, session: Any) -> None:
@@ -235,7 +285,7 @@ class ThreadRunner(Runner):
         try:
             out = self._infer(session, indices)[: len(ids)]
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
-            self.errors.append(f"{type(err).__name__}: {err}")
+            self.errors.add(f"{type(err).__name__}: {err}")
             out = np.zeros((len(ids), 1), dtype=np.float32)
         self._note(threading.current_thread().name, len(ids))
         if all(i[2] is items[0][2] for i in items):
@@ -325,7 +375,7 @@ class ProcessRunner(Runner):
             with self._lock:
                 ids, complete = self._pending.pop(seq)
             if kind == "error":
-                self.errors.append(str(payload[1]))
+                self.errors.add(str(payload[1]))
                 out = np.zeros((len(ids), 1), dtype=np.float32)
             else:
                 worker, out = payload
@@ -357,6 +407,23 @@ class ProcessRunner(Runner):
         if collector is not None and collector.is_alive():
             self._results.put(None)
             collector.join()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def abort(self) -> None:
+        # Queued tasks are dropped: the workers are terminated (SIGTERM; SIGKILL after a
+        # second), not asked to finish the queue (that took 13-18 s in an Offline run).
+        for proc in self._procs:
+            proc.terminate()
+        deadline = time.monotonic() + 1.0
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._procs = []
+        collector = getattr(self, "_collector", None)
+        if collector is not None and collector.is_alive():
+            self._results.put(None)  # it may still complete a few queued results first
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 

@@ -46,6 +46,26 @@ DEFAULT_PREFIX = "MLBOX_DEFAULT_"
 # harness reads none of them (MODEL, DEVICE and BACKEND pick catalog rows there: the
 # harness's options of those names have variables of their own). A test checks this list
 # against the mlbox CLI.
+# How alike (difflib's ratio) an MLC_*/CM_* name must be to one the harness reads to count
+# as its typo: CM_MLPERF_LOADGEN_SCENARO is (0.98); CM_MLPERF_EXECUTION_MODE, a name of
+# CM's own beside the harness's CM_MLPERF_EXEC_MODE, is not (0.88).
+NEAR_MISS = 0.9
+# Names MLCommons' CM scripts set themselves that are near misses of the harness's: the
+# mlperf app's list of scenarios and modes, and the seed scripts' documented variables.
+CM_OWN_VARIABLES = frozenset(
+    prefix + name
+    for prefix in ("CM_", "MLC_")
+    for name in (
+        "MLPERF_LOADGEN_SCENARIOS",
+        "MLPERF_LOADGEN_MODE",
+        "MLPERF_LOADGEN_MODES",
+        "MLPERF_EXECUTION_MODE",
+        "MLPERF_DEVICE",
+        "ML_MODEL_FILE",
+        "ML_MODEL_PATH",
+    )
+)
+
 HOST_VARIABLES = frozenset(
     "MLBOX_" + name
     for name in (
@@ -877,11 +897,12 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
     mlbox-bench reads the file only to know which settings it sets (for precedence and
     --print-settings); LoadGen itself still loads it, once, through FromConfig.
     """
+    from mlbox_bench.files import read_user_text
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        msg = f"--user-conf {path}: cannot read it ({err.strerror})"
-        raise SettingsError(msg) from None
+        text = read_user_text(Path(path), "--user-conf")
+    except BenchError as err:
+        raise SettingsError(str(err)) from None
     entries: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split("#", 1)[0].split()
@@ -998,10 +1019,17 @@ def _check_combinations(s: Settings) -> None:
 
 
 def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
+    """An MLBOX_* name the harness does not read is a mistake. MLC_*/CM_* ones are shared
+    with MLCommons' automation, which sets hundreds of its own: one is refused only when it
+    is a near miss of a name the harness reads (a typo) and not one of CM's own."""
     known = {o.env for o in OPTIONS} | {o.image_env for o in OPTIONS} | HOST_VARIABLES
+    aliases = sorted({alias for o in OPTIONS for alias in o.aliases})
     for name in sorted(env):
         if name.startswith("MLBOX_") and name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            guess = f"; did you mean {close[0]}?" if close else ""
-            msg = f"unknown environment variable {name}{guess}"
+            msg = f"unknown environment variable {name}{did_you_mean(name, sorted(known))}"
             raise SettingsError(msg)
+        if name.startswith(("MLC_", "CM_")) and name not in aliases and name not in CM_OWN_VARIABLES:
+            near = difflib.get_close_matches(name, aliases, n=1, cutoff=NEAR_MISS)
+            if near:
+                msg = f"unknown environment variable {name}; did you mean {near[0]!r}? (mlbox-bench reads {near[0]})"
+                raise SettingsError(msg)

@@ -14,6 +14,7 @@ next one, so LoadGen never sees it exit.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Callable
 
@@ -44,6 +45,10 @@ class _Worker:
         threading.Thread(target=self._serve, name=_IDLE_NAME, daemon=True).start()
 
     def _serve(self) -> None:
+        # Ctrl-C and SIGTERM go to the main thread, which stops the run: blocked here, and in
+        # the threads LoadGen starts from here (they inherit the mask), the kernel delivers
+        # them there at once instead of to a busy thread, to be noticed a while later.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         me = threading.current_thread()
         while True:
             job = self.jobs.get()

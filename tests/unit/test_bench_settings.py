@@ -65,8 +65,40 @@ def test_cm_flag_spellings_work_as_given() -> None:
 
 
 def test_misspelt_mlbox_variable_is_refused_by_name() -> None:
-    with pytest.raises(SettingsError, match="unknown environment variable MLBOX_SCENARO; did you mean MLBOX_SCENARIO"):
+    with pytest.raises(
+        SettingsError, match="unknown environment variable MLBOX_SCENARO; did you mean 'MLBOX_SCENARIO'"
+    ):
         parse_settings([], {"MLBOX_SCENARO": "Server"})
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("CM_MLPERF_LOADGEN_SCENARO", "CM_MLPERF_LOADGEN_SCENARIO"),
+        ("MLC_MLPERF_RUNER", "MLC_MLPERF_RUNNER"),
+        ("CM_MLPERF_INTRAOPS", "CM_MLPERF_INTRAOP"),
+        ("MLC_ML_MODEL_FILE_WITHPATH", "MLC_ML_MODEL_FILE_WITH_PATH"),
+    ],
+)
+def test_a_misspelt_mlc_or_cm_variable_is_refused_with_the_closest_name(name: str, meant: str) -> None:
+    with pytest.raises(SettingsError, match=f"unknown environment variable {name}; did you mean '{meant}'"):
+        parse_settings([], {name: "x"})
+
+
+def test_mlcommons_automations_own_variables_pass() -> None:
+    """CM and MLC set hundreds of variables of their own, some a letter away from the
+    harness's (the app's list of scenarios): those are not typos."""
+    own = {
+        "CM_MLPERF_LOADGEN_SCENARIOS": "Offline,Server",
+        "MLC_MLPERF_LOADGEN_SCENARIOS": "Offline",
+        "CM_MLPERF_EXECUTION_MODE": "valid",
+        "CM_MLPERF_LOADGEN_MODE": "performance",
+        "CM_ML_MODEL_FILE": "resnet50_v1.onnx",
+        "CM_HOST_OS_TYPE": "linux",
+        "MLC_TMP_CURRENT_SCRIPT_PATH": "/tmp",
+    }
+    settings, _ = parse_settings([], own)
+    assert settings.scenario == "Offline"
 
 
 @pytest.mark.parametrize(
@@ -211,7 +243,7 @@ def test_performance_sample_count_cannot_exceed_samples() -> None:
 
 
 def test_unknown_image_default_is_refused() -> None:
-    with pytest.raises(SettingsError, match="MLBOX_DEFAULT_MODLEPATH; did you mean MLBOX_DEFAULT_MODELPATH"):
+    with pytest.raises(SettingsError, match="MLBOX_DEFAULT_MODLEPATH; did you mean 'MLBOX_DEFAULT_MODELPATH'"):
         parse_settings([], {"MLBOX_DEFAULT_MODLEPATH": "x"})
 
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlbox_bench.errors import BenchError
+from mlbox_bench.files import os_reason
 
 RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
 
@@ -154,6 +155,11 @@ def guess_format(path: str) -> str:
         except (OSError, zipfile.BadZipFile):
             return "state-dict"
         return "torchscript" if any("/code/" in n for n in names) else "state-dict"
+    try:
+        p.stat()
+    except OSError as err:  # say why the file cannot be used, not that its name is odd
+        msg = f"--modelpath {path}: cannot read it ({os_reason(err)})"
+        raise BenchError(msg) from None
     msg = f"cannot tell the format of {path} from its name"
     raise BenchError(msg + f": pass --model-format ({', '.join(FORMATS)})")
 

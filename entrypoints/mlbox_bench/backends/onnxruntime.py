@@ -171,13 +171,18 @@ def _provider_hint(ep: str) -> str:
 
 
 def _describe_io(session: Any) -> ModelIO:
-    inp = session.get_inputs()[0]
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs:
+        msg = (
+            f"the model has {len(inputs)} input(s) and {len(outputs)} output(s): mlbox-bench runs models with one input"
+        )
+        raise BenchError(msg + " (a batch of images) and at least one output")
+    inp = inputs[0]
     shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape[1:])
     dtype = _ORT_TYPES.get(inp.type)
     if dtype is None:
         msg = f"model input {inp.name} has unsupported type {inp.type}"
         raise BenchError(msg)
-    outputs = session.get_outputs()
     names = [o.name for o in outputs]
     output = next((n for n in names if n.startswith("ArgMax")), names[0])
     output_type = _ORT_TYPES.get(next(o.type for o in outputs if o.name == output), np.float32)

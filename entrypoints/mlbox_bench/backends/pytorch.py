@@ -302,7 +302,18 @@ def open_session(config: Config) -> TorchSession:
     # set once here, not per batch (catch_warnings is neither free nor thread-safe).
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     device = torch.device(config.device)
-    module, facts = _load(torch, config, device)
+    try:
+        # torch.export.load logs the stack of a file it cannot read before raising: the
+        # error below says it in a line.
+        logging.getLogger("torch.export").setLevel(logging.CRITICAL)
+        module, facts = _load(torch, config, device)
+    except BenchError:
+        raise
+    except Exception as err:  # torch's loaders raise anything (KeyError, BadZipFile, RuntimeError) on a bad file
+        first = " ".join(str(err).split())[:300]
+        msg = f"PyTorch cannot load {config.modelpath} as --model-format {config.model_format}"
+        msg += f": {type(err).__name__}: {first} (is it that kind of file, whole?)"
+        raise BenchError(msg) from None
     if config.model_format != "torch-export":  # an exported program is already in inference form
         module = module.eval()
     if config.half:
