@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlbox import yamlfile
-from mlbox.errors import CatalogError
+from mlbox.errors import CatalogError, quote
+from mlbox.files import NotText, read_text
 from mlbox.reference import parse_reference
 from mlbox_bench.errors import did_you_mean
 
@@ -289,13 +290,15 @@ def load_catalog(path: Path | Traversable) -> Catalog:
     """Read and validate a catalog file (a path, or the packaged one); raise CatalogError
     naming every bad field."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         msg = f"catalog not found: {path}"
         raise CatalogError(msg, hint="pass --catalog PATH or set MLBOX_CATALOG") from None
     except OSError as err:
         msg = f"cannot read catalog {path}: {err.strerror}"
         raise CatalogError(msg) from None
+    except NotText as err:
+        raise CatalogError(str(err), hint="save the catalog as UTF-8") from None
     return parse_catalog(text, source=str(path))
 
 
@@ -373,7 +376,7 @@ def choose(kind: str, name: str, choices: Sequence[str]) -> str:
     """Return ``name`` if it is in ``choices``; else raise a CatalogError with a suggestion."""
     if name in choices:
         return name
-    msg = f"unknown {kind} {name!r}{did_you_mean(name, choices)}"
+    msg = f"unknown {kind} {quote(name)}{did_you_mean(name, choices)}"
     raise CatalogError(msg, hint=f"valid {kind}s: {', '.join(choices)}")
 
 
@@ -383,7 +386,7 @@ def _check(kind: Any, value: str, what: str, expected: str) -> None:
     try:
         TypeAdapter(kind).validate_python(value)
     except ValidationError:
-        msg = f"{what}: {value!r} is not {expected}"
+        msg = f"{what}: {quote(value)} is not {expected}"
         raise CatalogError(msg, hint="it must not contain spaces, quotes, newlines or shell characters") from None
 
 

@@ -3,13 +3,16 @@
 Logs and build output go to stderr; results (image references) go to stdout, last line.
 Every exit goes through ``main``: errors from the core (MlboxError) become one message
 and a fixed exit code there (errors.exit_codes() is the table), with a traceback under
---debug / MLBOX_DEBUG. Every option has an MLBOX_* variable, shown by --help, and a
-default the user's configuration file may set (config.py).
+--debug / MLBOX_DEBUG. Nothing else escapes as a traceback either: an OSError is a
+sentence (exit 3), any other exception an "internal error" (exit 1, a bug). Every option
+has an MLBOX_* variable, shown by --help, and a default the user's configuration file may
+set (config.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlbox import DISTRIBUTION
-from mlbox.errors import MlboxError, bench_outcome, exit_codes
+from mlbox.errors import MlboxError, bench_outcome, exit_codes, one_line
 
 if TYPE_CHECKING:
     from mlbox.build import Inputs
@@ -356,7 +359,6 @@ def render(ctx: Context, /, all_: bool, out: Path | None, force: bool, **kwargs:
     from mlbox.files import writing_into
 
     with writing_into(out, [plan.dockerfile_name for plan in plans], force=force) as wrote:
-        out.mkdir(parents=True, exist_ok=True)
         for plan in plans:
             click.echo(write_dockerfile(out, plan))
             wrote(plan.dockerfile_name)
@@ -738,16 +740,16 @@ def k8s(
 
     from mlbox.errors import RecordError
     from mlbox.files import atomic_file, writing_into
+    from mlbox.inventory import published_records
     from mlbox.k8s import MatrixError, Options, find_published, manifests, to_yaml
-    from mlbox.paths import publish_records
-    from mlbox.publish import parse_registry, read_records
+    from mlbox.publish import parse_registry
 
     if not registry:
         msg = "no registry given"
         raise RecordError(msg, hint="pass the --registry the images were pushed to (or set MLBOX_REGISTRY)")
     target = parse_registry(registry)
     plans = _plans(ctx, kwargs, all_=all_)
-    published = find_published([plan.spec for plan in plans], read_records(publish_records()), target)
+    published = find_published([plan.spec for plan in plans], published_records(), target)
     run = run_name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     opts = Options(
         run=run,
@@ -825,12 +827,12 @@ def results(dirs: tuple[Path, ...], plot: Path | None, as_json: bool) -> None:
     import json
 
     from mlbox import ui
-    from mlbox.files import atomic_file
+    from mlbox.files import atomic_file, cannot_write
     from mlbox.results import collect, plot_html, table_rows
 
     runs = collect(list(dirs) or [Path("results")])
     if not runs:
-        msg = "no result.json under " + ", ".join(str(d) for d in dirs or [Path("results")])
+        msg = "no usable result.json under " + ", ".join(str(d) for d in dirs or [Path("results")])
         raise MlboxError(msg, hint="run a benchmark first: `mlbox run` or `make demo`")
     columns = ["RUN", "IMAGE", "DIGEST", "SCENARIO", "METRIC", "VALIDITY", "P99 MS"]
     rows = table_rows(runs)
@@ -839,8 +841,12 @@ def results(dirs: tuple[Path, ...], plot: Path | None, as_json: bool) -> None:
     else:
         ui.table(columns, rows)
     if plot is not None:
-        with atomic_file(plot) as (f, _):
-            f.write(plot_html(runs).encode())
+        page = plot_html(runs)
+        try:
+            with atomic_file(plot) as (f, _):
+                f.write(page.encode())
+        except OSError as err:
+            raise cannot_write(plot, err, option="--plot") from None
         log.info("latency plot: %s", plot)
 
 
@@ -970,15 +976,26 @@ def _main(argv: list[str] | None) -> int:
     except click.exceptions.Exit as err:
         return err.exit_code
     except MlboxError as err:
-        if _state.debug:
-            traceback.print_exc()
-        click.echo(f"error: {err}", err=True)
-        if err.hint:
-            click.echo(f"hint: {err.hint}", err=True)
-        return err.exit_code
+        return _error(str(err), err.hint, err.exit_code)
     except KeyboardInterrupt as err:
         return _interrupted(err)
+    except OSError as err:  # the system refused something no layer below turned into a sentence: not a bug
+        where = f": {one_line(os.fsdecode(err.filename), 500)}" if isinstance(err.filename, str | bytes) else ""
+        return _error(f"{one_line(err.strerror or str(err))}{where}", None, MlboxError.exit_code)
+    except Exception as err:
+        message = f"internal error: {type(err).__name__}: {one_line(str(err))}"
+        return _error(f"{message} — this is a bug; run with --debug for the traceback and report it", None, 1)
     return rv if isinstance(rv, int) else 0
+
+
+def _error(message: str, hint: str | None, code: int) -> int:
+    """One error's way out: its message and hint on stderr (the traceback too under --debug)."""
+    if _state.debug:
+        traceback.print_exc()
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    return code
 
 
 def _interrupted(cause: BaseException | None) -> int:

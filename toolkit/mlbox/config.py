@@ -18,7 +18,7 @@ import yaml
 
 from mlbox import yamlfile
 from mlbox.errors import ConfigError
-from mlbox.files import atomic_file
+from mlbox.files import NotText, atomic_file, read_text
 from mlbox_bench.errors import did_you_mean
 
 Scalar = str | int | float | bool
@@ -27,12 +27,14 @@ Scalar = str | int | float | bool
 def read_config(path: Path, known: Collection[str]) -> dict[str, Scalar]:
     """The file's settings ({} when there is none), each checked to name a known option."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         return {}
     except OSError as err:
         msg = f"cannot read the configuration file {path}: {err.strerror}"
         raise ConfigError(msg, hint="fix its permissions, or point MLBOX_CONFIG elsewhere") from None
+    except NotText as err:
+        raise ConfigError(str(err), hint="save it as UTF-8, or remove it") from None
     try:
         data = yamlfile.load(text) or {}
     except yamlfile.YamlProblem as err:

@@ -87,7 +87,7 @@ def _registry_check(registry: str, username: str | None, password: str | None) -
     for scheme in ("https", "http"):
         try:
             resp = requests.get(f"{scheme}://{host}/v2/", auth=auth, timeout=10)
-        except requests.RequestException as err:
+        except (requests.RequestException, ValueError) as err:  # urllib3's LocationParseError is a ValueError
             errors.append(f"{scheme}: {type(err).__name__}")
             continue
         if resp.status_code == 200:

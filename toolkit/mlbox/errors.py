@@ -88,7 +88,7 @@ class RecordError(MlboxError):
 
 
 class OutputError(MlboxError):
-    """An --out directory holds something mlbox did not write there (pass --force to replace it)."""
+    """An output (--out, --plot) is unwritable, or holds files mlbox did not write (pass --force to replace them)."""
 
     exit_code = 25
 
@@ -129,6 +129,21 @@ def exit_codes() -> list[tuple[int, str]]:
         (143, "Terminated (SIGTERM); cleans up as Ctrl-C does."),
     ]
     return sorted(fixed + errors)
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """A bad value as a message shows it: its repr() (control characters escaped, so one
+    line), cut to ``limit`` characters with an ellipsis (a 100k-character value stays legible)."""
+    return _cut(repr(value), limit)
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """Text from elsewhere (an exception's message) as one line: quote() without the quotes."""
+    return _cut(repr(text)[1:-1], limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _subclasses(cls: type[MlboxError]) -> list[type[MlboxError]]:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import BinaryIO
 import requests
 
 from mlbox.catalog import Variant
-from mlbox.errors import FetchError
+from mlbox.errors import FetchError, one_line, quote
 from mlbox.files import atomic_file
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,7 @@ def obtain_model(
         md5, sha = digests(path)
         return ModelFile(path, sha, md5, f"synthetic: {variant.synthetic.generator} seed {variant.synthetic.seed}")
     if model_file is not None:
-        if not model_file.is_file():
-            msg = f"model file not found: {model_file}"
-            raise FetchError(msg)
+        _check_model_file(model_file)
         if variant.compression == "gzip" and variant.checksum is None:
             return _local_download(model_file, variant, cache)
         md5, sha = verify(model_file, variant, what=f"model file {model_file}")
@@ -130,6 +129,21 @@ def obtain_model(
         _gunzip_atomic(served, target)
     md5, sha = digests(target)
     return ModelFile(target, sha, md5, source)
+
+
+def _check_model_file(path: Path) -> None:
+    """FetchError unless ``path`` is a regular file, saying why (a FIFO would hang the read)."""
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except FileNotFoundError:
+        msg = f"model file not found: {path}"
+        raise FetchError(msg) from None
+    except OSError as err:
+        msg = f"cannot read the model file {path}: {err.strerror}"
+        raise FetchError(msg) from None
+    if not regular:
+        msg = f"the model file {path} is not a regular file"
+        raise FetchError(msg, hint="pass the model file itself")
 
 
 def _local_download(model_file: Path, variant: Variant, cache: Path) -> ModelFile:
@@ -231,6 +245,11 @@ def _stream_with_retries(
             delay = min(2**attempt * 0.5, 8.0)
             log.warning("download interrupted (%s); resuming in %.1fs", err, delay)
             time.sleep(delay)
+        except (requests.RequestException, ValueError) as err:
+            # the rest of requests' errors, and what urllib3 raises past it (LocationParseError
+            # for a host label over 63 characters); a Content-Length that is no number
+            msg = f"download of {quote(url)} failed: {one_line(str(err))}"
+            raise FetchError(msg, hint="check the URL, or pass --model-file PATH") from None
 
 
 class _Transient(Exception):

@@ -1,5 +1,6 @@
 """Atomic files: a file appears under its name complete, or not at all. And the --out
-directories mlbox writes into: it replaces only what it wrote there itself."""
+directories mlbox writes into: it replaces only what it wrote there itself. And text files
+read with a sentence, not a traceback, when they are not UTF-8."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +17,34 @@ from mlbox.errors import OutputError
 # In an --out directory: the names mlbox wrote there, one per line. A name not listed is the
 # user's, and mlbox does not replace it without --force.
 WRITTEN = ".mlbox-written"
+
+
+class NotText(ValueError):
+    """A file that is not UTF-8 text; the message names it and its first bad byte."""
+
+
+def read_text(path: Path | Traversable) -> str:
+    """The file's UTF-8 text; NotText when it is not UTF-8 (OSError as reading raises it)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise not_text(path, err) from None
+
+
+def not_text(path: Path | Traversable, err: UnicodeDecodeError) -> NotText:
+    """NotText for a file whose whole content failed to decode with ``err``."""
+    msg = f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+    return NotText(msg)
+
+
+def cannot_write(path: Path, err: OSError, *, option: str) -> OutputError:
+    """The error for an output ``path`` (given as ``option``) the OS refused: the path it
+    refused, which may be a parent of ``path``, and the reason in words."""
+    where = err.filename if isinstance(err.filename, str | bytes) else path
+    # mkdir(exist_ok=True) says "File exists" of a path on the way that is no directory: a
+    # file, or a symlink that leads nowhere or in a loop
+    reason = "it is not a directory" if isinstance(err, FileExistsError) else err.strerror
+    return OutputError(f"cannot write {os.fsdecode(where)}: {reason}", hint=f"choose another {option}")
 
 
 @contextmanager
@@ -65,13 +95,27 @@ def note_written(out: Path, names: Iterable[str]) -> None:
 
 @contextmanager
 def writing_into(out: Path, names: Iterable[str], *, force: bool) -> Iterator[Callable[[str], None]]:
-    """Refuse (see refuse_to_replace) before anything is written, then yield a callback the
-    caller calls with each name it has written; on leaving, even by an error, those are
-    recorded, in one write (a per-name record would rewrite the list once per file)."""
+    """Refuse (see refuse_to_replace) before anything is written, make OUT, then yield a
+    callback the caller calls with each name it has written; on leaving, even by an error,
+    those are recorded, in one write (a per-name record would rewrite the list once per
+    file). The OS refusing OUT or a path in it (permissions, a file or a symlink loop on
+    the way) is an OutputError; other errors (reading a cache, say) pass through."""
     refuse_to_replace(out, names, force=force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cannot_write(out, err, option="--out") from None
     done: list[str] = []
     try:
         yield done.append
+    except OSError as err:
+        if not (isinstance(err.filename, str | bytes) and _within(Path(os.fsdecode(err.filename)), out)):
+            raise
+        raise cannot_write(out, err, option="--out") from None
     finally:
         if done:
             note_written(out, done)
+
+
+def _within(path: Path, directory: Path) -> bool:
+    return path.absolute().is_relative_to(directory.absolute())

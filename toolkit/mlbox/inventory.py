@@ -7,7 +7,8 @@ from typing import Any
 
 from mlbox.catalog import Catalog
 from mlbox.engine import Engine
-from mlbox.errors import EngineError
+from mlbox.errors import EngineError, RecordError
+from mlbox.files import not_text
 from mlbox.paths import publish_records
 from mlbox.plan import matrix
 from mlbox.publish import read_records
@@ -56,6 +57,23 @@ def _built(engine: Engine, tags: set[str]) -> set[str] | None:
 def _pushed() -> dict[str, list[str]]:
     """Local tag -> references it was pushed as (with digests), from the publish records."""
     out: dict[str, list[str]] = {}
-    for record in read_records(publish_records()):
-        out.setdefault(record["image"], []).extend(str(r) for r in record.get("references") or [])
+    for record in published_records():
+        references = record.get("references")  # another tool may have appended an odd record
+        out.setdefault(record["image"], []).extend(str(r) for r in (references if isinstance(references, list) else []))
     return out
+
+
+def published_records() -> list[dict[str, Any]]:
+    """The publish records (publish.read_records); RecordError, not a traceback, when the
+    file cannot be read, is not UTF-8 or nests a line too deeply for json."""
+    path = publish_records()
+    try:
+        return read_records(path)
+    except OSError as err:
+        msg = f"cannot read the publish records {path}: {err.strerror}"
+        raise RecordError(msg, hint="fix its permissions, or point MLBOX_STATE_DIR elsewhere") from None
+    except UnicodeDecodeError as err:
+        raise RecordError(str(not_text(path, err)), hint="remove or fix the lines that are not JSON") from None
+    except RecursionError:  # json.loads of a line of 100,000 "[": read_records skips only ValueError and TypeError
+        msg = f"{path} has a line nested too deeply to read"
+        raise RecordError(msg, hint="remove or fix the lines that are not publish records") from None

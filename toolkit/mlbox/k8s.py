@@ -89,15 +89,16 @@ def find_published(
             for r in records
             if r.get("image") == spec.tag
             and r.get("registry") == where
-            and any(isinstance(ref, str) and _DIGEST_REFERENCE.match(ref) for ref in r.get("references") or [])
+            and any(isinstance(ref, str) and _DIGEST_REFERENCE.match(ref) for ref in _list(r.get("references")))
         ]
         if not mine:
             missing.append(spec.tag)
             continue
         newest = mine[-1]
-        reference = next(ref for ref in newest["references"] if _DIGEST_REFERENCE.match(ref))
-        tags = newest.get("tags") or [reference]
-        found.append(Published(spec, str(tags[0]), reference, newest.get("image_id")))
+        reference = next(ref for ref in newest["references"] if isinstance(ref, str) and _DIGEST_REFERENCE.match(ref))
+        tags = [t for t in _list(newest.get("tags")) if isinstance(t, str)] or [reference]
+        image_id = newest.get("image_id")
+        found.append(Published(spec, tags[0], reference, image_id if isinstance(image_id, str) else None))
     if missing:
         msg = f"not published to {where}: {', '.join(missing)} (a Job runs images pinned by their pushed digest)"
         hint = (
@@ -106,6 +107,11 @@ def find_published(
         )
         raise RecordError(msg, hint=hint)
     return found
+
+
+def _list(value: object) -> list[Any]:
+    """A record's list field; [] for anything else (another tool may append odd records)."""
+    return value if isinstance(value, list) else []
 
 
 def check_names(opts: Options) -> None:
