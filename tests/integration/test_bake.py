@@ -155,6 +155,7 @@ def test_a_baked_context_builds_with_buildkit_and_its_digest_becomes_a_publish_r
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     from_bake, from_push = records(state)
     assert from_bake.keys() == from_push.keys()
+    assert from_bake["verified"] == from_push["verified"] == "registry"  # publish-record asked the registry
     assert from_bake["image"] == from_push["image"] == served.tag
     assert from_bake["image_id"] == image.id
     assert from_bake["labels"] == image.labels

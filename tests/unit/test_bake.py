@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,18 @@ from mlbox.errors import OutputError, RecordError
 from mlbox.fetch import ModelFile
 from mlbox.paths import packaged_catalog, templates
 from mlbox.plan import BuildPlan, make_plan, select
-from mlbox.publish import make_record, parse_registry, push_image
+from mlbox.publish import Registry, make_record, parse_registry, push_image
 from mlbox.wheelhouse import LOCK_FILE
 from tests.support.bake import check_bake_file
 from tests.support.fake_engine import FakeEngine
+from tests.unit.test_publish import FakeRegistry, closed_port, serve_registry
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 REGISTRY = parse_registry("registry.example.com/ml")
 DIGEST = "sha256:" + "a" * 64
+OTHER_DIGEST = "sha256:" + "b" * 64
 CONFIG = "sha256:" + "c" * 64
+CPU, CUDA = "resnet50-cpu-synthetic", "resnet50-cuda-synthetic"
 
 
 def plan_for(device: str) -> BuildPlan:
@@ -173,23 +176,39 @@ def metadata(*targets: str, registry: str = "registry.example.com/ml") -> dict[s
     return out
 
 
-def baked(tmp_path: Path) -> dict[str, Any]:
+def baked(tmp_path: Path, registry: Registry = REGISTRY) -> dict[str, Any]:
     plans = [plan_for("cpu"), plan_for("cuda")]
     path = write_bake(
         plans,
         tmp_path / "bake",
-        registry=REGISTRY,
+        registry=registry,
         created=CREATED,
         prepare=lambda plan: fake_inputs(tmp_path / "inputs" / plan.spec.device, plan),
     )
     return dict(json.loads(path.read_text()))
 
 
+def in_registry(registry: Registry, local_tag: str) -> str | None:
+    """What the registry answers for every tag here: the metadata's digest."""
+    return DIGEST
+
+
 def test_bake_metadata_becomes_the_records_mlbox_push_writes(tmp_path: Path) -> None:
     definition = baked(tmp_path)
-    [record] = records_from_metadata(metadata("resnet50-cpu-synthetic"), definition, None, local_repository="mlbox")
+    asked: list[tuple[Registry, str]] = []
+
+    def lookup(registry: Registry, local_tag: str) -> str | None:
+        asked.append((registry, local_tag))
+        return DIGEST
+
+    [record] = records_from_metadata(
+        metadata("resnet50-cpu-synthetic"), definition, None, local_repository="mlbox", lookup=lookup
+    )
+    assert asked == [(REGISTRY, "mlbox:resnet50-cpu-synthetic")]
     labels = definition["target"]["resnet50-cpu-synthetic"]["labels"]
-    expected = make_record("mlbox:resnet50-cpu-synthetic", REGISTRY, DIGEST, image_id=CONFIG, labels=labels)
+    expected = make_record(
+        "mlbox:resnet50-cpu-synthetic", REGISTRY, DIGEST, image_id=CONFIG, labels=labels, verified="registry"
+    )
     assert {k: v for k, v in record.items() if k != "time"} == {k: v for k, v in expected.items() if k != "time"}
     assert record["references"] == [f"registry.example.com/ml/mlbox@{DIGEST}"]
 
@@ -213,42 +232,169 @@ def test_bake_metadata_becomes_the_records_mlbox_push_writes(tmp_path: Path) -> 
             "not to registry.example.com/ml",
         ),
         (lambda m: m.pop("resnet50-cpu-synthetic"), "names no built target"),
+        (
+            lambda m: m["resnet50-cpu-synthetic"].update({"image.name": f"{REGISTRY.repository('mlbox')}:{CUDA}"}),
+            f"pushed as registry.example.com/ml/mlbox:{CUDA}, the tag of target '{CUDA}'",
+        ),
+        (
+            lambda m: m["resnet50-cpu-synthetic"].update({"image.name": f"{REGISTRY.repository('mlbox')}:old"}),
+            "pushed as registry.example.com/ml/mlbox:old, a tag no target of the bake file has",
+        ),
     ],
-    ids=["unknown target", "no digest", "not pushed", "another registry", "empty"],
+    ids=["unknown target", "no digest", "not pushed", "another registry", "empty", "another's tag", "no one's tag"],
 )
 def test_unusable_metadata_is_refused(change: Any, message: str, tmp_path: Path) -> None:
     data = metadata("resnet50-cpu-synthetic")
     change(data)
     with pytest.raises(RecordError, match=message):
-        records_from_metadata(data, baked(tmp_path), REGISTRY, local_repository="mlbox")
+        records_from_metadata(data, baked(tmp_path), REGISTRY, local_repository="mlbox", lookup=in_registry)
+
+
+def test_an_unreachable_registry_is_asked_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    asked: list[str] = []
+
+    def unreachable(registry: Registry, local_tag: str) -> str | None:
+        asked.append(local_tag)
+        return None
+
+    records = records_from_metadata(
+        metadata(CPU, CUDA), baked(tmp_path), REGISTRY, local_repository="mlbox", lookup=unreachable
+    )
+    assert asked == [f"mlbox:{CPU}"]  # one timeout per registry, not one per image
+    assert [r["verified"] for r in records] == ["metadata-only"] * 2
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 2  # each record says so
+
+
+@pytest.fixture
+def pushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRegistry]:
+    """Both targets baked for a registry on 127.0.0.1, and there under their tags with DIGEST."""
+    monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path / "state"))
+    with serve_registry() as registry:
+        baked(tmp_path, parse_registry(f"{registry.address}/ml"))
+        registry.manifests.update({f"ml/mlbox:{CPU}": DIGEST, f"ml/mlbox:{CUDA}": DIGEST})
+        yield registry
+
+
+def publish_record(
+    tmp_path: Path, data: Mapping[str, Any], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, list[dict[str, Any]]]:
+    """`mlbox publish-record` of ``data``: the exit code, stderr (one line), the records file."""
+    meta = tmp_path / "bake" / "metadata.json"
+    meta.write_text(json.dumps(data))
+    code = main(["publish-record", str(meta)])
+    err = " ".join(capsys.readouterr().err.split())
+    path = tmp_path / "state" / "published.jsonl"
+    return code, err, [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_publish_record_refuses_a_name_of_another_target(
+    pushed: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = metadata(CPU, CUDA, registry=f"{pushed.address}/ml")
+    data[CPU]["image.name"] = f"{pushed.address}/ml/mlbox:{CUDA}"  # A's digest under B's name
+    code, err, records = publish_record(tmp_path, data, capsys)
+    assert code == 20
+    assert (
+        f"target '{CPU}' was pushed as {pushed.address}/ml/mlbox:{CUDA}, the tag of target '{CUDA}'; "
+        f"its own tags: {pushed.address}/ml/mlbox:{CPU}"
+    ) in err
+    assert "hint: " in err
+    assert records == []  # not even the target that was right
+
+
+def test_publish_record_refuses_a_name_no_target_has(
+    pushed: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = metadata(CPU, registry=f"{pushed.address}/ml")
+    data[CPU]["image.name"] = f"{pushed.address}/ml/mlbox:{CPU}-old"
+    pushed.manifests[f"ml/mlbox:{CPU}-old"] = DIGEST
+    code, err, records = publish_record(tmp_path, data, capsys)
+    assert code == 20
+    assert f"pushed as {pushed.address}/ml/mlbox:{CPU}-old, a tag no target of the bake file has" in err
+    assert records == []
+
+
+def test_publish_record_refuses_a_digest_the_registry_does_not_hold_for_the_tag(
+    pushed: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pushed.manifests[f"ml/mlbox:{CUDA}"] = OTHER_DIGEST  # the tag moved, or the metadata is another build's
+    code, err, records = publish_record(tmp_path, metadata(CPU, CUDA, registry=f"{pushed.address}/ml"), capsys)
+    assert code == 20
+    assert f"the registry holds {OTHER_DIGEST} for {pushed.address}/ml/mlbox:{CUDA}, not the metadata's {DIGEST}" in err
+    assert "hint: the tag moved" in err
+    assert records == []
+
+
+def test_publish_record_refuses_a_tag_the_registry_does_not_have(
+    pushed: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del pushed.manifests[f"ml/mlbox:{CPU}"]
+    code, err, records = publish_record(tmp_path, metadata(CPU, CUDA, registry=f"{pushed.address}/ml"), capsys)
+    assert code == 20
+    assert f"{pushed.address}/ml/mlbox:{CPU} is not in the registry, so it was not pushed there" in err
+    assert records == []
+
+
+def test_publish_record_checks_each_digest_with_the_registry(
+    pushed: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err, records = publish_record(tmp_path, metadata(CPU, CUDA, registry=f"{pushed.address}/ml"), capsys)
+    assert (code, err) == (0, "")
+    assert [(r["image"], r["digest"], r["verified"]) for r in records] == [
+        (f"mlbox:{CPU}", DIGEST, "registry"),
+        (f"mlbox:{CUDA}", DIGEST, "registry"),
+    ]
+    assert sorted(path for method, path, _ in pushed.requests if method == "HEAD") == [
+        f"/v2/ml/mlbox/manifests/{CPU}",
+        f"/v2/ml/mlbox/manifests/{CUDA}",
+    ]
+
+
+def test_an_unreachable_registry_leaves_the_metadata_digest_recorded_as_unchecked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path / "state"))
+    registry = f"{closed_port()}/ml"
+    baked(tmp_path, parse_registry(registry))
+    code, _, records = publish_record(tmp_path, metadata(CPU, registry=registry), capsys)
+    assert code == 0
+    # A warning (the CLI's log goes to stderr), not a refusal: the record says what was checked.
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage() == (
+        f"{registry}/mlbox:{CPU}: the registry could not be reached: digest {DIGEST} is not checked "
+        "against it (recorded as metadata-only)"
+    )
+    assert [(r["digest"], r["verified"]) for r in records] == [(DIGEST, "metadata-only")]
 
 
 def test_publish_record_appends_every_record_or_none(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pushed: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MLBOX_STATE_DIR", str(tmp_path / "state"))
-    baked(tmp_path)
+    registry = f"{pushed.address}/ml"
     meta = tmp_path / "bake" / "metadata.json"
-    meta.write_text(json.dumps(metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic")))
+    meta.write_text(json.dumps(metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic", registry=registry)))
     assert main(["publish-record", str(meta)]) == 0  # the registry is in the pushed names
-    assert capsys.readouterr().out.splitlines() == [f"registry.example.com/ml/mlbox@{DIGEST}"] * 2
+    assert capsys.readouterr().out.splitlines() == [f"{registry}/mlbox@{DIGEST}"] * 2
     lines = (tmp_path / "state" / "published.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == [
         "mlbox:resnet50-cpu-synthetic",
         "mlbox:resnet50-cuda-synthetic",
     ]
 
-    broken = metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic")
+    broken = metadata("resnet50-cpu-synthetic", "resnet50-cuda-synthetic", registry=registry)
     del broken["resnet50-cuda-synthetic"]["containerimage.digest"]
     meta.write_text(json.dumps(broken))
-    assert main(["publish-record", str(meta), "--registry", "registry.example.com/ml"]) == 20
+    assert main(["publish-record", str(meta), "--registry", registry]) == 20
     err = capsys.readouterr().err
     assert "'resnet50-cuda-synthetic' has no image digest" in err
     assert "hint: build with `docker buildx bake --push --metadata-file FILE`" in err
     assert len((tmp_path / "state" / "published.jsonl").read_text().splitlines()) == 2  # none of the batch
 
     meta.write_text("{not json")
-    assert main(["publish-record", str(meta), "--registry", "registry.example.com/ml"]) == 20
+    assert main(["publish-record", str(meta), "--registry", registry]) == 20
     assert "is not JSON" in capsys.readouterr().err
 
 

@@ -37,11 +37,20 @@ def spec(device: str) -> ImageSpec:
 
 def records() -> list[dict[str, Any]]:
     return [
-        make_record(spec("cpu").tag, REGISTRY, "sha256:" + "0" * 64, image_id=None, labels={}),  # superseded
-        make_record(spec("cpu").tag, REGISTRY, CPU_DIGEST, image_id="sha256:" + "c" * 64, labels={}),
-        make_record(spec("cuda").tag, REGISTRY, CUDA_DIGEST, image_id=None, labels={}),
         make_record(
-            spec("cuda").tag, parse_registry("elsewhere.example/x"), "sha256:" + "9" * 64, image_id=None, labels={}
+            spec("cpu").tag, REGISTRY, "sha256:" + "0" * 64, image_id=None, labels={}, verified="registry"
+        ),  # superseded
+        make_record(
+            spec("cpu").tag, REGISTRY, CPU_DIGEST, image_id="sha256:" + "c" * 64, labels={}, verified="registry"
+        ),
+        make_record(spec("cuda").tag, REGISTRY, CUDA_DIGEST, image_id=None, labels={}, verified="registry"),
+        make_record(
+            spec("cuda").tag,
+            parse_registry("elsewhere.example/x"),
+            "sha256:" + "9" * 64,
+            image_id=None,
+            labels={},
+            verified="registry",
         ),
     ]
 

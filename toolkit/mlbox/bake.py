@@ -29,7 +29,7 @@ from mlbox.build import Inputs, build_args, stage_context
 from mlbox.errors import CatalogError, PushError, RecordError
 from mlbox.files import atomic_file, writing_into
 from mlbox.plan import BuildPlan
-from mlbox.publish import Registry, make_record, parse_registry
+from mlbox.publish import Registry, Verified, make_record, parse_registry
 from mlbox.spec import ImageSpec
 
 log = logging.getLogger(__name__)
@@ -167,22 +167,33 @@ def _stage(dest: Path, plan: BuildPlan, inputs: Inputs) -> None:
         raise
 
 
+# (registry, local tag) -> the digest the registry holds for the tag; None: unreachable.
+Lookup = Callable[[Registry, str], str | None]
+
+
 def records_from_metadata(
     metadata: Mapping[str, Any],
     definition: Mapping[str, Any],
     registry: Registry | None,
     *,
     local_repository: str,
+    lookup: Lookup,
 ) -> list[dict[str, Any]]:
     """Publish records for every target in bake's `--metadata-file` output, as `mlbox push`
     writes them. Labels come from the bake file (bake's metadata has none). A pushed name is
     REGISTRY/LOCAL_REPOSITORY:TAG (`mlbox push` names it so), which gives the registry, when
-    none is given, and the local tag."""
+    none is given, and the local tag.
+
+    A digest is recorded only under a name it belongs to: one of its own target's tags in
+    the bake file, for which ``lookup`` (the registry) gives the same digest. Metadata is
+    easily edited or mixed up with another build's, and `mlbox k8s` runs what the record
+    names."""
     targets = definition.get("target")
     if not isinstance(targets, Mapping):
         msg = "the bake file has no targets"
         raise RecordError(msg, hint="pass the docker-bake.json that `mlbox bake` wrote (--bake-file)")
     records = []
+    unreachable: set[Registry] = set()  # asked once: one timeout per registry, not one per image
     for name, result in metadata.items():
         if not isinstance(result, Mapping):
             continue  # not a target: bake also writes e.g. "buildx.build.warnings"
@@ -194,20 +205,59 @@ def records_from_metadata(
             msg = f"target {name!r} has no image digest in the metadata"
             raise RecordError(msg, hint="build with `docker buildx bake --push --metadata-file FILE`")
         names = [n.strip() for n in str(result.get("image.name") or "").split(",") if n.strip()]
-        pushed = [p for p in (_pushed_as(n, local_repository, registry) for n in names) if p is not None]
+        pushed = [(n, p) for n in names if (p := _pushed_as(n, local_repository, registry)) is not None]
         if not pushed:
             where = f"{registry.host}/{registry.namespace}" if registry else f"a registry as .../{local_repository}:TAG"
             msg = f"target {name!r} was pushed as {', '.join(names) or 'nothing'}, not to {where}"
             hint = "bake with `mlbox bake --registry R` and build with `docker buildx bake --push`"
             raise RecordError(msg, hint=hint)
+        for pushed_name, _ in pushed:
+            _check_own_tag(name, pushed_name, targets)
         config = result.get("containerimage.config.digest")
         image_id = config if isinstance(config, str) and _DIGEST.match(config) else None
         labels = targets[name].get("labels") or {}
-        records += [make_record(tag, reg, digest, image_id=image_id, labels=labels) for reg, tag in pushed]
+        for pushed_name, (reg, tag) in pushed:
+            found = None if reg in unreachable else lookup(reg, tag)
+            if found is None:
+                unreachable.add(reg)
+            verified = _verify(pushed_name, digest, found)
+            records.append(make_record(tag, reg, digest, image_id=image_id, labels=labels, verified=verified))
     if not records:
         msg = "the metadata file names no built target"
         raise RecordError(msg, hint="is it the file `docker buildx bake --metadata-file` wrote?")
     return records
+
+
+def _check_own_tag(target: str, pushed_name: str, targets: Mapping[str, Any]) -> None:
+    """Refuse ``pushed_name`` unless it is one of ``target``'s tags in the bake file."""
+    own = list(targets[target].get("tags") or [])
+    if pushed_name in own:
+        return
+    owner = next(
+        (t for t, d in targets.items() if isinstance(d, Mapping) and pushed_name in (d.get("tags") or [])), None
+    )
+    whose = f"the tag of target {owner!r}" if owner else "a tag no target of the bake file has"
+    msg = f"target {target!r} was pushed as {pushed_name}, {whose}; its own tags: {', '.join(own) or 'none'}"
+    hint = (
+        "record the unedited metadata file with the bake file of the same build (--bake-file); "
+        "a digest is recorded only under its own target's tags (`mlbox bake --registry R` writes them)"
+    )
+    raise RecordError(msg, hint=hint)
+
+
+def _verify(pushed_name: str, digest: str, in_registry: str | None) -> Verified:
+    if in_registry is None:
+        log.warning(
+            "%s: the registry could not be reached: digest %s is not checked against it (recorded as metadata-only)",
+            pushed_name,
+            digest,
+        )
+        return "metadata-only"
+    if in_registry != digest:
+        msg = f"the registry holds {in_registry} for {pushed_name}, not the metadata's {digest}"
+        hint = "the tag moved since (another push), or the metadata file is not this push's: record the right one"
+        raise RecordError(msg, hint=hint)
+    return "registry"
 
 
 def _pushed_as(name: str, local_repository: str, registry: Registry | None) -> tuple[Registry, str] | None:

@@ -530,22 +530,46 @@ def bake(
     env="MLBOX_REGISTRY",
     help="Record only pushes to this registry (HOST[:PORT]/NAMESPACE) [default: the one each pushed name is in].",
 )
+@option(
+    "--username",
+    env="MLBOX_REGISTRY_USERNAME",
+    help="Registry user for the digest check; the password comes from --password-stdin or MLBOX_REGISTRY_PASSWORD.",
+)
+@option(
+    "--password-stdin",
+    is_flag=True,
+    env="MLBOX_PASSWORD_STDIN",
+    help="Read the registry password from standard input (never from an argument).",
+)
 @pass_ctx
-def publish_record(ctx: Context, /, metadata: Path, bake_file: Path | None, registry: str | None) -> None:
+def publish_record(
+    ctx: Context,
+    /,
+    metadata: Path,
+    bake_file: Path | None,
+    registry: str | None,
+    username: str | None,
+    password_stdin: bool,
+) -> None:
     """Record what `docker buildx bake --push --metadata-file METADATA` pushed.
 
     Appends a publish record per pushed image, as `mlbox push` does (digests from bake's
-    metadata, labels from the bake file), and prints NAME@DIGEST for each on stdout.
+    metadata, labels from the bake file), and prints NAME@DIGEST for each on stdout. Each
+    pushed name must be its own target's tag in the bake file, and the registry must hold
+    the metadata's digest for it; an unreachable registry leaves the record marked
+    "verified": "metadata-only", with a warning.
     """
     from mlbox.bake import BAKE_FILE, read_json, records_from_metadata
     from mlbox.paths import publish_records
-    from mlbox.publish import append_record, parse_registry
+    from mlbox.publish import append_record, credentials, parse_registry, registry_digest
 
+    creds = credentials(username, password_stdin)
     records = records_from_metadata(
         read_json(metadata, "bake metadata file"),
         read_json(bake_file or metadata.parent / BAKE_FILE, "bake file"),
         parse_registry(registry) if registry else None,
         local_repository=ctx.catalog().defaults.registry,
+        lookup=lambda reg, tag: registry_digest(reg, tag, creds),
     )
     for record in records:  # every record is checked before the first is appended
         append_record(publish_records(), record)

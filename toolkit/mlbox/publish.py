@@ -2,27 +2,52 @@
 
 A publish record (JSON lines, one per pushed image) is appended only after the registry
 confirmed the push with a digest; a refused push leaves no record and no new tag.
-Credentials travel only in the engine API's auth header: never in argv, logs, build
-arguments, labels or layers.
+Credentials travel only in the engine API's auth header, or in the Authorization header
+of mlbox's own registry requests (`registry_digest`): never in argv, URLs, logs, messages,
+build arguments, labels or layers.
 """
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from mlbox.engine import Engine, LineSink
-from mlbox.errors import EngineError, PushError
+from mlbox.errors import EngineError, PushError, RecordError
 from mlbox.reference import check_domain, check_path
 
+if TYPE_CHECKING:
+    import requests
+
 log = logging.getLogger(__name__)
+
+# How a record's digest was confirmed: "registry" (the registry itself gave it for the
+# tag), or "metadata-only" (bake's metadata says so; the registry could not be reached).
+Verified = Literal["registry", "metadata-only"]
+# Every manifest a tag may name: bake pushes an OCI index when it adds attestations, the
+# engine a Docker v2 manifest. Accepting them all makes the registry answer the digest of
+# what the tag names, not of a conversion.
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+REGISTRY_TIMEOUT_S = 5.0  # an unreachable registry costs this much per scheme, not a hang
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -113,13 +138,20 @@ def push_image(
         engine.untag(remote)  # a refused push leaves no tag behind
         raise
     labels = (image.get("Config") or {}).get("Labels") or {}
-    record = make_record(local_tag, registry, digest, image_id=image.get("Id"), labels=labels)
+    # The digest is the registry's own answer to the push.
+    record = make_record(local_tag, registry, digest, image_id=image.get("Id"), labels=labels, verified="registry")
     append_record(records, record)
     return Published(local_tag, f"{repository}@{digest}", record)
 
 
 def make_record(
-    local_tag: str, registry: Registry, digest: str, *, image_id: str | None, labels: Mapping[str, str]
+    local_tag: str,
+    registry: Registry,
+    digest: str,
+    *,
+    image_id: str | None,
+    labels: Mapping[str, str],
+    verified: Verified,
 ) -> dict[str, Any]:
     """The publish record of ``local_tag``, now in ``registry`` as ``digest``: what `mlbox
     push` writes, and `mlbox publish-record` for images a BuildKit builder pushed."""
@@ -134,7 +166,108 @@ def make_record(
         "digest": digest,
         "references": [f"{repository}@{digest}"],
         "labels": dict(labels),
+        "verified": verified,
     }
+
+
+def registry_digest(
+    registry: Registry, local_tag: str, creds: Credentials | None, *, timeout: float = REGISTRY_TIMEOUT_S
+) -> str | None:
+    """The digest ``registry`` holds for ``local_tag`` (`mlbox:TAG`, pushed as
+    REGISTRY/mlbox:TAG), by the Distribution API: HEAD /v2/NAME/manifests/TAG, its
+    Docker-Content-Digest header. None when the registry cannot be reached; a registry
+    that answers without confirming the tag is a RecordError."""
+    import requests
+
+    repository, _, tag = local_tag.rpartition(":")
+    name = f"{registry.repository(repository)}:{tag}"
+    # Plain http only where Docker itself allows it without configuration: loopback.
+    schemes = ("https", "http") if _loopback(registry.host) else ("https",)
+    with requests.Session() as http:
+        for scheme in schemes:
+            url = f"{scheme}://{registry.host}/v2/{registry.namespace}/{repository}/manifests/{tag}"
+            try:
+                resp = _head_manifest(http, url, creds, timeout)
+            except requests.RequestException as err:
+                log.debug("%s: %s", url, type(err).__name__)  # the type only: no header, no URL of a token service
+                continue
+            return _confirmed_digest(resp, name, registry.host, creds)
+    return None
+
+
+def _head_manifest(http: requests.Session, url: str, creds: Credentials | None, timeout: float) -> requests.Response:
+    """HEAD the manifest, anonymously first, then with what the registry's 401 asks for."""
+    headers = {"Accept": MANIFEST_TYPES}
+    resp = http.head(url, headers=headers, timeout=timeout)
+    if resp.status_code == 401:
+        authorization = _authorization(http, resp.headers.get("WWW-Authenticate", ""), creds, timeout)
+        if authorization:
+            resp = http.head(url, headers={**headers, "Authorization": authorization}, timeout=timeout)
+    return resp
+
+
+def _authorization(http: requests.Session, challenge: str, creds: Credentials | None, timeout: float) -> str | None:
+    """The Authorization header a 401's challenge asks for: Basic with the login, or a
+    Bearer token from the registry's token service (Docker Hub, GHCR and Harbor want one
+    even for anonymous pulls). None when there is nothing to answer with."""
+    scheme, _, rest = challenge.partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    if scheme.lower() == "basic":
+        if creds is None:
+            return None
+        return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    realm = params.get("realm", "")
+    if scheme.lower() != "bearer" or urlsplit(realm).scheme not in ("https", "http"):
+        return None
+    # A password goes only where it cannot be read on the way: https, or this machine.
+    login = (creds.username, creds.password) if creds and _private(realm) else None
+    query = {key: params[key] for key in ("service", "scope") if key in params}
+    token = http.get(realm, params=query, auth=login, timeout=timeout)
+    try:
+        body = token.json() if token.status_code == 200 else {}
+    except ValueError:
+        return None
+    value = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+    return f"Bearer {value}" if isinstance(value, str) and value else None
+
+
+def _confirmed_digest(resp: requests.Response, name: str, host: str, creds: Credentials | None) -> str:
+    digest = resp.headers.get("Docker-Content-Digest", "")
+    if resp.status_code == 200 and _DIGEST.match(digest):
+        return digest
+    login_hint = (
+        "pass --username with --password-stdin (or MLBOX_REGISTRY_USERNAME and MLBOX_REGISTRY_PASSWORD) "
+        "for a user who may pull it; publish-record does not read `docker login`'s credentials"
+    )
+    if resp.status_code == 401:
+        msg = f"registry {host} refused the login for {name}" if creds else f"registry {host} needs a login for {name}"
+        raise RecordError(msg, hint=login_hint)
+    if resp.status_code == 403:
+        msg = f"registry {host} refused access to {name} (HTTP 403)"
+        raise RecordError(msg, hint=login_hint)
+    if resp.status_code == 404:
+        msg = f"{name} is not in the registry, so it was not pushed there"
+        hint = "record the metadata of the build that pushed it (`docker buildx bake --push --metadata-file`)"
+        raise RecordError(msg, hint=hint)
+    if resp.status_code == 200:
+        msg = f"registry {host} answered for {name} without a digest"
+    else:
+        msg = f"registry {host} answered HTTP {resp.status_code} for {name}"
+    raise RecordError(msg, hint=f"is {host} a registry (Distribution API v2)? try again later if it is")
+
+
+def _loopback(host: str) -> bool:
+    name = host.rpartition(":")[0] if ":" in host else host
+    try:
+        return name == "localhost" or ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _private(url: str) -> bool:
+    """Whether a password may travel to ``url``: over TLS, or not off this machine."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or _loopback(parts.netloc)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
