@@ -103,7 +103,8 @@ def _set_aside(current: rundir.Run, err: BaseException) -> None:
     except OSError as second:
         log.warning("could not mark the unfinished run in %s: %s", current.staging, os_reason(second))
         return
-    log.warning("the unfinished run's files are in %s, marked INCOMPLETE", where)
+    if where is not None:
+        log.warning("the unfinished run's files are in %s, marked INCOMPLETE", where)
 
 
 def load_test_settings(lg: Any, s: Settings) -> Any:

@@ -73,8 +73,12 @@ class Run:
         self.staging.rmdir()
         return self.final / "result.json"
 
-    def set_aside(self, reason: str) -> Path:
-        """Mark the run failed and move it to incomplete/; returns where it went."""
+    def set_aside(self, reason: str) -> Path | None:
+        """Mark the run failed and move it to incomplete/; returns where it went, or None
+        when it had written nothing (it failed before LoadGen started): nothing to keep."""
+        if not any(self.staging.iterdir()):
+            self.staging.rmdir()
+            return None
         return set_aside(self.root, self.staging, reason, self.kind, self.started)
 
 

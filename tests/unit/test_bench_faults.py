@@ -55,24 +55,44 @@ def earlier_run(bench_model: Path, tmp_path: Path) -> Path:
     return out
 
 
-def test_a_failed_run_keeps_the_earlier_result(
-    earlier_run: Path, tmp_path: Path, capsys: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_failed_run_keeps_the_earlier_result(earlier_run: Path, tmp_path: Path, capsys: Any) -> None:
+    """A model that does not load fails before LoadGen writes anything: the earlier run's
+    files stay as they were, and no empty run folder is set aside."""
     before = files_of(earlier_run)
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(earlier_run.joinpath("result.json").read_bytes()[:100])
     capsys.readouterr()
     assert main(["--modelpath", str(truncated), *SHORT, "--output-dir", str(earlier_run)]) == EXIT_ERROR
-    err = capsys.readouterr().err
-    assert "onnxruntime cannot load" in err
+    assert "onnxruntime cannot load" in capsys.readouterr().err
+    assert files_of(earlier_run) == before
+    assert json.loads((earlier_run / "result.json").read_text())["complete"] is True
+    assert set_aside(earlier_run) == []
+    assert not list(earlier_run.glob(rundir.STAGING_PREFIX + "*"))
+
+
+def test_a_run_that_fails_midway_is_set_aside_beside_the_earlier_one(
+    earlier_run: Path, bench_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure after LoadGen wrote its logs (here: reading them back): the partial run
+    goes to incomplete/, marked, and the earlier run is untouched."""
+    import mlbox_bench.report
+
+    before = files_of(earlier_run)
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        msg = "cannot read LoadGen's accuracy log"
+        raise mlbox_bench.errors.BenchError(msg)
+
+    monkeypatch.setattr(mlbox_bench.report, "build", unreadable)
+    assert main(["--modelpath", str(bench_model), *SHORT, "--output-dir", str(earlier_run)]) == EXIT_ERROR
     assert {k: v for k, v in files_of(earlier_run).items() if not k.startswith(rundir.INCOMPLETE)} == before
     [aside] = set_aside(earlier_run)
     assert f"the unfinished run's files are in {aside}, marked INCOMPLETE" in caplog.text
     record = json.loads((aside / "result.json").read_text())
-    assert record["complete"] is False
-    assert "onnxruntime cannot load" in record["reason"]
-    assert (aside / rundir.MARKER).is_file()
-    assert json.loads((earlier_run / "result.json").read_text())["complete"] is True
+    assert record == {**record, "complete": False, "reason": "cannot read LoadGen's accuracy log"}
+    assert "This run did not finish" in (aside / rundir.MARKER).read_text()
+    assert (aside / "mlperf_log_detail.txt.partial").is_file()
+    assert not (aside / "mlperf_log_detail.txt").exists()
 
 
 def test_failing_inference_leaves_no_log_that_reads_as_a_result(bench_model: Path, tmp_path: Path, capsys: Any) -> None:
@@ -176,9 +196,12 @@ def test_an_unusable_output_dir_is_a_sentence(
 def test_hostile_files_are_sentences(bench_model: Path, tmp_path: Path, capsys: Any) -> None:
     """Files that are not what their flag needs: each refused in words, none a traceback."""
     import onnx
+    import torch
     from onnx import TensorProto, helper
 
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "loop.onnx").symlink_to(tmp_path / "loop.onnx")  # onnxruntime: "system error number 40"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")  # a state dict of another network
     (tmp_path / "text.pt").write_text("hello")
     (tmp_path / "text.pt2").write_text("hello")
     (tmp_path / "bytes.conf").write_bytes(b"resnet50.Offline.target_qps = \xff\n")
@@ -196,6 +219,8 @@ def test_hostile_files_are_sentences(bench_model: Path, tmp_path: Path, capsys: 
     model = ["--modelpath", str(bench_model)]
     cases = [
         (["--modelpath", str(tmp_path / "loop")], "cannot read it (Too many levels of symbolic links)"),
+        (["--modelpath", str(tmp_path / "loop.onnx")], "cannot read it (Too many levels of symbolic links)"),
+        (["--modelpath", str(tmp_path / "wrong.pth")], "Missing key(s) in state_dict"),
         (["--modelpath", str(tmp_path / "text.pt")], "PyTorch cannot load"),
         (["--modelpath", str(tmp_path / "text.pt2")], "PyTorch cannot load"),
         (["--modelpath", str(tmp_path / "no-input.onnx")], "the model has 0 input(s)"),
@@ -213,7 +238,7 @@ def test_hostile_files_are_sentences(bench_model: Path, tmp_path: Path, capsys: 
 
 
 def test_an_os_error_is_a_sentence_and_a_bug_says_so(
-    bench_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, caplog: pytest.LogCaptureFixture
+    bench_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     import mlbox_bench.run
 
@@ -225,7 +250,7 @@ def test_an_os_error_is_a_sentence_and_a_bug_says_so(
     assert main(args) == EXIT_ERROR
     err = capsys.readouterr().err
     assert f"mlbox-bench: error: No space left on device ({tmp_path / 'out' / 'result.json'})" in err
-    assert "the unfinished run's files are in" in caplog.text
+    assert not list((tmp_path / "out").glob(rundir.STAGING_PREFIX + "*"))  # nothing was written: nothing kept
 
     def bug(*args: object) -> None:
         msg = "oops"

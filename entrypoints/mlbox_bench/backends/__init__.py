@@ -155,11 +155,7 @@ def guess_format(path: str) -> str:
         except (OSError, zipfile.BadZipFile):
             return "state-dict"
         return "torchscript" if any("/code/" in n for n in names) else "state-dict"
-    try:
-        p.stat()
-    except OSError as err:  # say why the file cannot be used, not that its name is odd
-        msg = f"--modelpath {path}: cannot read it ({os_reason(err)})"
-        raise BenchError(msg) from None
+    check_readable(path)  # say why the file cannot be used, not that its name is odd
     msg = f"cannot tell the format of {path} from its name"
     raise BenchError(msg + f": pass --model-format ({', '.join(FORMATS)})")
 
@@ -187,8 +183,20 @@ class Backend:
         return {"name": self.name, "version": self.impl.version(), **self.session.facts()}
 
 
+def check_readable(path: str) -> None:
+    """A BenchError in words (a symlink loop, no permission) for a model path the OS
+    refuses; the libraries say "system error number 40" or worse."""
+    try:
+        Path(path).stat()
+    except OSError as err:
+        msg = f"--modelpath {path}: cannot read it ({os_reason(err)})"
+        raise BenchError(msg) from None
+
+
 def from_settings(settings: Any) -> Backend:
     """The backend the settings name, with its config made from them."""
+    if settings.modelpath is not None:
+        check_readable(settings.modelpath)
     impl = module(settings.backend)
     return Backend(settings.backend, impl.Config.from_settings(settings))
 
