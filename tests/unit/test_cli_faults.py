@@ -385,3 +385,23 @@ def test_a_long_bad_value_is_quoted_on_one_short_line(
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert line.startswith(start)
     assert len(line) < 200
+
+
+def test_a_bad_value_is_blamed_on_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click named the option's MLBOX_* variable for any bad value, even one from the
+    configuration file with no variable set."""
+    config = tmp_path / "config.yaml"
+    config.write_text("parallelism: 0\n")
+    args = ["k8s", "-m", "resnet50", "--registry", "r.example/ml", "--out", str(tmp_path / "out")]
+    monkeypatch.setenv("MLBOX_CONFIG", str(config))
+    code, err = failure(args, capsys)
+    assert code == 2
+    assert f"Invalid value for '--parallelism' (from the configuration file {config}): 0 is not in the range" in err
+    assert "MLBOX_PARALLELISM" not in err
+    monkeypatch.setenv("MLBOX_PARALLELISM", "x")
+    assert "Invalid value for '--parallelism' (from MLBOX_PARALLELISM): 'x'" in failure(args, capsys)[1]
+    err = failure([*args, "--parallelism", "y"], capsys)[1]
+    assert "Invalid value for '--parallelism': 'y'" in err
+    assert not (tmp_path / "out").exists()

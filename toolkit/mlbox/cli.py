@@ -44,14 +44,30 @@ class _State:
     """What main() needs to know after a command ran (set by the group's callback)."""
 
     debug: bool = False
+    config_file: Path | None = None  # the configuration file the group read
 
 
 _state = _State()
 
 
+class _Option(click.Option):
+    """A click option whose error says where a bad value came from. click names the
+    option's variable whatever the source, so a configuration-file value was blamed on
+    an MLBOX_* variable that was not even set."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        names = " / ".join(repr(name) for name in self.opts)
+        source = ctx.get_parameter_source(self.name) if ctx and self.name else None
+        if source is click.core.ParameterSource.DEFAULT_MAP:
+            return f"{names} (from the configuration file {_state.config_file})"
+        if source is click.core.ParameterSource.ENVIRONMENT:
+            return f"{names} (from {self.envvar})"
+        return names
+
+
 def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     """A click option with its MLBOX_* variable, shown in --help."""
-    return click.option(*decls, envvar=env, show_envvar=True, **kwargs)
+    return click.option(*decls, cls=_Option, envvar=env, show_envvar=True, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,7 @@ def cli(ctx: click.Context, catalog: Path | None, config_path: Path | None, engi
     from mlbox.paths import config_file
 
     path = config_path or config_file()
+    _state.config_file = path
     settings = read_config(path, _option_names())
     # Each command sees the file's values as its options' defaults (flags and MLBOX_* win).
     ctx.default_map = {
