@@ -100,6 +100,15 @@ def test_images_are_pinned_by_the_digest_of_their_newest_record() -> None:
     assert collect_docs[0]["spec"]["containers"][0]["image"] == cpu.reference
 
 
+def test_a_digest_the_registry_did_not_confirm_is_pointed_out(caplog: pytest.LogCaptureFixture) -> None:
+    unchecked = {**records()[2], "verified": "metadata-only"}
+    [cuda] = find_published([spec("cuda")], [unchecked], REGISTRY)
+    assert f"{cuda.reference}: its digest comes from bake's metadata and was not checked" in caplog.text
+    caplog.clear()
+    find_published([spec("cuda")], records(), REGISTRY)
+    assert "not checked" not in caplog.text
+
+
 def test_pods_run_locked_down_and_cuda_pods_get_gpus() -> None:
     run, collect_docs = manifests(published(), OPTS)
     cpu_job, cuda_job = by_kind(run, "Job")

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from mlbox.errors import RecordError
 from mlbox.publish import Registry
 from mlbox.run import RUN_RECORD  # the record `mlbox results` reads beside result.json
 from mlbox.spec import ImageSpec
+
+log = logging.getLogger(__name__)
 
 MATRIX_DIR = "/etc/mlbox/matrix"
 INDEX_VARIABLE = "COMPLETION_INDEX"  # not MLBOX_*: mlbox-bench refuses MLBOX_ names it does not know
@@ -98,6 +101,12 @@ def find_published(
         reference = next(ref for ref in newest["references"] if isinstance(ref, str) and _DIGEST_REFERENCE.match(ref))
         tags = [t for t in _list(newest.get("tags")) if isinstance(t, str)] or [reference]
         image_id = newest.get("image_id")
+        if newest.get("verified") == "metadata-only":
+            log.warning(
+                "%s: its digest comes from bake's metadata and was not checked against the registry "
+                "(run `mlbox publish-record` again where the registry is reachable)",
+                reference,
+            )
         found.append(Published(spec, tags[0], reference, image_id if isinstance(image_id, str) else None))
     if missing:
         msg = f"not published to {where}: {', '.join(missing)} (a Job runs images pinned by their pushed digest)"
