@@ -394,36 +394,35 @@ class ProcessRunner(Runner):
                     raise BenchError(msg)
 
     def close(self) -> None:
-        for proc in self._procs:
-            if proc.is_alive():
-                self._tasks.put(None)
-        for proc in self._procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-        self._procs = []
-        collector = getattr(self, "_collector", None)
-        if collector is not None and collector.is_alive():
-            self._results.put(None)
-            collector.join()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._stop(drain=True)
 
     def abort(self) -> None:
-        # Queued tasks are dropped: the workers are terminated (SIGTERM; SIGKILL after a
-        # second), not asked to finish the queue (that took 13-18 s in an Offline run).
+        # Queued tasks are dropped: the workers are terminated, not asked to finish the
+        # queue (that took 13-18 s in an Offline run).
+        self._stop(drain=False)
+
+    def _stop(self, *, drain: bool) -> None:
+        """End the workers: ``drain``, after the queued tasks (10 s, then SIGTERM); else
+        SIGTERM now (SIGKILL after a second)."""
         for proc in self._procs:
-            proc.terminate()
-        deadline = time.monotonic() + 1.0
+            if drain and proc.is_alive():
+                self._tasks.put(None)
+            elif not drain:
+                proc.terminate()
+        deadline = time.monotonic() + (10.0 if drain else 1.0)
         for proc in self._procs:
             proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
+            if proc.is_alive() and drain:
+                proc.terminate()
+            elif proc.is_alive():
                 proc.kill()
-                proc.join()
+            proc.join()
         self._procs = []
         collector = getattr(self, "_collector", None)
         if collector is not None and collector.is_alive():
-            self._results.put(None)  # it may still complete a few queued results first
+            self._results.put(None)  # after any results still queued
+            if drain:
+                collector.join()
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
