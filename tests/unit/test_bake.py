@@ -396,6 +396,9 @@ def test_publish_record_appends_every_record_or_none(
     meta.write_text("{not json")
     assert main(["publish-record", str(meta), "--registry", registry]) == 20
     assert "is not JSON" in capsys.readouterr().err
+    meta.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["publish-record", str(meta), "--registry", registry]) == 20
+    assert "nests too deeply to be bake's" in capsys.readouterr().err
 
 
 def test_mlbox_bake_on_the_command_line(

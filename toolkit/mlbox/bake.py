@@ -284,6 +284,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     except ValueError as err:
         msg = f"the {what} {path} is not JSON: {err}"
         raise RecordError(msg) from None
+    except RecursionError:  # json.loads recurses per level: 100,000 "[" exhaust the stack
+        msg = f"the {what} {path} nests too deeply to be bake's"
+        raise RecordError(msg) from None
     if not isinstance(data, dict):
         msg = f"the {what} {path} is not a JSON object"
         raise RecordError(msg)
