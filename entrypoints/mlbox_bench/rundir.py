@@ -57,6 +57,7 @@ class Run:
         self.kind = kind
         self.started = time.time()
         self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+        self.staging.chmod(0o755)  # mkdtemp makes 0700: a run set aside is for the user to read
 
     def commit(self, result: dict[str, Any]) -> Path:
         """Move the finished run into place; result.json goes last, so it only ever vouches
