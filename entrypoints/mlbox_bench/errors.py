@@ -31,3 +31,18 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
     """'; did you mean 'closest'?' for a misspelt name, or '' when nothing is close."""
     close = difflib.get_close_matches(str(word), list(choices), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """A bad value as a message shows it: its repr() (control characters escaped, so one
+    line), cut to ``limit`` characters with an ellipsis (a 100k-character value stays legible)."""
+    return _cut(repr(value), limit)
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """Text from elsewhere (an exception's message) as one line: quote() without the quotes."""
+    return _cut(repr(text)[1:-1], limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

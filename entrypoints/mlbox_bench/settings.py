@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from mlbox_bench import fields as lg_fields
 from mlbox_bench.backends import BACKENDS, FORMATS, PREPROCESSING, guess_format
-from mlbox_bench.errors import BenchError, did_you_mean
+from mlbox_bench.errors import BenchError, did_you_mean, quote
 from mlbox_bench.fields import SCENARIOS
 from mlbox_bench.layout import Where, scenario_dir
 
@@ -135,7 +135,7 @@ def _choice(choices: Sequence[str]) -> Callable[[str], str]:
         # Accept any case: LoadGen's config lookups are case-sensitive, so normalise here.
         if text.lower() in lowered:
             return lowered[text.lower()]
-        msg = f"{text!r} is not one of {', '.join(choices)}{did_you_mean(text, choices)}"
+        msg = f"{quote(text)} is not one of {', '.join(choices)}{did_you_mean(text, choices)}"
         raise SettingsError(msg)
 
     return parse
@@ -170,16 +170,16 @@ class _Number:
         try:
             value = kind(text)
         except ValueError:
-            msg = f"{text[:40]!r} is not a {'whole number' if kind is int else 'number'}"
+            msg = f"{quote(text, 40)} is not a {'whole number' if kind is int else 'number'}"
             raise SettingsError(msg) from None
         if value != value or value in (float("inf"), float("-inf")):  # NaN, inf
-            msg = f"{text!r} is not a finite number"
+            msg = f"{quote(text, 40)} is not a finite number"
             raise SettingsError(msg)
         low = self.low
         below_low = value <= low if self.above else value < low
         above_high = (self.below is not None and value >= self.below) or (self.most is not None and value > self.most)
         if below_low or above_high:
-            msg = f"{text[:40]!r} is out of range: {self.range}"
+            msg = f"{quote(text, 40)} is out of range: {self.range}"
             raise SettingsError(msg)
         return value
 
@@ -213,7 +213,7 @@ def _text(text: str) -> str:
 def _name(text: str) -> str:
     # Used as a directory name in the submission layout: keep it to one path component.
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
-        msg = f"{text!r} must be letters, digits, '.', '_' or '-' (at most 64, no '/')"
+        msg = f"{quote(text)} must be letters, digits, '.', '_' or '-' (at most 64, no '/')"
         raise SettingsError(msg)
     return text
 
@@ -223,7 +223,7 @@ def _bool(text: str) -> bool:
         return True
     if text.lower() in ("0", "false", "no", "off", ""):
         return False
-    msg = f"{text!r} is not a boolean (1/0, true/false, yes/no)"
+    msg = f"{quote(text)} is not a boolean (1/0, true/false, yes/no)"
     raise SettingsError(msg)
 
 
@@ -232,7 +232,7 @@ def _model_name(text: str) -> str:
     would silently fall back to generic mlperf.conf rules)."""
     if "/" in text or os.sep in text or text.lower().endswith(MODEL_FILE_SUFFIXES):
         msg = (
-            f"{text!r} looks like a model file; this is the MLPerf model name that picks mlperf.conf's rules "
+            f"{quote(text)} looks like a model file; this is the MLPerf model name that picks mlperf.conf's rules "
             "(resnet50, retinanet, ...): pass the file with --modelpath"
         )
         raise SettingsError(msg)
@@ -246,7 +246,7 @@ def _shape(text: str) -> tuple[int, ...]:
     except ValueError:
         dims = ()
     if not dims or min(dims) < 1:
-        msg = f"{text!r} is not a shape: give positive whole numbers, e.g. 3,224,224"
+        msg = f"{quote(text)} is not a shape: give positive whole numbers, e.g. 3,224,224"
         raise SettingsError(msg)
     return dims
 
@@ -257,7 +257,7 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     for item in text.split(","):
         key, sep, value = item.strip().partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or not value:
-            msg = f"{item.strip()!r} is not KEY=VALUE (give e.g. prefer_nhwc=1,cudnn_conv_algo_search=HEURISTIC)"
+            msg = f"{quote(item.strip())} is not KEY=VALUE (give e.g. prefer_nhwc=1,cudnn_conv_algo_search=HEURISTIC)"
             raise SettingsError(msg)
         pairs.append((key, value))
     return tuple(pairs)
@@ -267,7 +267,8 @@ def _tensor(text: str) -> str:
     """One tensor (or signature key): `input_tensor:0`, `input_tensor`. The reference's
     --inputs/--outputs take lists; mlbox-bench feeds one input and answers one output."""
     if not text or "," in text or any(c.isspace() for c in text):
-        msg = f"{text!r} is not one tensor name (e.g. input_tensor:0); mlbox-bench feeds one input and reads one output"
+        msg = f"{quote(text)} is not one tensor name (e.g. input_tensor:0)"
+        msg += "; mlbox-bench feeds one input and reads one output"
         raise SettingsError(msg)
     return text
 
@@ -868,7 +869,8 @@ def _flag_values(args: Mapping[str, Any]) -> tuple[dict[str, tuple[str, str]], d
 
     def put(name: str, source: str, text: str) -> None:
         if name in flagged and flagged[name][1] != text:
-            msg = f"{source} and {flagged[name][0]} both set {name} ({text!r} and {flagged[name][1]!r}): give one"
+            both = f"{quote(text)} and {quote(flagged[name][1])}"
+            msg = f"{source} and {flagged[name][0]} both set {name} ({both}): give one"
             raise SettingsError(msg)
         flagged[name] = (source, text)
 
@@ -910,7 +912,7 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
             continue
         if len(words) != 3 or words[1] != "=":
             # LoadGen silently ignores `key=value` without spaces: refuse it instead.
-            msg = f"--user-conf {path} line {number}: expected 'model.scenario.key = value', got {line.strip()[:80]!r}"
+            msg = f"--user-conf {path} line {number}: expected 'model.scenario.key = value', got {quote(line.strip())}"
             raise SettingsError(msg)
         _check_conf_key(words[0], f"--user-conf {path} line {number}")
         entries[words[0]] = words[2]
@@ -945,16 +947,16 @@ def _check_conf_key(key: str, where: str) -> None:
     (3d-unet-99.9), so the scenario and key are the last two parts."""
     parts = key.rsplit(".", 2)
     if len(parts) != 3 or not parts[0]:
-        msg = f"{where}: {key[:80]!r} is not model.scenario.key"
+        msg = f"{where}: {quote(key)} is not model.scenario.key"
         raise SettingsError(msg)
     _, scenario, name = parts
     if scenario not in (*SCENARIOS, "*"):
         guess = did_you_mean(scenario, SCENARIOS)
-        msg = f"{where}: scenario {scenario[:40]!r} is not one of {', '.join(SCENARIOS)} or *{guess}"
+        msg = f"{where}: scenario {quote(scenario, 40)} is not one of {', '.join(SCENARIOS)} or *{guess}"
         raise SettingsError(msg)
     if name not in lg_fields.LOADGEN_CONF_KEYS:
         guess = did_you_mean(name, sorted(lg_fields.LOADGEN_CONF_KEYS))
-        msg = f"{where}: LoadGen has no setting {name[:40]!r}{guess} (it would ignore the line)"
+        msg = f"{where}: LoadGen has no setting {quote(name, 40)}{guess} (it would ignore the line)"
         raise SettingsError(msg)
 
 

@@ -439,3 +439,16 @@ def test_help_states_each_numeric_options_range(capsys: pytest.CaptureFixture[st
     text = " ".join(capsys.readouterr().out.split())
     assert "largest batch per session run (range: 1 to 65,536) (default: 32)" in text
     assert "(range: above 0, at most 604,800)" in text
+
+
+@pytest.mark.parametrize(
+    "flag", ["--model", "--scenario", "--system-name", "--input-shape", "--ep-options", "--duration"]
+)
+def test_an_error_quotes_a_long_value_in_one_short_line(flag: str) -> None:
+    value = "a\n" + "x" * 100_000
+    with pytest.raises(SettingsError) as refused:
+        parse_settings([flag, value], {})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert len(message) < 400
+    assert "'a\\nxxx" in message

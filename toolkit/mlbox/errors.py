@@ -8,6 +8,8 @@ is the one table of all of them (``mlbox --help`` and the README print it).
 from __future__ import annotations
 
 from mlbox_bench import errors as bench
+from mlbox_bench.errors import one_line as one_line  # one way to show a bad value, shared with the harness
+from mlbox_bench.errors import quote as quote
 
 
 class MlboxError(Exception):
@@ -129,21 +131,6 @@ def exit_codes() -> list[tuple[int, str]]:
         (143, "Terminated (SIGTERM); cleans up as Ctrl-C does."),
     ]
     return sorted(fixed + errors)
-
-
-def quote(value: object, limit: int = 80) -> str:
-    """A bad value as a message shows it: its repr() (control characters escaped, so one
-    line), cut to ``limit`` characters with an ellipsis (a 100k-character value stays legible)."""
-    return _cut(repr(value), limit)
-
-
-def one_line(text: str, limit: int = 80) -> str:
-    """Text from elsewhere (an exception's message) as one line: quote() without the quotes."""
-    return _cut(repr(text)[1:-1], limit)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _subclasses(cls: type[MlboxError]) -> list[type[MlboxError]]:
