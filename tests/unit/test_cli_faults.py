@@ -239,6 +239,23 @@ def test_a_plot_path_the_system_refuses_is_a_sentence(
     assert (tmp_path / "a-file").read_text() == "mine\n"
 
 
+def test_a_plot_onto_a_fifo_is_refused_and_leaves_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plot is written beside its path and renamed onto it: onto /dev/full (as root)
+    that replaced the device with an HTML file."""
+    import stat
+
+    write_result(tmp_path / "results" / "good", GOOD_RESULT)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "fifo")
+    for target in (tmp_path / "fifo", tmp_path / "link"):
+        code, err = failure(["results", str(tmp_path / "results"), "--plot", str(target)], capsys)
+        assert code == 25
+        assert f"error: {target} exists and is not a regular file" in err
+    assert stat.S_ISFIFO((tmp_path / "fifo").stat().st_mode)
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link", "results"]
+
+
 def test_a_results_directory_in_a_symlink_loop_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = failure(["results", str(loop(tmp_path))], capsys)
     assert code == 3
@@ -405,3 +422,10 @@ def test_a_bad_value_is_blamed_on_where_it_came_from(
     err = failure([*args, "--parallelism", "y"], capsys)[1]
     assert "Invalid value for '--parallelism': 'y'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_variant_names_its_model_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = failure(["render", "-m", "resnet50", "--variant", "synthtic"], capsys)
+    assert code == 10
+    assert "error: unknown variant of resnet50 'synthtic'; did you mean 'synthetic'?" in err
+    assert "hint: valid variants of resnet50: onnx-opset11-fp32," in err  # was "valid variant of resnet50s"

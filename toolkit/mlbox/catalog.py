@@ -372,12 +372,14 @@ def _unwrap(annotation: Any) -> Any:
 # --------------------------------------------------------------------------- selection
 
 
-def choose(kind: str, name: str, choices: Sequence[str]) -> str:
-    """Return ``name`` if it is in ``choices``; else raise a CatalogError with a suggestion."""
+def choose(kind: str, name: str, choices: Sequence[str], *, of: str | None = None) -> str:
+    """Return ``name`` if it is in ``choices``; else raise a CatalogError with a suggestion.
+    ``of``: whose ``kind`` it is ("variant" of "resnet50")."""
     if name in choices:
         return name
-    msg = f"unknown {kind} {quote(name)}{did_you_mean(name, choices)}"
-    raise CatalogError(msg, hint=f"valid {kind}s: {', '.join(choices)}")
+    whose = f" of {of}" if of else ""
+    msg = f"unknown {kind}{whose} {quote(name)}{did_you_mean(name, choices)}"
+    raise CatalogError(msg, hint=f"valid {kind}s{whose}: {', '.join(choices)}")
 
 
 def _check(kind: Any, value: str, what: str, expected: str) -> None:

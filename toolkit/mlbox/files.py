@@ -53,6 +53,9 @@ def atomic_file(target: Path, *, mode: int = 0o644) -> Iterator[tuple[BinaryIO, 
     ``target`` with ``mode`` (mkstemp makes 0600: images run as a non-root user and must
     read what mlbox stages). On any exception, including a check the caller makes on the
     temp path before leaving the block, the temp file is removed and ``target`` untouched."""
+    if target.exists() and not target.is_file():  # the rename would replace a device or a FIFO
+        msg = f"{target} exists and is not a regular file"
+        raise OutputError(msg, hint="give the path of a file to write (or to replace)")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(name)

@@ -134,7 +134,7 @@ def matrix(
     for m in models:
         variants = list(catalog.models[m].variants)
         if variant:
-            variants = [choose(f"variant of {m}", variant, variants)]
+            variants = [choose("variant", variant, variants, of=m)]
         for v in variants:
             only = catalog.models[m].variants[v].devices
             for d in devices:
@@ -172,7 +172,7 @@ def select(
     model = choose("model", model, list(catalog.models))
     entry = catalog.models[model]
     device = choose("device", device, list(catalog.devices))
-    variant = choose(f"variant of {model}", variant or entry.default_variant, list(entry.variants))
+    variant = choose("variant", variant or entry.default_variant, list(entry.variants), of=model)
     own = entry.variants[variant].backend
     if backend is not None and backend != own:
         msg = f"variant {model}/{variant} runs on backend {own!r}, not {backend!r}"
