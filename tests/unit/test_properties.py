@@ -32,7 +32,7 @@ from mlbox_bench.settings import OPTIONS, SettingsError, parse_settings
 from tests.support.fake_engine import FakeEngine, use_fake_engine
 
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,  # a busy 2-core machine: time is not the property
     derandomize=True,
     database=None,
