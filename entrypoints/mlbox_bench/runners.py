@@ -128,6 +128,12 @@ class Runner:
         if batch > stats[2]:
             stats[2] = batch
 
+    def _failed(self, error: str, count: int) -> np.ndarray:
+        """Record a failed batch and answer its queries anyway (LoadGen would wait for them
+        forever); the run fails after LoadGen ends (see Failures)."""
+        self.errors.add(error)
+        return np.zeros((count, 1), dtype=np.float32)
+
     def _infer(self, session: Any, indices: Ids) -> np.ndarray:
         if not self.on_device:
             return np.asarray(session.run(self.data.batch(indices)))
@@ -143,8 +149,7 @@ class Runner:
         try:
             out = self._infer(session, indices)
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
-            self.errors.add(f"{type(err).__name__}: {err}")
-            out = np.zeros((len(ids), 1), dtype=np.float32)
+            out = self._failed(f"{type(err).__name__}: {err}", len(ids))
         self._note(threading.current_thread().name, len(ids))
         complete(ids, out)
 
@@ -285,8 +290,7 @@ class ThreadRunner(Runner):
         try:
             out = self._infer(session, indices)[: len(ids)]
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
-            self.errors.add(f"{type(err).__name__}: {err}")
-            out = np.zeros((len(ids), 1), dtype=np.float32)
+            out = self._failed(f"{type(err).__name__}: {err}", len(ids))
         self._note(threading.current_thread().name, len(ids))
         if all(i[2] is items[0][2] for i in items):
             items[0][2](ids, out)  # one completion call for the whole batch
@@ -375,8 +379,7 @@ class ProcessRunner(Runner):
             with self._lock:
                 ids, complete = self._pending.pop(seq)
             if kind == "error":
-                self.errors.add(str(payload[1]))
-                out = np.zeros((len(ids), 1), dtype=np.float32)
+                out = self._failed(str(payload[1]), len(ids))
             else:
                 worker, out = payload
                 self._note(worker, len(ids))
