@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from mlbox_bench.errors import EXIT_CRASH, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VALID, BenchError, Interrupted
+from mlbox_bench.files import os_reason
 from mlbox_bench.settings import SettingsError, parse_settings
 
 log = logging.getLogger("mlbox-bench")
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(EXIT_INTERRUPTED if err.signum == signal.SIGINT else 128 + err.signum)
     except OSError as err:  # the machine's fault (a full disk, a vanished mount), not a bug
         where = f" ({err.filename})" if err.filename else ""
-        print(f"mlbox-bench: error: {err.strerror or err}{where}", file=sys.stderr)
+        print(f"mlbox-bench: error: {os_reason(err)}{where}", file=sys.stderr)
         return EXIT_ERROR
     except Exception:
         if os.environ.get("MLBOX_DEBUG"):

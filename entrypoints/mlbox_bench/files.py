@@ -18,6 +18,11 @@ def os_reason(err: OSError) -> str:
     return err.strerror or (os.strerror(err.errno) if err.errno else str(err))
 
 
+def undecodable(err: UnicodeDecodeError) -> str:
+    """What is wrong with a file that failed to decode as UTF-8, and where."""
+    return f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+
+
 def read_user_text(path: Path, what: str) -> str:
     """A text file the user named (``what`` names the flag), or a BenchError in words."""
     try:
@@ -26,7 +31,7 @@ def read_user_text(path: Path, what: str) -> str:
         msg = f"{what} {path}: cannot read it ({os_reason(err)})"
         raise BenchError(msg) from None
     except UnicodeDecodeError as err:
-        msg = f"{what} {path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        msg = f"{what} {path}: {undecodable(err)}"
         raise BenchError(msg) from None
 
 

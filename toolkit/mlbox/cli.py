@@ -26,6 +26,7 @@ import click
 
 from mlbox import DISTRIBUTION
 from mlbox.errors import MlboxError, bench_outcome, exit_codes, one_line
+from mlbox_bench.files import os_reason
 
 if TYPE_CHECKING:
     from mlbox.build import Inputs
@@ -1022,7 +1023,7 @@ def _main(argv: list[str] | None) -> int:
         return _interrupted(err)
     except OSError as err:  # the system refused something no layer below turned into a sentence: not a bug
         where = f": {one_line(os.fsdecode(err.filename), 500)}" if isinstance(err.filename, str | bytes) else ""
-        return _error(f"{one_line(err.strerror or str(err))}{where}", None, MlboxError.exit_code)
+        return _error(f"{one_line(os_reason(err))}{where}", None, MlboxError.exit_code)
     except Exception as err:
         message = f"internal error: {type(err).__name__}: {one_line(str(err))}"
         return _error(f"{message} — this is a bug; run with --debug for the traceback and report it", None, 1)

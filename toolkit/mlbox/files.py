@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mlbox.errors import OutputError
+from mlbox_bench.files import os_reason, undecodable
 
 # In an --out directory: the names mlbox wrote there, one per line. A name not listed is the
 # user's, and mlbox does not replace it without --force.
@@ -33,7 +34,7 @@ def read_text(path: Path | Traversable) -> str:
 
 def not_text(path: Path | Traversable, err: UnicodeDecodeError) -> NotText:
     """NotText for a file whose whole content failed to decode with ``err``."""
-    msg = f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+    msg = f"{path} is {undecodable(err)}"
     return NotText(msg)
 
 
@@ -43,7 +44,7 @@ def cannot_write(path: Path, err: OSError, *, option: str) -> OutputError:
     where = err.filename if isinstance(err.filename, str | bytes) else path
     # mkdir(exist_ok=True) says "File exists" of a path on the way that is no directory: a
     # file, or a symlink that leads nowhere or in a loop
-    reason = "it is not a directory" if isinstance(err, FileExistsError) else err.strerror
+    reason = "it is not a directory" if isinstance(err, FileExistsError) else os_reason(err)
     return OutputError(f"cannot write {os.fsdecode(where)}: {reason}", hint=f"choose another {option}")
 
 

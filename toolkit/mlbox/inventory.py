@@ -11,7 +11,7 @@ from mlbox.errors import EngineError, RecordError
 from mlbox.files import not_text
 from mlbox.paths import publish_records
 from mlbox.plan import matrix
-from mlbox.publish import read_records
+from mlbox.publish import list_field, read_records
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def _pushed() -> dict[str, list[str]]:
     """Local tag -> references it was pushed as (with digests), from the publish records."""
     out: dict[str, list[str]] = {}
     for record in published_records():
-        references = record.get("references")  # another tool may have appended an odd record
-        out.setdefault(record["image"], []).extend(str(r) for r in (references if isinstance(references, list) else []))
+        out.setdefault(record["image"], []).extend(str(r) for r in list_field(record, "references"))
     return out
 
 

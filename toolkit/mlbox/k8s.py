@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlbox import layout
-from mlbox.errors import RecordError
-from mlbox.publish import Registry
+from mlbox.errors import RecordError, quote
+from mlbox.publish import Registry, list_field
 from mlbox.run import RUN_RECORD  # the record `mlbox results` reads beside result.json
 from mlbox.spec import ImageSpec
 
@@ -92,14 +92,14 @@ def find_published(
             for r in records
             if r.get("image") == spec.tag
             and r.get("registry") == where
-            and any(isinstance(ref, str) and _DIGEST_REFERENCE.match(ref) for ref in _list(r.get("references")))
+            and any(isinstance(ref, str) and _DIGEST_REFERENCE.match(ref) for ref in list_field(r, "references"))
         ]
         if not mine:
             missing.append(spec.tag)
             continue
         newest = mine[-1]
         reference = next(ref for ref in newest["references"] if isinstance(ref, str) and _DIGEST_REFERENCE.match(ref))
-        tags = [t for t in _list(newest.get("tags")) if isinstance(t, str)] or [reference]
+        tags = [t for t in list_field(newest, "tags") if isinstance(t, str)] or [reference]
         image_id = newest.get("image_id")
         if newest.get("verified") == "metadata-only":
             log.warning(
@@ -116,11 +116,6 @@ def find_published(
         )
         raise RecordError(msg, hint=hint)
     return found
-
-
-def _list(value: object) -> list[Any]:
-    """A record's list field; [] for anything else (another tool may append odd records)."""
-    return value if isinstance(value, list) else []
 
 
 def check_names(opts: Options) -> None:
@@ -165,7 +160,7 @@ def cells(opts: Options) -> list[list[str]]:
         for v in values:  # a pod reads its cell from an args file, one argument per line
             if not v.isprintable():
                 msg = (
-                    f"--matrix {name}: {v[:80]!r} has a control character "
+                    f"--matrix {name}: {quote(v)} has a control character "
                     "(a newline would start another argument in the pod's args file)"
                 )
                 raise MatrixError(msg)

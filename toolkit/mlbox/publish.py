@@ -290,6 +290,13 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 _REQUIRED = ("image",)  # what every reader needs; each checks the rest it uses
 
 
+def list_field(record: Mapping[str, Any], key: str) -> list[Any]:
+    """A record's list field (tags, references); [] when it is missing or not a list:
+    another tool may have appended an odd record."""
+    value = record.get(key)
+    return value if isinstance(value, list) else []
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """One line, written with a single append and fsynced: a reader never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
