@@ -260,9 +260,9 @@ def _plans(ctx: Context, kwargs: dict[str, Any], *, all_: bool) -> list[BuildPla
     return plans
 
 
-def registry_options(func: F) -> F:
+def login_options(func: F) -> F:
+    """--username and --password-stdin: a registry login (publish.credentials reads them)."""
     options = [
-        option("--registry", env="MLBOX_REGISTRY", help="Where to push: HOST[:PORT]/NAMESPACE."),
         option(
             "--username",
             env="MLBOX_REGISTRY_USERNAME",
@@ -278,6 +278,10 @@ def registry_options(func: F) -> F:
     for opt in reversed(options):
         func = opt(func)
     return func
+
+
+def registry_options(func: F) -> F:
+    return option("--registry", env="MLBOX_REGISTRY", help="Where to push: HOST[:PORT]/NAMESPACE.")(login_options(func))
 
 
 def _registry_and_credentials(
@@ -548,17 +552,7 @@ def bake(
     env="MLBOX_REGISTRY",
     help="Record only pushes to this registry (HOST[:PORT]/NAMESPACE) [default: the one each pushed name is in].",
 )
-@option(
-    "--username",
-    env="MLBOX_REGISTRY_USERNAME",
-    help="Registry user for the digest check; the password comes from --password-stdin or MLBOX_REGISTRY_PASSWORD.",
-)
-@option(
-    "--password-stdin",
-    is_flag=True,
-    env="MLBOX_PASSWORD_STDIN",
-    help="Read the registry password from standard input (never from an argument).",
-)
+@login_options  # for the digest check
 @pass_ctx
 def publish_record(
     ctx: Context,
