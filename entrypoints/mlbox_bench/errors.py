@@ -36,13 +36,14 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
 def quote(value: object, limit: int = 80) -> str:
     """A bad value as a message shows it: its repr() (control characters escaped, so one
     line), cut to ``limit`` characters with an ellipsis (a 100k-character value stays legible)."""
-    return _cut(repr(value), limit)
+    return cut(repr(value), limit)
 
 
 def one_line(text: str, limit: int = 80) -> str:
     """Text from elsewhere (an exception's message) as one line: quote() without the quotes."""
-    return _cut(repr(text)[1:-1], limit)
+    return cut(repr(text)[1:-1], limit)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` - 3 characters and an ellipsis."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

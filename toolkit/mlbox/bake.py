@@ -27,7 +27,7 @@ from typing import Any
 from mlbox import layout
 from mlbox.build import Inputs, build_args, stage_context
 from mlbox.errors import CatalogError, PushError, RecordError
-from mlbox.files import atomic_file, writing_into
+from mlbox.files import NotText, atomic_file, read_text, writing_into
 from mlbox.plan import BuildPlan
 from mlbox.publish import Registry, Verified, make_record, parse_registry
 from mlbox.spec import ImageSpec
@@ -277,9 +277,12 @@ def _pushed_as(name: str, local_repository: str, registry: Registry | None) -> t
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except OSError as err:
         msg = f"cannot read the {what} {path}: {err.strerror}"
+        raise RecordError(msg) from None
+    except NotText as err:  # a sentence naming the file and its first bad byte
+        msg = f"the {what} {err}"
         raise RecordError(msg) from None
     except ValueError as err:
         msg = f"the {what} {path} is not JSON: {err}"

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from mlbox_bench.errors import cut
+
 # Aliases may grow a document to this many nodes, or to 10x its own nodes if that is more:
 # plenty for sharing a package list, far too little for a billion laughs.
 MAX_EXPANDED_NODES = 100_000
@@ -114,5 +116,5 @@ def _refuse_repeated_keys(node: yaml.MappingNode) -> None:
 
 
 def _one_line(text: str, limit: int = 80) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    """The first line (PyYAML's messages go on with a snippet of the document), cut."""
+    return cut(text.strip().splitlines()[0] if text.strip() else "", limit)
