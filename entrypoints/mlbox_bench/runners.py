@@ -39,7 +39,7 @@ import numpy as np
 from mlbox_bench import threads
 from mlbox_bench.backends import Backend, open_worker_session
 from mlbox_bench.data import SampleLibrary, take_rows
-from mlbox_bench.errors import BenchError
+from mlbox_bench.errors import BenchError, cut
 
 log = logging.getLogger("mlbox-bench")
 
@@ -66,7 +66,7 @@ class Failures:
         with self._lock:
             self.count += 1
             if len(self.first) < self.KEPT and line not in self.first:
-                self.first.append(line[:300] + ("..." if len(line) > 300 else ""))
+                self.first.append(cut(line, 303))
 
     def __bool__(self) -> bool:
         return self.count > 0
