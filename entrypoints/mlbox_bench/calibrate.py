@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,8 @@ import numpy as np
 
 from mlbox_bench.data import SampleLibrary
 from mlbox_bench.errors import BenchError
-from mlbox_bench.runners import Complete, Runner
+from mlbox_bench.responses import Complete, Ids, Responses, loadgen_responses
+from mlbox_bench.runners import Runner
 from mlbox_bench.settings import Settings
 
 log = logging.getLogger("mlbox-bench")
@@ -186,7 +186,11 @@ def calibrate(
         return {"target_qps": qps}, facts
     if sc in ("SingleStream", "MultiStream") and s.target_latency is None:
         per_query = 1 if sc == "SingleStream" else int(ts.multi_stream_samples_per_query)
-        m = measure(runner, data, per_query, 1, seconds, complete, fixed_batch=True)
+        # A query is run as the run runs it: in batches of at most --max-batchsize (a
+        # detector answers one image per run), one round of them per query.
+        size = min(per_query, s.max_batchsize)
+        batches = -(-per_query // size)
+        m = measure(runner, data, size, 1, seconds, complete, per_worker=batches, fixed_batch=True)
         expected_ms = m.fastest_round_s * 1000 / STREAM_MARGIN
         log.info(
             "calibrated %s: %.3f ms per query measured (fastest %.3f ms)",
@@ -224,12 +228,11 @@ def calibrate(
     return {}, {}
 
 
-def responses_only(lg: Any) -> Callable[[Any, np.ndarray], None]:
+def responses_only(lg: Any) -> Complete:
     """A completion that builds LoadGen's responses but does not send them (there is no
     test yet): calibration pays the Python side of completing, as the run will."""
 
-    def complete(ids: Any, outputs: np.ndarray) -> None:
-        base, stride = outputs.ctypes.data, outputs.strides[0]
-        [lg.QuerySampleResponse(int(q), base + k * stride, stride) for k, q in enumerate(ids)]
+    def complete(ids: Ids, responses: Responses) -> None:
+        loadgen_responses(lg, ids, responses)
 
     return complete

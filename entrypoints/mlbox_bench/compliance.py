@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mlbox_bench.errors import BenchError
+from mlbox_bench.mlperf import conf_name
 from mlbox_bench.report import CHECKER_METRIC, parse_detail_log
 
 _HEADER = """# The format of this config file is 'key = value'.
@@ -51,8 +52,10 @@ AUDIT_CONFIGS = {
 
 
 def audit_text(test: str, model: str) -> str:
+    """The test's audit.config for the model, under any of its names (the published
+    folders are named as mlperf.conf names the model)."""
     try:
-        return AUDIT_CONFIGS[(test, model)]
+        return AUDIT_CONFIGS[(test, conf_name(model))]
     except KeyError:
         known = ", ".join(m for t, m in AUDIT_CONFIGS if t == test)
         msg = f"--compliance {test}: MLPerf has no {test} audit.config for model {model!r} (mlbox-bench has: {known})"

@@ -1,7 +1,9 @@
 """Query sample libraries: what LoadGen's QSL loads into memory.
 
-Loaded samples live in one contiguous array (``data``) with a map from QSL index to
-row (``slot``), so a batch is a single gather. ``generation`` changes on every load,
+The generic part: a task (see tasks/) makes the library of its dataset, or synthetic
+samples shaped like the model's input, and knows what its ground truth is. Loaded
+samples live in one contiguous array (``data``) with a map from QSL index to row
+(``slot``), so a batch is a single gather. ``generation`` changes on every load,
 which tells process workers to re-open the published copy.
 """
 
@@ -16,7 +18,6 @@ import numpy as np
 
 from mlbox_bench.backends import ModelIO
 from mlbox_bench.errors import BenchError
-from mlbox_bench.preprocess import PREPROCESSING_VERSION, image_layout, preprocess_imagenet
 
 log = logging.getLogger("mlbox-bench")
 
@@ -32,7 +33,8 @@ class SampleLibrary:
         self.data = np.empty((0, *io.input_shape), dtype=io.input_dtype)
         self.slot = np.full(count, -1, dtype=np.int64)  # QSL index -> row in self.data
         self.generation = 0
-        self.labels: np.ndarray | None = None  # ground truth for accuracy, when known
+        self.labels: np.ndarray | None = None  # a classifier's ground truth, when known
+        self.profile: str | None = None  # the preprocessing its samples had (result.json says)
 
     def load(self, indices: list[int]) -> None:
         """Make these samples the loaded set. Samples are made once: a set that is already
@@ -83,17 +85,21 @@ class SyntheticData(SampleLibrary):
 
     Sample i is the same in every run and every load (TEST01 compares a sample's answer
     in accuracy mode with its answer in a performance run): it is row i % 64 of a small
-    random block plus i // 64, in 8-bit pixel values. Image-like models get those values
-    minus the ImageNet channel means, which is what preprocessed images look like. Made
-    this way, mlperf.conf's 1024 ResNet50 samples (616 MB) take a fraction of a second.
+    random block plus i // 64, in 8-bit pixel values, then ``pixels * scale + shift`` as
+    the task's preprocessing profile leaves images (ImageNet's: minus the channel means;
+    OpenImages': / 255). Made this way, mlperf.conf's 1024 ResNet50 samples (616 MB) take
+    a fraction of a second.
     """
 
     kind = "synthetic"
     BLOCK = 64
 
-    def __init__(self, io: ModelIO, count: int, seed: int = 0, profile: str | None = "mlperf") -> None:
+    def __init__(
+        self, io: ModelIO, count: int, seed: int = 0, affine: tuple[float, float] = (1.0, -118.0), profile: str = ""
+    ) -> None:
         super().__init__(io, count)
-        self.profile = profile
+        self.scale, self.shift = affine
+        self.profile = profile or None
         rng = np.random.default_rng(seed)
         self._block = rng.integers(0, 256, size=(min(count, self.BLOCK), *io.input_shape), dtype=np.uint8)
 
@@ -114,83 +120,11 @@ class SyntheticData(SampleLibrary):
     def _profiled(self, pixels: np.ndarray) -> np.ndarray:
         """Pixel values (floats, in place) as the preprocessing profile leaves images."""
         one = pixels.dtype.type
-        if self.profile == "torchvision":  # /255, then near ImageNet's mean and standard deviation
-            pixels *= one(1.0 / (255.0 * 0.226))
-            pixels -= one(0.449 / 0.226)
-        else:
-            pixels -= one(118.0)  # near the mean of ImageNet's channel means
+        if self.scale != 1.0:
+            pixels *= one(self.scale)
+        if self.shift:
+            pixels += one(self.shift)
         return pixels
-
-
-class ImagenetData(SampleLibrary):
-    """ImageNet layout: ``DIR/val_map.txt`` lists ``<file> <label>`` per line; images are
-    preprocessed as MLPerf's reference does and cached as .npy beside nothing of the user's:
-    the cache lives in ``preprocessed_dir`` (the dataset may be mounted read-only)."""
-
-    kind = "imagenet"
-
-    def __init__(
-        self,
-        io: ModelIO,
-        root: Path,
-        limit: int | None,
-        preprocessed_dir: Path | None,
-        layout: str | None = None,
-        profile: str | None = "mlperf",
-    ) -> None:
-        val_map = root / "val_map.txt"
-        if not val_map.is_file():
-            msg = f"--dataset {root}: no val_map.txt there (ImageNet layout: images plus val_map.txt)"
-            raise BenchError(msg)
-        files, labels = _read_val_map(val_map)
-        if limit is not None:
-            files, labels = files[:limit], labels[:limit]
-        missing = [f for f in files if not (root / f).is_file()]
-        if missing:
-            msg = f"--dataset {root}: {len(missing)} image(s) in val_map.txt are missing, first {missing[0]}"
-            raise BenchError(msg)
-        if io.input_dtype != np.float32 and io.input_quantization is None:
-            msg = f"--dataset needs a float32 image input; the model's input {io.input_name} is {io.input_dtype}"
-            raise BenchError(msg + " without quantization parameters")
-        self.layout, self.size = image_layout(io.input_shape)
-        if layout is not None and layout != self.layout:
-            msg = (
-                f"--data-format {layout}: the model's input {io.input_name} {io.input_shape} is {self.layout}; "
-                f"pass --data-format {self.layout} (or leave it out: it is read from the model)"
-            )
-            raise BenchError(msg)
-        super().__init__(io, len(files))
-        self.root = root
-        self.files = files
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.profile = profile or "mlperf"
-        key = f"imagenet-{self.profile}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
-        self.cache = _cache_root(preprocessed_dir, root) / key
-
-    def _rows(self, indices: np.ndarray) -> np.ndarray:
-        """Preprocessed samples (cached as float32), in the model's input type: a quantized
-        input's are quantized here, once per load."""
-        out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
-        made = 0
-        for row, index in enumerate(indices):
-            sample, fresh = self._sample(self.files[index])
-            out[row] = self.io.prepare(sample)
-            made += fresh
-        if made:
-            log.info("preprocessed %d image(s) into %s", made, self.cache)
-        return out
-
-    def _sample(self, name: str) -> tuple[np.ndarray, bool]:
-        source = self.root / name
-        cached = self.cache / (name + ".npy")
-        try:
-            if cached.stat().st_mtime >= source.stat().st_mtime:
-                return np.load(cached), False
-        except (OSError, ValueError):
-            pass  # not cached yet, or unreadable: make it again
-        sample = preprocess_imagenet(source, self.size, self.layout, self.profile)
-        _save_atomic(cached, sample)
-        return sample, True
 
 
 def take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -205,27 +139,7 @@ def take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return batch
 
 
-def _read_val_map(path: Path) -> tuple[list[str], list[int]]:
-    files: list[str] = []
-    labels: list[int] = []
-    from mlbox_bench.files import read_user_text
-
-    for number, line in enumerate(read_user_text(path, "--dataset").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or ".." in Path(parts[0]).parts:
-            msg = f"{path} line {number}: expected '<image file> <label>', got {line.strip()!r}"
-            raise BenchError(msg)
-        files.append(parts[0])
-        labels.append(int(parts[1]))
-    if not files:
-        msg = f"{path} lists no images"
-        raise BenchError(msg)
-    return files, labels
-
-
-def _cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
+def cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
     """Where preprocessed samples go: the given dir, else ~/.cache/mlbox-bench if it is
     writable (a container run as --user has no home), else a temp dir."""
     import hashlib
@@ -245,7 +159,7 @@ def _cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
     raise BenchError(msg)
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
+def save_atomic(path: Path, array: np.ndarray) -> None:
     from mlbox_bench.files import write_atomic
 
     try:

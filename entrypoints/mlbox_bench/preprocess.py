@@ -79,3 +79,46 @@ def preprocess_imagenet(path: Path, crop: int = 224, layout: str = "NCHW", profi
     if layout == "NCHW":
         return np.ascontiguousarray(cropped.transpose(2, 0, 1))
     return np.ascontiguousarray(cropped)
+
+
+def preprocess_openimages(path: Path, height: int, width: int, layout: str = "NCHW") -> np.ndarray:
+    """MLCommons' ``pre_process_openimages_retinanet``: the whole image (no crop) resized
+    to the model's input with OpenCV's INTER_LINEAR arithmetic, RGB, float32, / 255."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            # cv2.imread turns an image by its EXIF orientation; Pillow only when asked.
+            rgb = (ImageOps.exif_transpose(img) or img).convert("RGB")
+    except (OSError, ValueError) as err:
+        msg = f"cannot decode image {path}: {err}"
+        raise BenchError(msg) from None
+    pixels = resize_linear(np.asarray(rgb, dtype=np.float32), height, width)
+    pixels /= np.float32(255.0)
+    if layout == "NCHW":
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    return pixels
+
+
+def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR) for a float32
+    HxWxC image: each output pixel samples the input at ((x + 0.5) * scale - 0.5), blends
+    its two neighbours per axis (no antialiasing when shrinking, unlike Pillow's
+    BILINEAR), and clamps at the edges as OpenCV does. Width first, then height."""
+    x0, x1, wx = _linear_taps(image.shape[1], width)
+    y0, y1, wy = _linear_taps(image.shape[0], height)
+    wx, wy = wx[None, :, None], wy[:, None, None]
+    rows = image[:, x0] * (np.float32(1.0) - wx) + image[:, x1] * wx
+    out: np.ndarray = rows[y0] * (np.float32(1.0) - wy) + rows[y1] * wy
+    return out.astype(np.float32, copy=False)
+
+
+def _linear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output position: the left input index, the right one and the right one's weight."""
+    position = ((np.arange(target, dtype=np.float64) + 0.5) * (source / target) - 0.5).astype(np.float32)
+    left = np.floor(position).astype(np.int64)
+    weight = position - left.astype(np.float32)
+    before, past = left < 0, left >= source - 1
+    left[before], weight[before] = 0, 0.0
+    left[past], weight[past] = source - 1, 0.0
+    return left, np.minimum(left + 1, source - 1), weight.astype(np.float32)

@@ -14,8 +14,9 @@ import platform
 import re
 import shutil
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,12 @@ from mlbox_bench import __version__
 from mlbox_bench.errors import BenchError
 from mlbox_bench.files import model_sha256
 from mlbox_bench.settings import Settings
+
+if TYPE_CHECKING:
+    from mlbox_bench.backends import Backend
+    from mlbox_bench.data import SampleLibrary
+    from mlbox_bench.responses import Answer
+    from mlbox_bench.tasks import Task
 
 # The headline metric the submission checker reads per scenario: RESULT_FIELD_NEW in
 # tools/submission/submission_checker/constants.py, the same from v5.0 to v6.1 (v6.1 is the
@@ -108,9 +115,18 @@ def performance(log: dict[str, Any], scenario: str) -> dict[str, Any]:
     }
 
 
-def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data: Any, *, final: Path) -> dict[str, Any]:
+def build(
+    s: Settings,
+    model: tuple[Backend, Task, Answer],
+    facts: dict[str, Any],
+    run_dir: Path,
+    data: SampleLibrary,
+    *,
+    final: Path,
+) -> dict[str, Any]:
     """result.json's content, from the logs in ``run_dir`` (the run's staging folder);
     paths in it are where the files will be once the run is moved into place, ``final``."""
+    backend, task, answer = model
     detail = run_dir / "mlperf_log_detail.txt"
     if not detail.is_file():
         msg = f"LoadGen wrote no {detail}"
@@ -120,10 +136,10 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
     if s.mode == "accuracy":
         # LoadGen's verdict on an accuracy run is about its length, not its answers: no
         # performance validity here. VALID means every sample was answered and logged.
-        result["accuracy"] = acc = accuracy(s, data.labels, run_dir, data.count, final)
+        result["accuracy"] = acc = accuracy(task, data, run_dir, final)
         errors = logged_errors(detail)
         result["validity"] = "VALID" if acc["logged_samples"] == data.count and not errors else "INVALID"
-        result["metric"] = {"name": "top1_accuracy", "value": acc.get("top1"), "unit": "fraction"}
+        result["metric"] = {"name": task.metric, "value": acc["value"], "unit": "fraction"}
     else:
         result.update(performance(log, s.scenario))
     result["loadgen_errors"] = logged_errors(detail)
@@ -151,11 +167,13 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
                 "path": s.modelpath,
                 "sha256": model_sha256(Path(s.modelpath)),
                 "weights": s.weights,
+                "task": task.name,
                 "input_dtype": np.dtype(backend.io.input_dtype).name,
-                "label_offset": backend.io.label_offset,
+                "outputs": [asdict(o) for o in backend.io.outputs],
+                **answer.facts(),
             },
-            "data": {"kind": "imagenet" if s.dataset else "synthetic", "path": s.dataset},
-            "backend": {**backend.facts(), "model_format": s.model_format, "preprocessing": s.preprocessing},
+            "data": {"kind": data.kind, "path": s.dataset, "preprocessing": data.profile},
+            "backend": {**backend.facts(), "model_format": s.model_format, "preprocessing": data.profile},
             "harness": {"name": "mlbox-bench", "version": __version__, **facts},
             "host": host_info(),
             "settings": {k: v["value"] for k, v in s.describe().items()},
@@ -165,11 +183,10 @@ def build(s: Settings, backend: Any, facts: dict[str, Any], run_dir: Path, data:
     return result
 
 
-def accuracy(s: Settings, labels: Any, run_dir: Path, count: int, final: Path) -> dict[str, Any]:
-    """Score the accuracy log as accuracy-imagenet.py does (float32, no offset) and write
+def accuracy(task: Task, data: SampleLibrary, run_dir: Path, final: Path) -> dict[str, Any]:
+    """Score the accuracy log as the task's official accuracy script does and write
     accuracy.txt with its line."""
-    from mlbox_bench.accuracy import logged_indices, score
-    from mlbox_bench.backends import RESPONSE_DTYPE
+    from mlbox_bench.accuracy import logged_indices
     from mlbox_bench.files import write_text_atomic
 
     log_path = run_dir / "mlperf_log_accuracy.json"
@@ -178,12 +195,17 @@ def accuracy(s: Settings, labels: Any, run_dir: Path, count: int, final: Path) -
     except (OSError, ValueError, KeyError) as err:
         msg = f"cannot read LoadGen's accuracy log {log_path}: {err}"
         raise BenchError(msg) from None
-    facts: dict[str, Any] = {"log": str(final / log_path.name), "dtype": RESPONSE_DTYPE, "logged_samples": len(logged)}
-    if labels is None:
-        return {**facts, "top1": None, "reason": "synthetic inputs have no labels: pass --dataset DIR"}
-    acc = score(log_path, [int(x) for x in labels])
-    write_text_atomic(run_dir / "accuracy.txt", acc.line() + "\n")
-    return {**facts, "top1": acc.top1, "good": acc.good, "total": acc.total}
+    facts: dict[str, Any] = {"log": str(final / log_path.name), "dtype": "float32", "logged_samples": len(logged)}
+    score = task.score(log_path, data)
+    if score is None:
+        return {
+            **facts,
+            "metric": task.metric,
+            "value": None,
+            "reason": "synthetic inputs have no ground truth: pass --dataset DIR",
+        }
+    write_text_atomic(run_dir / "accuracy.txt", score.line + "\n")
+    return {**facts, "metric": task.metric, "value": score.value, "line": score.line, **score.facts}
 
 
 def os_name() -> str:

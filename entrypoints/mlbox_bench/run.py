@@ -1,4 +1,4 @@
-"""One benchmark run: settings -> backend and samples -> TestSettings (mlperf.conf,
+"""One benchmark run: settings -> backend, the task bound to its outputs, and samples -> TestSettings (mlperf.conf,
 user.conf, what mlbox-bench sets, calibration) -> LoadGen -> the reports."""
 
 from __future__ import annotations
@@ -7,22 +7,22 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlbox_bench import fields, rundir, threads, tune
+from mlbox_bench import fields, rundir, tasks, threads, tune
 from mlbox_bench.backends import Backend, from_settings
 from mlbox_bench.calibrate import calibrate, responses_only
 from mlbox_bench.compliance import audit_text
-from mlbox_bench.data import ImagenetData, SampleLibrary, SyntheticData
+from mlbox_bench.data import SampleLibrary
 from mlbox_bench.errors import EXIT_INVALID, EXIT_VALID, BenchError, Interrupted
 from mlbox_bench.files import os_reason
 from mlbox_bench.layout import run_dir as layout_run_dir
 from mlbox_bench.layout import run_kind
-from mlbox_bench.runners import Complete
+from mlbox_bench.responses import Answer, Complete, Ids, Responses, loadgen_responses
 from mlbox_bench.settings import Settings
 
 log = logging.getLogger("mlbox-bench")
@@ -80,6 +80,9 @@ def _run(s: Settings, staging: Path, final: Path) -> dict[str, Any]:
     if s.weights == "synthetic":
         log.warning("SYNTHETIC WEIGHTS: this model has random weights; performance only, accuracy is meaningless")
     backend = from_settings(s)
+    task = tasks.get(s.task)
+    answer = task.answer(backend.io)  # a model whose outputs do not fit is refused here
+    s = fitted(s, task)
     log.info(
         "%s %s run: model %s on %s (%s, runner %s, %d worker(s)), %s inputs",
         s.scenario,
@@ -91,11 +94,31 @@ def _run(s: Settings, staging: Path, final: Path) -> dict[str, Any]:
         1 if s.runner == "inline" else s.concurrency,
         "dataset " + s.dataset if s.dataset else "synthetic",
     )
-    facts, data = run_loadgen(s, backend, staging)
-    result = report.build(s, backend, facts, staging, data, final=final)
+    facts, data = run_loadgen(s, backend, task, answer, staging)
+    result = report.build(s, (backend, task, answer), facts, staging, data, final=final)
     if s.submission_layout:
         result["submission"] = submission.write(s, result, staging, data)
     return result
+
+
+def fitted(s: Settings, task: tasks.Task) -> Settings:
+    """The settings with what the task allows: its preprocessing, its largest batch (a
+    detector's outputs are one image's: the reference runs it with max batch size 1)."""
+    if s.preprocessing not in task.profiles:
+        # The model format's profile is a classifier's (ImageNet's means or torchvision's):
+        # another task has its own, and only a profile the user asked for is an error.
+        if not s.source("preprocessing").startswith(("default", "model format")):
+            msg = f"{s.source('preprocessing')}: preprocessing {s.preprocessing} is not one of the {task.name} task's"
+            raise BenchError(msg + f" ({', '.join(task.profiles)}); leave it out")
+        why = f"the {task.name} task"
+        s = replace(s, preprocessing=task.profiles[0], sources={**s.sources, "preprocessing": why})
+    if task.max_batch is None or s.max_batchsize <= task.max_batch:
+        return s
+    if s.set_by_user("max_batchsize"):
+        msg = f"--max-batchsize {s.max_batchsize}: the {task.name} task's models answer at most {task.max_batch}"
+        raise BenchError(msg + f" sample(s) per run (their outputs have no batch dimension); pass {task.max_batch}")
+    why = f"the {task.name} task (its models answer {task.max_batch} sample(s) per run)"
+    return replace(s, max_batchsize=task.max_batch, sources={**s.sources, "max_batchsize": why})
 
 
 def _set_aside(current: rundir.Run, err: BaseException) -> None:
@@ -117,8 +140,17 @@ def load_test_settings(lg: Any, s: Settings) -> Any:
     FromConfig with a user.conf may run once per process: a second call does not
     reload mlperf.conf, so the run would silently use other settings, and LoadGen logs
     an error the submission checker treats as critical.
+
+    LoadGen gets the model's mlperf.conf name (resnet50 for resnet; see mlperf.py): under
+    another name it would find no rules. The user.conf's lines for the model's other names
+    are keyed by that name in a copy, since LoadGen would drop them.
     """
+    from mlbox_bench.errors import did_you_mean
+    from mlbox_bench.files import read_user_text
+    from mlbox_bench.mlperf import NAMES, conf_name, user_conf_for_loadgen
+
     global _from_config_calls
+    model = conf_name(s.model)
     ts = lg.TestSettings()
     if s.user_conf is not None:
         if _from_config_calls:
@@ -127,16 +159,30 @@ def load_test_settings(lg: Any, s: Settings) -> Any:
         if not Path(s.user_conf).is_file():
             msg = f"user.conf not found: {s.user_conf}"
             raise BenchError(msg)
+        text = read_user_text(Path(s.user_conf), "--user-conf")
+        keyed = user_conf_for_loadgen(text, s.model)
         _from_config_calls += 1
-        rc = ts.FromConfig(s.user_conf, s.model, s.scenario, 1)
+        if keyed == text:
+            rc = ts.FromConfig(s.user_conf, model, s.scenario, 1)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mlbox-user-conf-") as tmp:
+                copy = Path(tmp) / "user.conf"
+                copy.write_text(keyed, encoding="utf-8")
+                rc = ts.FromConfig(str(copy), model, s.scenario, 1)  # reads the file before it returns
     else:
-        rc = ts.FromConfig("", s.model, s.scenario, 0)
+        rc = ts.FromConfig("", model, s.scenario, 0)
     if rc != 0:
         msg = f"LoadGen could not read its configuration (FromConfig returned {rc})"
-        raise BenchError(msg + " for model " + repr(s.model) + " scenario " + s.scenario)
+        raise BenchError(msg + " for model " + repr(model) + " scenario " + s.scenario)
     if not int(ts.performance_sample_count_override):
         # mlperf.conf names a performance sample count for every model it knows.
-        log.warning("LoadGen's mlperf.conf has no rules for model %r: its generic defaults apply", s.model)
+        log.warning(
+            "LoadGen's mlperf.conf has no rules for model %r: its generic defaults apply%s",
+            s.model,
+            did_you_mean(s.model, NAMES),
+        )
+    elif model != s.model:
+        log.info("model %s: mlperf.conf's rules for %s", s.model, model)
     ts.scenario = getattr(lg.TestScenario, s.scenario)
     ts.mode = getattr(lg.TestMode, MODE_NAMES[s.mode])
     return ts
@@ -183,26 +229,19 @@ def contiguous_batches(rows: np.ndarray, limit: int) -> list[np.ndarray]:
 
 
 def loadgen_complete(lg: Any) -> Complete:
-    def complete(ids: np.ndarray | list[int], outputs: np.ndarray) -> None:
-        # `outputs` must stay alive until QuerySamplesComplete returns: it does (local).
-        base, stride = outputs.ctypes.data, outputs.strides[0]
-        id_list = ids if isinstance(ids, list) else ids.tolist()
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(q, base + k * stride, stride) for k, q in enumerate(id_list)])
+    def complete(ids: Ids, responses: Responses) -> None:
+        # `responses` must stay alive until QuerySamplesComplete returns: it does (an argument).
+        lg.QuerySamplesComplete(loadgen_responses(lg, ids, responses))
 
     return complete
 
 
-def make_data(s: Settings, backend: Backend, perf_count: int) -> SampleLibrary:
-    """The query sample library; synthetic data defaults to mlperf.conf's performance count."""
-    if s.dataset is not None:
-        prep = Path(s.preprocessed_dir) if s.preprocessed_dir else None
-        return ImagenetData(backend.io, Path(s.dataset), s.samples, prep, s.data_format, s.preprocessing)
-    return SyntheticData(backend.io, s.samples or perf_count, profile=s.preprocessing)
-
-
-def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[str, Any], SampleLibrary]:
+def run_loadgen(
+    s: Settings, backend: Backend, task: tasks.Task, answer: Answer, output_dir: Path
+) -> tuple[dict[str, Any], SampleLibrary]:
     """Run one LoadGen test; return facts for result.json (beside LoadGen's own logs) and
-    the sample library (its labels score accuracy)."""
+    the sample library (the task scores accuracy with it). Synthetic samples default to
+    mlperf.conf's performance sample count."""
     import mlperf_loadgen as lg
 
     timeline: dict[str, float | None] = {"started_after_s": process_age()}
@@ -210,7 +249,7 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
     values = requested(s)
     fields.apply(ts, values, s.scenario)
     conf_perf_count = int(ts.performance_sample_count_override) or 1024
-    data = make_data(s, backend, conf_perf_count)
+    data = task.samples(s, backend.io, conf_perf_count)
     perf_count = min(conf_perf_count, data.count)
     ts.performance_sample_count_override = perf_count
     complete = loadgen_complete(lg)
@@ -251,8 +290,8 @@ def run_loadgen(s: Settings, backend: Backend, output_dir: Path) -> tuple[dict[s
         data.load(list(range(perf_count)))
         timeline["samples_s"] = time.perf_counter() - t
         if tune.wanted(s, backend):
-            plan, tuning = tune.tune(s, backend, data, plan, responses_only(lg))
-    runner = tune.build(plan, s, backend, data)
+            plan, tuning = tune.tune(s, backend, data, answer, plan, responses_only(lg))
+    runner = tune.build(plan, s, backend, data, answer)
     batch = plan.batch  # Offline: calibration may pick a smaller one (see calibrate)
     try:
         calibration: dict[str, Any] = {}

@@ -9,6 +9,10 @@
   published once per LoadGen load as a memory-mapped .npy that every worker maps, so
   a task carries only row numbers.
 
+A runner knows neither the backend's library nor the task: a session's raw outputs go
+through the run's ``Answer`` (the task bound to the model), and the ``Responses`` it
+makes go to LoadGen's completion.
+
 Each runner records what it observed (workers that ran inference, batch sizes), which
 result.json reports: a setting that did not take effect shows up there.
 
@@ -29,7 +33,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,15 +40,12 @@ from typing import Any
 import numpy as np
 
 from mlbox_bench import threads
-from mlbox_bench.backends import Backend, open_worker_session
+from mlbox_bench.backends import Backend, BackendConfig, DeviceSession, Session, open_worker_session
 from mlbox_bench.data import SampleLibrary, take_rows
 from mlbox_bench.errors import BenchError, cut
+from mlbox_bench.responses import Answer, Complete, Ids, Responses
 
 log = logging.getLogger("mlbox-bench")
-
-# Sample ids and QSL indices: numpy arrays, or LoadGen's own lists for one-sample queries.
-Ids = np.ndarray | list[int]
-Complete = Callable[[Ids, np.ndarray], None]
 WORKER_START_TIMEOUT_S = 300.0
 
 
@@ -79,9 +79,13 @@ class Failures:
 class Runner:
     name = "runner"
 
-    def __init__(self, backend: Backend, data: SampleLibrary, *, on_device: bool = False) -> None:
+    def __init__(self, backend: Backend, data: SampleLibrary, answer: Answer, *, on_device: bool = False) -> None:
+        if on_device and not isinstance(backend.session, DeviceSession):
+            msg = f"--samples-on-device: {backend.name} sessions cannot keep samples on the device"
+            raise BenchError(msg)
         self.backend = backend
         self.data = data
+        self.answer = answer
         self.on_device = on_device
         self.errors = Failures()
         self._lock = threading.Lock()
@@ -128,24 +132,27 @@ class Runner:
         if batch > stats[2]:
             stats[2] = batch
 
-    def _failed(self, error: str, count: int) -> np.ndarray:
+    def _failed(self, error: str, count: int) -> Responses:
         """Record a failed batch and answer its queries anyway (LoadGen would wait for them
         forever); the run fails after LoadGen ends (see Failures)."""
         self.errors.add(error)
-        return np.zeros((count, 1), dtype=np.float32)
+        return self.answer.fallback(count)
 
-    def _infer(self, session: Any, indices: Ids) -> np.ndarray:
+    def _infer(self, session: Session, indices: Ids) -> Responses:
         if not self.on_device:
-            return np.asarray(session.run(self.data.batch(indices)))
+            return self.answer.respond(session.run(self.data.batch(indices)), indices)
+        if not isinstance(session, DeviceSession):  # checked when the runner was made
+            msg = "samples on the device were asked of a session that cannot keep them (a harness bug)"
+            raise BenchError(msg)
         generation = self.data.generation
         if self._staged.get(id(session)) != generation:
             with self._lock:  # a shared session is staged once per load, by one worker
                 if self._staged.get(id(session)) != generation:
                     session.stage(self.data.data)
                     self._staged[id(session)] = generation
-        return np.asarray(session.run_rows(self.data.rows(np.asarray(indices))))
+        return self.answer.respond(session.run_rows(self.data.rows(np.asarray(indices))), indices)
 
-    def _run_and_complete(self, session: Any, ids: Ids, indices: Ids, complete: Complete) -> None:
+    def _run_and_complete(self, session: Session, ids: Ids, indices: Ids, complete: Complete) -> None:
         try:
             out = self._infer(session, indices)
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
@@ -173,6 +180,7 @@ class ThreadRunner(Runner):
         self,
         backend: Backend,
         data: SampleLibrary,
+        answer: Answer,
         workers: int,
         *,
         replicate: bool,
@@ -181,7 +189,7 @@ class ThreadRunner(Runner):
         window_s: float = 0.0,
         buckets: tuple[int, ...] = (),
     ) -> None:
-        super().__init__(backend, data, on_device=on_device)
+        super().__init__(backend, data, answer, on_device=on_device)
         self.name = "threadpool+replication" if replicate else "threadpool"
         self._coalesce = coalesce  # the largest batch dynamic batching forms (1: none)
         self._window_s = window_s
@@ -237,7 +245,7 @@ class ThreadRunner(Runner):
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
 
-    def _work(self, slot: int, session: Any) -> None:
+    def _work(self, slot: int, session: Session) -> None:
         while (item := self._queue.get()) is not None:
             items, stop = self._gather(item) if self._coalesce > 1 else ([item], False)
             try:
@@ -281,14 +289,14 @@ class ThreadRunner(Runner):
             for size in self._buckets:
                 self._infer(session, np.resize(loaded, size))
 
-    def _run_together(self, session: Any, items: list[tuple[Ids, Ids, Complete]]) -> None:
+    def _run_together(self, session: Session, items: list[tuple[Ids, Ids, Complete]]) -> None:
         ids = np.concatenate([np.asarray(i[0], dtype=np.uint64) for i in items])
         indices = np.concatenate([np.asarray(i[1], dtype=np.int64) for i in items])
         size = next((b for b in self._buckets if b >= len(indices)), len(indices))
         if size > len(indices):  # padded with the last sample; its extra answers are dropped
             indices = np.concatenate([indices, np.repeat(indices[-1:], size - len(indices))])
         try:
-            out = self._infer(session, indices)[: len(ids)]
+            out = self._infer(session, indices).part(0, len(ids))
         except Exception as err:  # keep LoadGen from waiting forever; fail after the run
             out = self._failed(f"{type(err).__name__}: {err}", len(ids))
         self._note(threading.current_thread().name, len(ids))
@@ -297,7 +305,7 @@ class ThreadRunner(Runner):
             return
         start = 0
         for item_ids, _, complete in items:
-            complete(item_ids, out[start : start + len(item_ids)])
+            complete(item_ids, out.part(start, start + len(item_ids)))
             start += len(item_ids)
 
 
@@ -307,8 +315,8 @@ class ProcessRunner(Runner):
 
     name = "processpool"
 
-    def __init__(self, backend: Backend, data: SampleLibrary, workers: int) -> None:
-        super().__init__(backend, data)
+    def __init__(self, backend: Backend, data: SampleLibrary, answer: Answer, workers: int) -> None:
+        super().__init__(backend, data, answer)
         self.sessions = workers  # each worker process opens its own
         ctx = multiprocessing.get_context("spawn")
         self._tasks: Any = ctx.Queue()
@@ -318,7 +326,7 @@ class ProcessRunner(Runner):
         self._seq = 0
         self._published: tuple[int, str] | None = None  # (generation, path)
         self._scratch = Path(tempfile.mkdtemp(prefix="mlbox-samples-", dir=_scratch_parent(data)))
-        config = (backend.name, backend.config)
+        config = (backend.name, backend.config, answer)
         self._procs = [
             ctx.Process(target=_process_main, args=(config, self._tasks, self._results), name=f"mlbox-worker-{i}")
             for i in range(workers)
@@ -353,7 +361,7 @@ class ProcessRunner(Runner):
             self._seq += 1
             seq = self._seq
             self._pending[seq] = (ids, complete)
-        self._tasks.put((seq, path, rows))
+        self._tasks.put((seq, path, rows, indices))
 
     def _publish(self) -> str:
         """Write the loaded samples once per LoadGen load; workers map the file."""
@@ -445,26 +453,28 @@ def _scratch_parent(data: SampleLibrary) -> str | None:
     return None
 
 
-def _process_main(config: tuple[str, Any], tasks: Any, results: Any) -> None:
-    """A worker process: one session; tasks are (seq, samples file, rows)."""
+def _process_main(config: tuple[str, BackendConfig, Answer], tasks: Any, results: Any) -> None:
+    """A worker process: one session, answering as the task does; tasks are (seq, samples
+    file, rows, QSL indices)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     name = multiprocessing.current_process().name
+    backend, backend_config, answer = config
     try:
-        session = open_worker_session(*config)
+        session = open_worker_session(backend, backend_config)
     except Exception as err:
         results.put(("failed", 0, f"{type(err).__name__}: {err}"))
         return
     results.put(("ready", 0, name))
     mapped: tuple[str, np.ndarray] | None = None
     while (task := tasks.get()) is not None:
-        seq, path, rows = task
+        seq, path, rows, indices = task
         try:
             if mapped is None or mapped[0] != path:
                 mapped = (path, np.load(path, mmap_mode="r"))
             batch = take_rows(mapped[1], rows)
-            results.put(("done", seq, (name, session.run(batch))))
+            results.put(("done", seq, (name, answer.respond(session.run(batch), indices))))
         except Exception as err:
             results.put(("error", seq, (name, f"{type(err).__name__}: {err}")))
 
@@ -473,6 +483,7 @@ def make_runner(
     kind: str,
     backend: Backend,
     data: SampleLibrary,
+    answer: Answer,
     workers: int,
     *,
     on_device: bool = False,
@@ -482,11 +493,12 @@ def make_runner(
 ) -> Runner:
     """``coalesce``/``window_s``/``buckets``: Server's dynamic batching (thread workers)."""
     if kind == "inline":
-        return InlineRunner(backend, data, on_device=on_device)
+        return InlineRunner(backend, data, answer, on_device=on_device)
     if kind in ("threadpool", "threadpool+replication"):
         return ThreadRunner(
             backend,
             data,
+            answer,
             workers,
             replicate=kind == "threadpool+replication",
             on_device=on_device,
@@ -498,6 +510,6 @@ def make_runner(
         if on_device:
             msg = "--samples-on-device keeps samples in this process's GPU memory: use a thread runner"
             raise BenchError(msg)
-        return ProcessRunner(backend, data, workers)
+        return ProcessRunner(backend, data, answer, workers)
     msg = f"unknown runner {kind}"
     raise BenchError(msg)

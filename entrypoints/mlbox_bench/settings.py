@@ -1,4 +1,5 @@
-"""mlbox-bench settings: one table of options, parsed once into a frozen object.
+"""mlbox-bench settings: one table of options (this module's rows and each backend
+module's OPTIONS), parsed once into a frozen object.
 
 Each option is a flag, an ``MLBOX_*`` variable (``MLBOX_<NAME>``, except the three whose
 ``MLBOX_<NAME>`` the host tool reads with another meaning: see HOST_VARIABLES) and, for the
@@ -18,28 +19,49 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 from mlbox_bench import fields as lg_fields
+from mlbox_bench import tasks
 from mlbox_bench.backends import BACKENDS, FORMATS, PREPROCESSING, guess_format
 from mlbox_bench.errors import BenchError, did_you_mean, quote
 from mlbox_bench.fields import SCENARIOS
 from mlbox_bench.layout import Where, scenario_dir
+from mlbox_bench.mlperf import DEFAULT_ROUND, SUBMISSION_ROUNDS, conf_key, conf_name, find, task_of
+
+# The rows' vocabulary lives in mlbox_bench.options, shared with the backend modules (which
+# cannot import this module: it imports them), under the private names the rows use here.
+# Option and SettingsError are re-exported: the CLI, the host tool and tests import them here.
+from mlbox_bench.options import (
+    MAX_BATCH,
+    MAX_LATENCY_MS,
+    MAX_QPS,
+    MAX_QUERIES,
+    MAX_SAMPLES,
+    MAX_SECONDS,
+    MAX_THREADS,
+    MAX_WINDOW_MS,
+)
+from mlbox_bench.options import Number as _Number
+from mlbox_bench.options import Option as Option
+from mlbox_bench.options import SettingsError as SettingsError
+from mlbox_bench.options import boolean as _bool
+from mlbox_bench.options import choice as _choice
+from mlbox_bench.options import nonempty as _text
 
 MODES = ("performance", "accuracy", "find-peak")
 RUNNERS = ("inline", "threadpool", "threadpool+replication", "processpool")
-EXECMODES = ("sequential", "parallel")
 COMPLIANCE_TESTS = ("TEST01", "TEST04")
 DIVISIONS = ("closed", "open")
 LAYOUTS = ("NCHW", "NHWC")
 MODEL_FILE_SUFFIXES = (".onnx", ".pb", ".pt", ".pth", ".tflite", ".savedmodel", ".plan", ".engine")
-DEFAULT_PREFIX = "MLBOX_DEFAULT_"
 
 # MLBOX_* names the host tool `mlbox` reads (each of its options has one); they may be
 # set around `mlbox bench`, which runs this harness in the host tool's environment, so the
@@ -124,107 +146,12 @@ HOST_VARIABLES = frozenset(
 )
 
 
-class SettingsError(ValueError):
-    """A flag or variable has a bad value or an unknown name."""
-
-
-def _choice(choices: Sequence[str]) -> Callable[[str], str]:
-    lowered = {c.lower(): c for c in choices}
-
-    def parse(text: str) -> str:
-        # Accept any case: LoadGen's config lookups are case-sensitive, so normalise here.
-        if text.lower() in lowered:
-            return lowered[text.lower()]
-        msg = f"{quote(text)} is not one of {', '.join(choices)}{did_you_mean(text, choices)}"
-        raise SettingsError(msg)
-
-    return parse
-
-
-class _Number:
-    """A parser for numbers in a range: > low (>= low when above=False), < below and <=
-    most when given. Every numeric option has an upper bound, checked before anything is
-    allocated or handed to LoadGen; ``range`` says it in --help."""
-
-    def __init__(
-        self,
-        kind: type[int] | type[float],
-        *,
-        low: float = 0,
-        above: bool = True,
-        below: float | None = None,
-        most: float | None = None,
-    ) -> None:
-        self.kind, self.low, self.above, self.below, self.most = kind, low, above, below, most
-
-    @property
-    def range(self) -> str:
-        if self.kind is int and self.most is not None:
-            return f"{int(self.low) + (1 if self.above else 0):,} to {int(self.most):,}"
-        lower = f"{'above' if self.above else 'at least'} {self.low:g}"
-        upper = f"below {self.below:g}" if self.below is not None else f"at most {_figure(self.most)}"
-        return f"{lower}, {upper}"
-
-    def __call__(self, text: str) -> Any:
-        kind = self.kind
-        try:
-            value = kind(text)
-        except ValueError:
-            msg = f"{quote(text, 40)} is not a {'whole number' if kind is int else 'number'}"
-            raise SettingsError(msg) from None
-        if value != value or value in (float("inf"), float("-inf")):  # NaN, inf
-            msg = f"{quote(text, 40)} is not a finite number"
-            raise SettingsError(msg)
-        low = self.low
-        below_low = value <= low if self.above else value < low
-        above_high = (self.below is not None and value >= self.below) or (self.most is not None and value > self.most)
-        if below_low or above_high:
-            msg = f"{quote(text, 40)} is out of range: {self.range}"
-            raise SettingsError(msg)
-        return value
-
-
-def _figure(value: float | None) -> str:
-    """10000000.0 -> '10,000,000'; 3600.5 -> '3,600.5'."""
-    if value is None:
-        return "any"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
-
-
-# Upper bounds, far beyond any real run, low enough that no value overflows LoadGen's
-# integer fields or asks for memory that cannot exist.
-MAX_SECONDS = 7 * 24 * 3600  # a week
-MAX_LATENCY_MS = 3_600_000  # an hour
-MAX_QPS = 10_000_000
-MAX_QUERIES = 100_000_000
-MAX_SAMPLES = 10_000_000
-MAX_BATCH = 65_536
-MAX_THREADS = 1_024  # workers, and each library's thread counts
-MAX_WINDOW_MS = 1_000
-
-
-def _text(text: str) -> str:
-    if not text:
-        msg = "must not be empty"
-        raise SettingsError(msg)
-    return text
-
-
 def _name(text: str) -> str:
     # Used as a directory name in the submission layout: keep it to one path component.
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
         msg = f"{quote(text)} must be letters, digits, '.', '_' or '-' (at most 64, no '/')"
         raise SettingsError(msg)
     return text
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off", ""):
-        return False
-    msg = f"{quote(text)} is not a boolean (1/0, true/false, yes/no)"
-    raise SettingsError(msg)
 
 
 def _model_name(text: str) -> str:
@@ -239,6 +166,16 @@ def _model_name(text: str) -> str:
     return _name(text)
 
 
+def _task(text: str) -> str:
+    """A task mlbox-bench knows (any case): its own (tasks.TASKS), or one registered in
+    this process."""
+    for name in tasks.known():
+        if text.casefold() == name.casefold():
+            return name
+    msg = f"{quote(text, 40)} is not a task mlbox-bench knows ({', '.join(tasks.known())})"
+    raise SettingsError(msg)
+
+
 def _shape(text: str) -> tuple[int, ...]:
     """`3,224,224` -> (3, 224, 224): one sample's input shape, without the batch."""
     try:
@@ -251,61 +188,9 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def _pairs(text: str) -> tuple[tuple[str, str], ...]:
-    """`prefer_nhwc=1,enable_cuda_graph=0` -> (("prefer_nhwc", "1"), ...)."""
-    pairs = []
-    for item in text.split(","):
-        key, sep, value = item.strip().partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or not value:
-            msg = f"{quote(item.strip())} is not KEY=VALUE (give e.g. prefer_nhwc=1,cudnn_conv_algo_search=HEURISTIC)"
-            raise SettingsError(msg)
-        pairs.append((key, value))
-    return tuple(pairs)
-
-
-def _tensor(text: str) -> str:
-    """One tensor (or signature key): `input_tensor:0`, `input_tensor`. The reference's
-    --inputs/--outputs take lists; mlbox-bench feeds one input and answers one output."""
-    if not text or "," in text or any(c.isspace() for c in text):
-        msg = f"{quote(text)} is not one tensor name (e.g. input_tensor:0)"
-        msg += "; mlbox-bench feeds one input and reads one output"
-        raise SettingsError(msg)
-    return text
-
-
 def _seconds_to_ms(text: str) -> str:
     """--max-latency is in seconds (the reference app's unit); target_latency in ms."""
     return repr(_Number(float, most=MAX_LATENCY_MS / 1000)(text) * 1000.0)
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str
-    parse: Callable[[str], Any]
-    help: str
-    flags: tuple[str, ...] = ()  # other spellings with the same meaning and unit
-    cm: str | None = None  # the MLCommons CM variable; MLC_* (its successor) is derived
-    default: Any = None
-    is_flag: bool = False
-    owner: tuple[str, ...] = ()  # the backends that read it (none: every run)
-    variable: str | None = None  # its MLBOX_* variable when MLBOX_<NAME> is the host tool's
-
-    @property
-    def env(self) -> str:
-        return self.variable or "MLBOX_" + self.name.upper()
-
-    @property
-    def image_env(self) -> str:
-        return DEFAULT_PREFIX + self.name.upper()
-
-    @property
-    def aliases(self) -> tuple[str, ...]:
-        """Alias variables, strongest first: MLCommons' current automation uses MLC_*."""
-        return ("MLC_" + self.cm.removeprefix("CM_"), self.cm) if self.cm else ()
-
-    @property
-    def all_flags(self) -> tuple[str, ...]:
-        return (f"--{self.name.replace('_', '-')}", *self.flags)
 
 
 @dataclass(frozen=True)
@@ -328,9 +213,10 @@ def _const(value: str) -> Callable[[str], str]:
 
 
 _seconds = _Number(float, most=MAX_SECONDS)
-_threads = _Number(int, above=False, most=MAX_THREADS)
-
-OPTIONS: tuple[Option, ...] = (
+# The rows every run reads. Each backend module declares its own (its OPTIONS); the table
+# lists them between these two parts, so --help reads: what and how to run, each backend's
+# options, then where results go.
+_RUN_OPTIONS: tuple[Option, ...] = (
     # --- what to run ---------------------------------------------------------------
     Option("scenario", _choice(SCENARIOS), "LoadGen scenario", cm="CM_MLPERF_LOADGEN_SCENARIO", default="Offline"),
     Option(
@@ -362,10 +248,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "model",
         _model_name,
-        "MLPerf model name for mlperf.conf's rules (resnet50, retinanet); not a file",
+        "MLPerf model name for mlperf.conf's rules (resnet50 or resnet, retinanet); not a file",
         flags=("--model-name",),
         default="resnet50",
         variable="MLBOX_MLPERF_MODEL",
+    ),
+    Option(
+        "task",
+        _task,
+        "the model's task (default: the MLPerf model's: resnet50 classification, retinanet detection)",
     ),
     Option(
         "dataset",
@@ -456,147 +347,14 @@ OPTIONS: tuple[Option, ...] = (
         "(default: none on the CPU; on a GPU a tenth of the latency bound, at most 2 ms)",
     ),
     Option(
-        "samples_on_device",
-        _bool,
-        "GPU: keep LoadGen's loaded samples in GPU memory, copied once per load (declared in result.json and "
-        "the submission's system description, as MLPerf requires)",
-        is_flag=True,
-        default=False,
-        owner=("onnxruntime", "pytorch"),
-    ),
-    Option(
         "concurrency",
         _Number(int, most=MAX_THREADS),
         "worker count of the runner",
         cm="CM_MLPERF_CONCURRENCY",
         default=2,
     ),
-    # --- onnxruntime (the seed app's names) ----------------------------------------
-    Option(
-        "ep",
-        _text,
-        "onnxruntime execution provider (pytorch: CPUExecutionProvider/CUDAExecutionProvider pick the device, "
-        "as in the seed app)",
-        cm="CM_MLPERF_EXECUTION_PROVIDER",
-        default="CPUExecutionProvider",
-        owner=("onnxruntime", "pytorch"),
-    ),
-    Option(
-        "ep_options",
-        _pairs,
-        "onnxruntime execution provider options, KEY=VALUE,... (CUDA: prefer_nhwc=1, ...)",
-        default=(),
-        owner=("onnxruntime",),
-    ),
-    Option(
-        "execmode",
-        _choice(EXECMODES),
-        "onnxruntime execution mode",
-        cm="CM_MLPERF_EXEC_MODE",
-        default="sequential",
-        owner=("onnxruntime",),
-    ),
-    Option(
-        "intraop",
-        _threads,
-        "onnxruntime intra-op threads (0: onnxruntime decides)",
-        cm="CM_MLPERF_INTRAOP",
-        default=0,
-        owner=("onnxruntime",),
-    ),
-    Option(
-        "interop",
-        _threads,
-        "onnxruntime inter-op threads (0: onnxruntime decides)",
-        cm="CM_MLPERF_INTEROP",
-        default=0,
-        owner=("onnxruntime",),
-    ),
-    # --- pytorch --------------------------------------------------------------------
-    Option(
-        "torch_threads",
-        _threads,
-        "PyTorch intra-op threads, torch.set_num_threads (0: PyTorch decides)",
-        default=0,
-        owner=("pytorch",),
-    ),
-    Option(
-        "torch_interop_threads",
-        _threads,
-        "PyTorch inter-op threads (0: PyTorch decides)",
-        default=0,
-        owner=("pytorch",),
-    ),
-    Option("half", _bool, "CUDA: run in fp16 (weights and inputs)", is_flag=True, default=False, owner=("pytorch",)),
-    Option(
-        "channels_last",
-        _bool,
-        "CUDA: channels-last memory format",
-        is_flag=True,
-        default=False,
-        owner=("pytorch",),
-    ),
-    Option("torch_compile", _bool, "CUDA: torch.compile the model", is_flag=True, default=False, owner=("pytorch",)),
-    Option(
-        "torch_compile_mode",
-        _choice(("default", "reduce-overhead", "max-autotune")),
-        "torch.compile's mode (reduce-overhead replays CUDA graphs)",
-        default="default",
-        owner=("pytorch",),
-    ),
-    Option(
-        "model_code",
-        _text,
-        "the seed app's PyTorch route: a directory whose cmc.py has model_init(checkpoint, cfg)",
-        flags=("--model_code",),
-        cm="CM_ML_MODEL_CODE_WITH_PATH",
-        owner=("pytorch",),
-    ),
-    Option(
-        "model_cfg",
-        _text,
-        "the seed app's model configuration (JSON) for model_init",
-        flags=("--model_cfg",),
-        cm="CM_ML_MODEL_CFG_WITH_PATH",
-        owner=("pytorch",),
-    ),
-    # --- tensorflow ----------------------------------------------------------------
-    Option(
-        "tf_intra_op_threads",
-        _threads,
-        "TensorFlow intra-op threads of each session (ConfigProto.intra_op_parallelism_threads; 0: TensorFlow decides)",
-        default=0,
-        owner=("tensorflow",),
-    ),
-    Option(
-        "tf_inter_op_threads",
-        _threads,
-        "TensorFlow inter-op threads of each session (ConfigProto.inter_op_parallelism_threads; 0: TensorFlow decides)",
-        default=0,
-        owner=("tensorflow",),
-    ),
-    Option(
-        "tf_input",
-        _tensor,
-        "TensorFlow input tensor, or SavedModel signature key (default: input_tensor:0, else the only placeholder)",
-        flags=("--inputs",),
-        owner=("tensorflow",),
-    ),
-    Option(
-        "tf_output",
-        _tensor,
-        "TensorFlow output answered to LoadGen, tensor or signature key (default: ArgMax:0, else softmax_tensor:0)",
-        flags=("--outputs",),
-        owner=("tensorflow",),
-    ),
-    # --- tflite (LiteRT) --------------------------------------------------------------
-    Option(
-        "tflite_threads",
-        _threads,
-        "LiteRT interpreter threads, each worker's (num_threads; 0: LiteRT decides)",
-        default=0,
-        owner=("tflite",),
-    ),
+)
+_OUTPUT_OPTIONS: tuple[Option, ...] = (
     # --- output -----------------------------------------------------------------
     Option(
         "output_dir",
@@ -616,6 +374,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("system_name", _name, "system name in the submission layout", default="mlbox"),
     Option("submitter", _name, "submitting organisation in the submission layout", default="mlbox"),
     Option("division", _choice(DIVISIONS), "MLPerf division in the submission layout", default="closed"),
+    Option(
+        "submission_round",
+        _choice(SUBMISSION_ROUNDS),
+        "MLPerf Inference round whose submission checker the layout is written for: it names the model's "
+        "directory (resnet) and refuses a model the round does not have",
+        default=DEFAULT_ROUND,
+    ),
     Option("allow_invalid", _bool, "exit 0 even when LoadGen says INVALID", is_flag=True, default=False),
     # --- what the image is (set by the image as MLBOX_DEFAULT_*; recorded in result.json)
     Option(
@@ -639,6 +404,23 @@ OPTIONS: tuple[Option, ...] = (
         variable="MLBOX_BENCH_BACKEND",
     ),
 )
+
+
+def _backend_options() -> tuple[Option, ...]:
+    """Every backend module's OPTIONS, in BACKENDS order, each row recording the backends
+    that read it: the module that declares it and any that name it in SHARED_OPTIONS."""
+    declared: dict[str, tuple[Option, ...]] = {}
+    readers: dict[str, list[str]] = {}
+    for backend in BACKENDS:
+        # Importing a backend module loads no inference library: it imports its own lazily.
+        module = importlib.import_module(f"mlbox_bench.backends.{backend}")
+        declared[backend] = module.OPTIONS
+        for name in (*(o.name for o in module.OPTIONS), *getattr(module, "SHARED_OPTIONS", ())):
+            readers.setdefault(name, []).append(backend)
+    return tuple(replace(opt, owner=tuple(readers[opt.name])) for rows in declared.values() for opt in rows)
+
+
+OPTIONS: tuple[Option, ...] = (*_RUN_OPTIONS, *_backend_options(), *_OUTPUT_OPTIONS)
 BY_NAME = {o.name: o for o in OPTIONS}
 
 # MLCommons' reference app (vision/classification_and_detection/python/main.py): its flags,
@@ -683,6 +465,7 @@ class Settings:
     preprocessing: str | None
     input_shape: tuple[int, ...] | None
     model: str
+    task: str
     dataset: str | None
     preprocessed_dir: str | None
     data_format: str | None
@@ -728,6 +511,7 @@ class Settings:
     system_name: str
     submitter: str
     division: str
+    submission_round: str
     allow_invalid: bool
     weights: str
     device: str
@@ -741,6 +525,14 @@ class Settings:
         """True when a flag or variable set it: mlbox-bench must apply it on top of
         mlperf.conf and user.conf (a user.conf value is already in LoadGen's settings)."""
         return getattr(self, name) is not None and not self.source(name).startswith(("user.conf", "default"))
+
+    def model_file(self) -> tuple[str, str]:
+        """(modelpath, model_format) for a backend to load; a given modelpath always has a
+        format (given, or read from the file), so only a missing file is refused here."""
+        if self.modelpath is None or self.model_format is None:
+            msg = "no model to run: pass --modelpath FILE (env MLBOX_MODELPATH)"
+            raise BenchError(msg)
+        return self.modelpath, self.model_format
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return {
@@ -832,9 +624,19 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         if opt.name in from_conf:
             resolve(opt, conf)
     _derive_backend(values, sources)
+    _derive_task(values, sources)
     settings = Settings(**values, sources=sources)
     _check_combinations(settings)
     return settings, print_only
+
+
+def _derive_task(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Unless given, the task is the MLPerf model's (classification for a model the table
+    does not know, as before there was a choice)."""
+    if values["task"] is None:
+        values["task"] = task_of(values["model"])
+        if find(values["model"]) is not None:
+            sources["task"] = f"default (model {values['model']})"
 
 
 def _derive_backend(values: dict[str, Any], sources: dict[str, str]) -> None:
@@ -898,6 +700,11 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
 
     mlbox-bench reads the file only to know which settings it sets (for precedence and
     --print-settings); LoadGen itself still loads it, once, through FromConfig.
+
+    Any name of the model means it: LoadGen is given mlperf.conf's name (resnet50), and a
+    line for another of its names (resnet) is keyed by that name first, as the copy of
+    the file LoadGen reads is (mlperf.user_conf_for_loadgen); the last line for a key wins,
+    in both.
     """
     from mlbox_bench.files import read_user_text
 
@@ -915,10 +722,11 @@ def read_user_conf(path: str, model: str, scenario: str) -> dict[str, str]:
             msg = f"--user-conf {path} line {number}: expected 'model.scenario.key = value', got {quote(line.strip())}"
             raise SettingsError(msg)
         _check_conf_key(words[0], f"--user-conf {path} line {number}")
-        entries[words[0]] = words[2]
+        entries[conf_key(words[0], model)] = words[2]
+    own = conf_name(model)
 
     def lookup(key: str) -> str | None:
-        for m, sc in ((model, scenario), ("*", scenario), (model, "*"), ("*", "*")):
+        for m, sc in ((own, scenario), ("*", scenario), (own, "*"), ("*", "*")):
             if f"{m}.{sc}.{key}" in entries:
                 return entries[f"{m}.{sc}.{key}"]
         return None

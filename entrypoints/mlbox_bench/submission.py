@@ -1,7 +1,7 @@
 """The MLPerf submission tree, as MLCommons' submission checker (v6.x) reads it:
 
     submission/<division>/<submitter>/
-        results/<system>/<model>/<Scenario>/
+        results/<system>/<model>/<Scenario>/     <model>: the round's name (resnet, see mlperf.py)
             performance/run_1/   mlperf_log_summary.txt, mlperf_log_detail.txt
             accuracy/            the same two, mlperf_log_accuracy.json truncated as
                                  truncate_accuracy_log.py does, accuracy.txt with its hash= line
@@ -24,13 +24,16 @@ import logging
 import platform
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlbox_bench import __version__, fields
+from mlbox_bench import __version__, fields, mlperf
 from mlbox_bench.errors import BenchError
 from mlbox_bench.files import copy_atomic, file_sha256, write_json_atomic, write_text_atomic
-from mlbox_bench.layout import runs_dir, scenario_dir, submitter_dir
+from mlbox_bench.layout import model_dir, runs_dir, scenario_dir, submitter_dir
 from mlbox_bench.settings import Settings
+
+if TYPE_CHECKING:
+    from mlbox_bench.tasks import Task
 
 log = logging.getLogger("mlbox-bench")
 
@@ -40,8 +43,11 @@ FILL_IN = "FILL IN: "  # marks a field only a person can fill
 
 
 def check_ready(s: Settings) -> None:
-    """A compliance run is verified against the performance run (and TEST01 against the
-    accuracy run's full log): refuse to start without them."""
+    """Refuse to start a run the tree cannot hold: a model the round's checker does not
+    know, or a compliance run without the runs it is verified against (the performance
+    run, and for TEST01 the accuracy run's full log)."""
+    if mlperf.submission_name(s.model, s.submission_round) is None:
+        raise BenchError(not_in_round(s.model, s.submission_round))
     if not s.compliance:
         return
     needed = [scenario_dir(s) / "performance" / "run_1" / "mlperf_log_detail.txt"]
@@ -55,6 +61,16 @@ def check_ready(s: Settings) -> None:
             "run them first with the same flags and --submission-layout (accuracy: --mode accuracy)"
         )
         raise BenchError(msg)
+
+
+def not_in_round(model: str, round_: str) -> str:
+    having = mlperf.rounds_having(model)
+    writable = [r for r in having if r in mlperf.SUBMISSION_ROUNDS]
+    if writable:
+        hint = f": pass --submission-round {writable[-1]}"
+    else:
+        hint = f"; mlbox-bench writes the submission tree of {', '.join(mlperf.SUBMISSION_ROUNDS)} only"
+    return f"{model} is not in MLPerf Inference {round_}'s menu; the rounds that have it: {', '.join(having)}{hint}"
 
 
 def write(s: Settings, result: dict[str, Any], run_dir: Path, data: Any) -> dict[str, Any]:
@@ -122,7 +138,7 @@ def _accuracy(target: Path, run_dir: Path, result: dict[str, Any]) -> list[Path]
 
 
 def _compliance(s: Settings, target: Path, run_dir: Path, data: Any) -> list[Path]:
-    from mlbox_bench.accuracy import score
+    from mlbox_bench import tasks
     from mlbox_bench.compliance import verify_accuracy, verify_performance
 
     target.mkdir(parents=True, exist_ok=True)
@@ -140,45 +156,47 @@ def _compliance(s: Settings, target: Path, run_dir: Path, data: Any) -> list[Pat
         verdicts.append(acc.passed)
         acc_dir = _fresh(target / "accuracy")
         line = None
-        if data.labels is not None:
+        task = tasks.get(s.task)
+        scored = task.score(test_log, data)
+        if scored is not None:
             # Part III of TEST01 (non-deterministic results): both scores over the same samples.
-            labels = [int(x) for x in data.labels]
-            compliance_line = score(test_log, labels).line()
-            write_text_atomic(acc_dir / "compliance_accuracy.txt", compliance_line + "\n")
-            write_text_atomic(acc_dir / "baseline_accuracy.txt", _baseline(reference_log, test_log, labels) + "\n")
+            line = scored.line
+            write_text_atomic(acc_dir / "compliance_accuracy.txt", line + "\n")
+            write_text_atomic(acc_dir / "baseline_accuracy.txt", _baseline(reference_log, test_log, task, data) + "\n")
             written += [acc_dir / "compliance_accuracy.txt", acc_dir / "baseline_accuracy.txt"]
-            line = compliance_line
         written += [target / "verify_accuracy.txt", *_hashed_accuracy(test_log, acc_dir, line)]
     log.info("%s verification: %s", s.compliance, "TEST PASS" if all(verdicts) else "TEST FAIL")
     return written
 
 
-def _baseline(reference_log: Path, test_log: Path, labels: list[int]) -> str:
+def _baseline(reference_log: Path, test_log: Path, task: Task, data: Any) -> str:
     """The accuracy run's score over the samples the compliance run logged
     (compliance/TEST01/create_accuracy_baseline.sh, then the accuracy script)."""
     import json
-
-    from mlbox_bench.accuracy import score
 
     sampled = {int(e["qsl_idx"]) for e in json.loads(test_log.read_text(encoding="utf-8"))}
     entries = [e for e in json.loads(reference_log.read_text(encoding="utf-8")) if int(e["qsl_idx"]) in sampled]
     subset = test_log.parent / ".baseline.json"
     subset.write_text(json.dumps(entries), encoding="utf-8")
     try:
-        return score(subset, labels).line()
+        scored = task.score(subset, data)
+        return scored.line if scored is not None else ""
     finally:
         subset.unlink(missing_ok=True)
 
 
 def user_conf_text(s: Settings, applied: dict[str, Any]) -> str:
     """The user.conf that reproduces the run: the user's file, then what mlbox-bench set
-    on top of it (flags, variables, calibration), as exact model.Scenario keys."""
+    on top of it (flags, variables, calibration), as exact model.Scenario keys. Its keys
+    name the model as mlperf.conf does (resnet50), as LoadGen matches them: the
+    reference app, or LoadGen given the file directly, finds every line."""
     lines = ["# user.conf of this run, written by mlbox-bench " + __version__]
     if s.user_conf and not s.source("user_conf").startswith("submission"):
-        lines += [f"# from {s.user_conf}:", Path(s.user_conf).read_text(encoding="utf-8").rstrip()]
+        text = mlperf.user_conf_for_loadgen(Path(s.user_conf).read_text(encoding="utf-8"), s.model)
+        lines += [f"# from {s.user_conf}:", text.rstrip()]
     lines.append("# set by mlbox-bench (flags, variables, calibration):")
     try:
-        lines += fields.user_conf_lines(applied, s.model, s.scenario)
+        lines += fields.user_conf_lines(applied, mlperf.conf_name(s.model), s.scenario)
     except ValueError as err:
         msg = f"cannot write a user.conf that reproduces this run: {err}"
         raise BenchError(msg) from None
@@ -225,7 +243,7 @@ def _measurements(s: Settings, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _readme(s: Settings, result: dict[str, Any]) -> str:
-    runs = Path(s.output_dir) / "runs" / s.system_name / s.model / s.scenario
+    runs = Path(s.output_dir) / "runs" / s.system_name / model_dir(s) / s.scenario
     return (
         f"# {s.model} {s.scenario} on {s.system_name}\n\n"
         f"Made with mlbox-bench {__version__} (MLPerf LoadGen {result.get('loadgen_version')}, "
@@ -234,7 +252,7 @@ def _readme(s: Settings, result: dict[str, Any]) -> str:
         "Keep the untruncated accuracy log: MLCommons may ask for it.\n\n"
         "To reproduce (user.conf holds the calibrated settings):\n\n"
         f"    mlbox-bench --scenario {s.scenario} --model {s.model} --modelpath MODEL --user-conf user.conf "
-        "--submission-layout\n"
+        f"--submission-layout --submission-round {s.submission_round}\n"
         "    (then again with --mode accuracy --dataset DIR, --compliance TEST01, --compliance TEST04)\n"
     )
 

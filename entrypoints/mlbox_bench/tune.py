@@ -18,7 +18,8 @@ from mlbox_bench.backends import Backend
 from mlbox_bench.calibrate import measure
 from mlbox_bench.data import SampleLibrary
 from mlbox_bench.errors import BenchError
-from mlbox_bench.runners import Complete, Runner, ThreadRunner, make_runner
+from mlbox_bench.responses import Answer, Complete
+from mlbox_bench.runners import Runner, ThreadRunner, make_runner
 from mlbox_bench.settings import Settings
 
 log = logging.getLogger("mlbox-bench")
@@ -79,7 +80,7 @@ def buckets(largest: int) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-def build(plan: RunnerPlan, s: Settings, backend: Backend, data: SampleLibrary) -> Runner:
+def build(plan: RunnerPlan, s: Settings, backend: Backend, data: SampleLibrary, answer: Answer) -> Runner:
     """The plan's runner. Server on a GPU pads its dynamic batches to a few shapes and
     runs each once before LoadGen starts (a GPU library's first batch of a new shape
     takes hundreds of ms: an H200 run saw p99 1.8 s from that alone)."""
@@ -89,6 +90,7 @@ def build(plan: RunnerPlan, s: Settings, backend: Backend, data: SampleLibrary) 
         plan.runner,
         backend,
         data,
+        answer,
         plan.workers,
         on_device=s.samples_on_device,
         coalesce=plan.batch if server else 1,
@@ -108,7 +110,7 @@ def wanted(s: Settings, backend: Backend) -> bool:
 
 
 def tune(
-    s: Settings, backend: Backend, data: SampleLibrary, base: RunnerPlan, complete: Complete
+    s: Settings, backend: Backend, data: SampleLibrary, answer: Answer, base: RunnerPlan, complete: Complete
 ) -> tuple[RunnerPlan, dict[str, Any]]:
     """The fastest plan among the candidates (only what the user left open varies)."""
     if s.set_by_user("runner"):
@@ -128,7 +130,7 @@ def tune(
     best: tuple[float, RunnerPlan] | None = None
     for runner_kind, workers in shapes:
         plan = RunnerPlan(runner_kind, workers, batches[0], base.window_s)
-        runner = build(plan, s, backend, data)
+        runner = build(plan, s, backend, data, answer)
         try:
             previous = 0.0
             for batch in batches:  # larger batches while they pay

@@ -21,6 +21,7 @@ from tests.support.gpu import no_gpu
 
 Result = dict[str, Any]
 SHORT = ["--scenario", "SingleStream", "--duration", "0.05", "--samples", "64"]
+SERVER_900 = ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05"]
 
 
 def bench(model: Path, out: Path, *args: str) -> tuple[int, Result | None]:
@@ -102,7 +103,7 @@ FLAG_CASES: list[tuple[str, list[str], Callable[[Result, Path], bool]]] = [
     (
         "system_name",
         [*SHORT, "--submission-layout", "--system-name", "box1"],
-        lambda r, out: (out / "submission/closed/mlbox/results/box1/resnet50/SingleStream/performance/run_1").is_dir(),
+        lambda r, out: (out / "submission/closed/mlbox/results/box1/resnet/SingleStream/performance/run_1").is_dir(),
     ),
     (
         "submitter",
@@ -153,7 +154,7 @@ def test_model_name_selects_mlperf_conf_entries(bench_model: Path, tmp_path: Pat
     """--model picks mlperf.conf's rows: Server latency bound 15 ms for resnet50, 100 ms for retinanet."""
     common = ["--scenario", "Server", "--target-qps", "900", "--duration", "0.05"]
     _, resnet = bench(bench_model, tmp_path / "a", *common)
-    _, retina = bench(bench_model, tmp_path / "b", *common, "--model", "retinanet")
+    _, retina = bench(bench_model, tmp_path / "b", *common, "--model", "retinanet", "--task", "classification")
     assert resnet is not None
     assert retina is not None
     assert (eff(resnet, "target_latency_ns"), eff(retina, "target_latency_ns")) == (15_000_000, 100_000_000)
@@ -442,7 +443,7 @@ REFERENCE_CASES: list[tuple[list[str], list[str], Callable[[Result, Path], bool]
         lambda r, _: (r["qsl"]["total"], eff(r, "min_query_count"), eff(r, "max_query_count")) == (24, 24, 24),
     ),
     (
-        ["--model-name", "retinanet", "--scenario", "Server", "--target-qps", "900", "--duration", "0.05"],
+        [*("--model-name", "retinanet", "--task", "classification"), *SERVER_900],
         ["model"],
         lambda r, _: eff(r, "target_latency_ns") == 100_000_000,
     ),

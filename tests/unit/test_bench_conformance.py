@@ -173,8 +173,9 @@ def test_submission_tree_for_every_scenario(
     for extra in ([*short], ["--mode", "accuracy"], ["--compliance", "TEST01"], ["--compliance", "TEST04"]):
         proc = bench_process(*common, *extra)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    base = out / "submission" / "closed" / "acme" / "results" / "box1" / "resnet50" / scenario
-    runs = out / "runs" / "box1" / "resnet50" / scenario
+    # The v6.1 checker's name for resnet50 (submission_checker constants.py MODEL_CONFIG).
+    base = out / "submission" / "closed" / "acme" / "results" / "box1" / "resnet" / scenario
+    runs = out / "runs" / "box1" / "resnet" / scenario
     files = {p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()}
     logs = {"mlperf_log_summary.txt", "mlperf_log_detail.txt"}
     assert files == {

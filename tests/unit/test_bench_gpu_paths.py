@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mlbox_bench.cli import main
+from mlbox_bench.responses import Responses
 
 
 class SlowSession:
@@ -22,29 +23,30 @@ class SlowSession:
         self.batches: list[int] = []
         self.io = None
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         time.sleep(0.02)
         self.batches.append(len(batch))
-        return batch.reshape(len(batch), -1)[:, :1].astype(np.float32)
+        return (batch.reshape(len(batch), -1)[:, :1].astype(np.int64),)
 
 
 def test_server_workers_batch_the_queries_waiting(tmp_path: Path) -> None:
-    from mlbox_bench.backends import ModelIO
+    from mlbox_bench.backends import ModelIO, Output
     from mlbox_bench.data import SyntheticData
     from mlbox_bench.runners import ThreadRunner
+    from mlbox_bench.tasks.classification import Labels
 
-    io = ModelIO("x", (1,), np.float32, "y", "float32", 0)
+    io = ModelIO("x", (1,), np.float32, (Output("y", "int64", (None,)),))
     data = SyntheticData(io, 64)
     data.load(list(range(64)))
     session = SlowSession()
     backend: Any = type("B", (), {"session": session, "new_session": lambda self: session})()
-    runner = ThreadRunner(backend, data, 1, replicate=False, coalesce=8, window_s=0.0)
+    runner = ThreadRunner(backend, data, Labels(0, "y", 0), 1, replicate=False, coalesce=8, window_s=0.0)
     answered: dict[int, float] = {}
     lock = threading.Lock()
 
-    def complete(ids: Any, out: np.ndarray) -> None:
+    def complete(ids: Any, out: Responses) -> None:
         with lock:
-            answered.update(zip((int(i) for i in ids), out[:, 0].tolist(), strict=True))
+            answered.update(zip((int(i) for i in ids), out.rows[:, 0].tolist(), strict=True))
 
     for n in range(20):  # one-sample queries, faster than the worker runs them
         runner.submit([1000 + n], [n], complete)
@@ -60,26 +62,27 @@ def test_server_workers_batch_the_queries_waiting(tmp_path: Path) -> None:
 def test_dynamic_batches_are_padded_to_a_few_shapes(tmp_path: Path) -> None:
     """On a GPU each new input shape costs a kernel search: batches run at bucket sizes
     (padded with the last sample, whose extra answers are dropped), warmed up before."""
-    from mlbox_bench.backends import ModelIO
+    from mlbox_bench.backends import ModelIO, Output
     from mlbox_bench.data import SyntheticData
     from mlbox_bench.runners import ThreadRunner
+    from mlbox_bench.tasks.classification import Labels
     from mlbox_bench.tune import buckets
 
     assert buckets(32) == (1, 2, 4, 8, 16, 32)
     assert buckets(24) == (1, 2, 4, 8, 16, 24)
-    io = ModelIO("x", (1,), np.float32, "y", "float32", 0)
+    io = ModelIO("x", (1,), np.float32, (Output("y", "int64", (None,)),))
     data = SyntheticData(io, 64)
     data.load(list(range(64)))
     session = SlowSession()
     backend: Any = type("B", (), {"session": session, "new_session": lambda self: session})()
-    runner = ThreadRunner(backend, data, 1, replicate=False, coalesce=8, buckets=buckets(8))
+    runner = ThreadRunner(backend, data, Labels(0, "y", 0), 1, replicate=False, coalesce=8, buckets=buckets(8))
     runner.warm_shapes()
     assert session.batches == [1, 2, 4, 8]
     session.batches.clear()
     answered: dict[int, float] = {}
 
-    def complete(ids: Any, out: np.ndarray) -> None:
-        answered.update(zip((int(i) for i in ids), out[:, 0].tolist(), strict=True))
+    def complete(ids: Any, out: Responses) -> None:
+        answered.update(zip((int(i) for i in ids), out.rows[:, 0].tolist(), strict=True))
 
     for n in range(13):
         runner.submit([2000 + n], [n], complete)

@@ -141,6 +141,7 @@ SAMPLE_VALUES = {
     "preprocessing": "torchvision",
     "input_shape": "3,32,32",
     "model": "retinanet",
+    "task": "detection",
     "dataset": "/data/imagenet",
     "preprocessed_dir": "/tmp/prep",
     "data_format": "NHWC",
@@ -186,6 +187,7 @@ SAMPLE_VALUES = {
     "system_name": "box1",
     "submitter": "acme",
     "division": "open",
+    "submission_round": "v6.0",
     "allow_invalid": None,
     "weights": "synthetic",
     "device": "cuda",
@@ -201,6 +203,69 @@ def test_every_option_is_in_the_table_above() -> None:
     from mlbox_bench.settings import OPTIONS
 
     assert {o.name for o in OPTIONS} == set(SAMPLE_VALUES)
+
+
+# The backends that read each backend option: onnxruntime declares ep and samples_on_device,
+# which pytorch reads too (its SHARED_OPTIONS).
+BACKEND_OWNERS = {
+    "samples_on_device": ("onnxruntime", "pytorch"),
+    "ep": ("onnxruntime", "pytorch"),
+    "ep_options": ("onnxruntime",),
+    "execmode": ("onnxruntime",),
+    "intraop": ("onnxruntime",),
+    "interop": ("onnxruntime",),
+    "torch_threads": ("pytorch",),
+    "torch_interop_threads": ("pytorch",),
+    "half": ("pytorch",),
+    "channels_last": ("pytorch",),
+    "torch_compile": ("pytorch",),
+    "torch_compile_mode": ("pytorch",),
+    "model_code": ("pytorch",),
+    "model_cfg": ("pytorch",),
+    "tf_intra_op_threads": ("tensorflow",),
+    "tf_inter_op_threads": ("tensorflow",),
+    "tf_input": ("tensorflow",),
+    "tf_output": ("tensorflow",),
+    "tflite_threads": ("tflite",),
+}
+
+
+def test_backend_options_are_declared_by_their_backends_and_listed_with_their_variables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    from dataclasses import replace
+
+    from mlbox_bench.backends import BACKENDS
+    from mlbox_bench.settings import BY_NAME, OPTIONS
+
+    declared = {}
+    shared = []
+    for backend in BACKENDS:
+        module = importlib.import_module(f"mlbox_bench.backends.{backend}")
+        for opt in module.OPTIONS:
+            assert not opt.owner, f"{backend} spells {opt.name}'s owner: the table derives it"
+            assert opt.name not in declared, f"{opt.name} is declared twice"
+            declared[opt.name] = (backend, opt)
+        shared += [(backend, name) for name in getattr(module, "SHARED_OPTIONS", ())]
+    for backend, name in shared:
+        assert declared[name][0] != backend, f"{backend} shares its own {name}"
+    assert {name: BY_NAME[name].owner for name in declared} == BACKEND_OWNERS
+    assert len(OPTIONS) == len(BY_NAME)  # no option twice
+    # The settings module's own rows are for every run: no backend row is declared there.
+    assert {o.name for o in OPTIONS if o.owner} == set(declared)
+    for name, (_, opt) in declared.items():
+        assert BY_NAME[name] == replace(opt, owner=BACKEND_OWNERS[name])
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option's help
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    for _, opt in declared.values():
+        (line,) = (line for line in lines if opt.help in line)
+        assert line.endswith(f"[env {', '.join((opt.env, *opt.aliases))}]"), line
+        assert all(flag in "\n".join(lines) for flag in opt.all_flags)
+    with pytest.raises(SettingsError, match="ep is a onnxruntime/pytorch option; this run uses tflite"):
+        parse_settings(["--backend", "tflite", "--ep", "CPUExecutionProvider"], {})
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLE_VALUES))

@@ -98,11 +98,12 @@ def test_accuracy_through_litert_decodes_as_the_official_scorer(
 def test_a_quantized_input_is_quantized_when_the_samples_load() -> None:
     """Quantizing costs ~0.3 ms a 224x224 sample, 2-3% of an int8 ResNet-50 run: it is done
     once, as the sample library loads, with the preprocessing, not in the timed path."""
-    from mlbox_bench.backends import ModelIO, quantize
+    from mlbox_bench.backends import ModelIO, Output, quantize
     from mlbox_bench.data import SyntheticData
 
-    quantized = SyntheticData(ModelIO("x", (4, 4, 3), np.uint8, "y", "float32", -1, (1.0774, 115)), 100)
-    floats = SyntheticData(ModelIO("x", (4, 4, 3), np.float32, "y", "float32", -1), 100)
+    out = (Output("y", "float32", (None, 1001)),)
+    quantized = SyntheticData(ModelIO("x", (4, 4, 3), np.uint8, out, (1.0774, 115)), 100)
+    floats = SyntheticData(ModelIO("x", (4, 4, 3), np.float32, out), 100)
     for library in (quantized, floats):
         library.load(list(range(100)))
     assert quantized.data.dtype == np.uint8
@@ -161,16 +162,22 @@ def test_threads_are_recorded(models: dict[str, Path], tmp_path: Path) -> None:
 
 def test_a_batch_resizes_the_input_only_when_its_size_changes(models: dict[str, Path]) -> None:
     from mlbox_bench.backends.tflite import Config, open_session
+    from mlbox_bench.tasks.classification import TASK
 
     session = open_session(Config(str(models["colour-tflite-noargmax"]), 0, None))
     assert session.resizes == 1  # the zero-sample check, at the file's batch of 1
     means = np.array([123.68, 116.78, 103.94], dtype=np.float32)
     red, green = np.full((224, 224, 3), (230, 20, 30)) - means, np.full((224, 224, 3), (25, 220, 35)) - means
     batch = np.stack([red, green, red]).astype(np.float32)
-    assert session.run(batch).ravel().tolist() == [0.0, 1.0, 0.0]  # labels after the offset, float32
-    assert session.run(batch).ravel().tolist() == [0.0, 1.0, 0.0]
+    answer = TASK.answer(session.io)
+
+    def labels(x: np.ndarray) -> list[float]:
+        return answer.respond(session.run(x), list(range(len(x)))).rows.ravel().tolist()
+
+    assert labels(batch) == [0.0, 1.0, 0.0]  # labels after the offset, float32
+    assert labels(batch) == [0.0, 1.0, 0.0]
     assert session.resizes == 2  # once for the batch of 3, not again for the same size
-    assert session.run(batch[:1]).ravel().tolist() == [0.0]
+    assert labels(batch[:1]) == [0.0]
     assert session.resizes == 3
 
 

@@ -3,6 +3,7 @@ inference library, and the registry of the libraries mlbox-bench can drive.
 
 A backend module (``mlbox_bench.backends.<name>``) provides:
 
+- ``OPTIONS``: its own settings (the settings table composes them);
 - ``Config``: a frozen, picklable dataclass made from the settings by
   ``Config.from_settings(settings)`` (process workers open their own sessions from it);
 - ``open_session(config) -> Session``: load the model where the config says, check that
@@ -11,8 +12,11 @@ A backend module (``mlbox_bench.backends.<name>``) provides:
 - ``THREAD_SAFE``: whether worker threads may share one session (onnxruntime's, PyTorch's
   and TensorFlow's may; a LiteRT interpreter may not, so each worker gets its own).
 
-A ``Session`` runs one batch (``run``) and reports what it really runs with (``facts``).
-Backends are imported only when used: an image carries one inference library.
+A ``Session`` runs one batch (``run``) and returns the model's raw outputs: what they
+mean (a class label, boxes) is the task's business (see tasks/), not the backend's. A
+session that can hold LoadGen's loaded samples in device memory is a ``DeviceSession``
+(``stage`` and ``run_rows``: an optional capability). ``facts`` reports what the session
+really runs with. Backends are imported only when used: an image carries one library.
 """
 
 from __future__ import annotations
@@ -25,19 +29,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, Required, Self, TypedDict, runtime_checkable
 
 import numpy as np
 
 from mlbox_bench.errors import BenchError
 from mlbox_bench.files import os_reason
 
-RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
+if TYPE_CHECKING:
+    from mlbox_bench.options import Option
+    from mlbox_bench.settings import Settings
 
 # Model file formats: the backend that loads each, and the preprocessing its published
 # files were trained with (MLPerf's reference preprocessing for the ONNX, TensorFlow and
-# TFLite files; torchvision's for torchvision weights). The output offset comes from the
-# model itself: 1001 classes (0 is background) are offset -1, 1000 classes 0.
+# TFLite files; torchvision's for torchvision weights).
 FORMATS: dict[str, tuple[str, str]] = {
     "onnx": ("onnxruntime", "mlperf"),
     "torchscript": ("pytorch", "torchvision"),
@@ -52,13 +57,27 @@ PREPROCESSING = ("mlperf", "torchvision")
 
 
 @dataclass(frozen=True)
+class Output:
+    """One output of the model, as the backend returns it from ``run``."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple[int | None, ...]  # as the model declares it (None: not fixed), batch dimension included
+    # An integer output that indexes an axis of this many entries (an ArgMax over 1001
+    # class scores: 1001), when the model says; a task may need it (MLPerf's background class).
+    index_range: int | None = None
+
+    def describe(self) -> str:
+        dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} ({self.dtype} [{dims}])"
+
+
+@dataclass(frozen=True)
 class ModelIO:
     input_name: str
     input_shape: tuple[int, ...]  # one sample, without the batch dimension
-    input_dtype: Any
-    output_name: str  # the output answered to LoadGen (ArgMax for ResNet50)
-    output_dtype: str  # its numpy dtype name
-    label_offset: int  # added to the class index to get the dataset label (1001 classes: -1)
+    input_dtype: type[np.generic]  # np.float32, np.uint8, ...
+    outputs: tuple[Output, ...]  # what Session.run returns, in this order
     # A quantized integer input's (scale, zero point): samples are made as floats by the
     # preprocessing profile and quantized once, when the sample library loads them (untimed,
     # like the rest of preprocessing), not on every batch.
@@ -70,52 +89,68 @@ class ModelIO:
             return samples.astype(self.input_dtype, copy=False)
         return quantize(samples, self.input_dtype, *self.input_quantization)
 
+    def describe_outputs(self) -> str:
+        return ", ".join(o.describe() for o in self.outputs)
 
-def quantize(x: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
+
+def quantize(x: np.ndarray, dtype: type[np.generic], scale: float, zero_point: int) -> np.ndarray:
     """real -> q = round(real / scale) + zero_point, clipped to the integer type."""
-    info = np.iinfo(dtype)
+    info = np.iinfo(np.dtype(dtype).name)
     q = np.rint(x * np.float32(1.0 / scale)) + np.float32(zero_point)
     result: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
     return result
 
 
-def offset_for(classes: int | None) -> int:
-    """MLPerf's ResNet50 files have 1001 classes (0 = background): ArgMax - 1 is the
-    ImageNet label. torchvision's have 1000."""
-    return -1 if classes == 1001 else 0
+class Facts(TypedDict, total=False):
+    """What a session really runs with, read back from its library."""
 
-
-def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
-    """The response for each of ``count`` samples as MLCommons' reference app writes it:
-    the label after the model's offset (ArgMax - 1 for 1001 classes), as float32, so
-    accuracy-imagenet.py with its defaults reads the accuracy log. A float output with
-    one score per class is reduced to its ArgMax first."""
-    out = raw.reshape(count, -1)
-    if out.shape[1] > 1 and np.issubdtype(out.dtype, np.floating):
-        out = out.argmax(axis=1).reshape(count, 1)
-    labels = np.ascontiguousarray(out[:, :1], dtype=np.float32)
-    if offset:
-        labels += np.float32(offset)
-    return labels
+    provider: Required[str]  # the library's own name for where it runs (CUDAExecutionProvider, torch:cuda)
+    device: Required[str]  # cpu or cuda: where it really runs
+    provider_options: dict[str, str]
+    session: dict[str, object]  # the library's settings as it reports them
 
 
 class Session(Protocol):
     io: ModelIO
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """One batch: the responses, one float32 label per sample (``to_labels``)."""
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One batch: the model's raw outputs, in ``io.outputs`` order."""
         ...
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> Facts:
         """What the session really runs with, read back from the library (device, threads)."""
         ...
 
 
+@runtime_checkable
+class DeviceSession(Session, Protocol):
+    """A session that keeps LoadGen's loaded samples in device memory (--samples-on-device)."""
+
+    def stage(self, data: np.ndarray) -> None:
+        """Copy the loaded samples to the device, once per LoadGen load."""
+        ...
+
+    def run_rows(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Run these rows of the staged samples: raw outputs, as ``run``."""
+        ...
+
+
+class BackendConfig(Protocol):
+    """A backend's ``Config``: a frozen, picklable dataclass (process workers open their
+    own sessions from it)."""
+
+    modelpath: str
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Self: ...
+
+
 class BackendModule(Protocol):
-    Config: Any
+    Config: type[BackendConfig]
+    OPTIONS: tuple[Option, ...]
     THREAD_SAFE: bool
 
-    def open_session(self, config: Any) -> Session: ...
+    def open_session(self, config: BackendConfig) -> Session: ...  # a config of its own Config type
 
     def version(self) -> str: ...
 
@@ -164,7 +199,7 @@ class Backend:
     """The run's backend: its first session (opened before LoadGen starts, so the first
     queries do not pay for it) and how to open more (replicated workers)."""
 
-    def __init__(self, name: str, config: Any) -> None:
+    def __init__(self, name: str, config: BackendConfig) -> None:
         self.name = name
         self.impl = module(name)
         self.config = config
@@ -179,7 +214,7 @@ class Backend:
         """Whether worker threads may share one session (else each gets its own)."""
         return bool(self.impl.THREAD_SAFE)
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> dict[str, object]:
         return {"name": self.name, "version": self.impl.version(), **self.session.facts()}
 
 
@@ -193,7 +228,7 @@ def check_readable(path: str) -> None:
         raise BenchError(msg) from None
 
 
-def from_settings(settings: Any) -> Backend:
+def from_settings(settings: Settings) -> Backend:
     """The backend the settings name, with its config made from them."""
     if settings.modelpath is not None:
         check_readable(settings.modelpath)
@@ -201,7 +236,7 @@ def from_settings(settings: Any) -> Backend:
     return Backend(settings.backend, impl.Config.from_settings(settings))
 
 
-def open_worker_session(name: str, config: Any) -> Session:
+def open_worker_session(name: str, config: BackendConfig) -> Session:
     """A process worker's own session (the config crossed the process boundary)."""
     return module(name).open_session(config)
 

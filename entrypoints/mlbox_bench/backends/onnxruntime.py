@@ -6,17 +6,83 @@ Its options (``--ep``, ``--execmode``, ``--intraop``, ``--interop``) are the see
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import ModelIO, offset_for, to_labels
-from mlbox_bench.errors import BenchError
+from mlbox_bench.backends import Facts, ModelIO, Output
+from mlbox_bench.errors import BenchError, quote
+from mlbox_bench.options import Option, SettingsError, boolean, choice, nonempty, thread_count
+
+if TYPE_CHECKING:
+    from mlbox_bench.settings import Settings
 
 THREAD_SAFE = True  # InferenceSession.run may be called from several threads at once
+EXECMODES = ("sequential", "parallel")
 
-_ORT_TYPES = {
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """`prefer_nhwc=1,enable_cuda_graph=0` -> (("prefer_nhwc", "1"), ...)."""
+    pairs = []
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or not value:
+            msg = f"{quote(item.strip())} is not KEY=VALUE (give e.g. prefer_nhwc=1,cudnn_conv_algo_search=HEURISTIC)"
+            raise SettingsError(msg)
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+# pytorch reads --ep and --samples-on-device too (its SHARED_OPTIONS).
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "samples_on_device",
+        boolean,
+        "GPU: keep LoadGen's loaded samples in GPU memory, copied once per load (declared in result.json and "
+        "the submission's system description, as MLPerf requires)",
+        is_flag=True,
+        default=False,
+    ),
+    Option(
+        "ep",
+        nonempty,
+        "onnxruntime execution provider (pytorch: CPUExecutionProvider/CUDAExecutionProvider pick the device, "
+        "as in the seed app)",
+        cm="CM_MLPERF_EXECUTION_PROVIDER",
+        default="CPUExecutionProvider",
+    ),
+    Option(
+        "ep_options",
+        _pairs,
+        "onnxruntime execution provider options, KEY=VALUE,... (CUDA: prefer_nhwc=1, ...)",
+        default=(),
+    ),
+    Option(
+        "execmode",
+        choice(EXECMODES),
+        "onnxruntime execution mode",
+        cm="CM_MLPERF_EXEC_MODE",
+        default="sequential",
+    ),
+    Option(
+        "intraop",
+        thread_count,
+        "onnxruntime intra-op threads (0: onnxruntime decides)",
+        cm="CM_MLPERF_INTRAOP",
+        default=0,
+    ),
+    Option(
+        "interop",
+        thread_count,
+        "onnxruntime inter-op threads (0: onnxruntime decides)",
+        cm="CM_MLPERF_INTEROP",
+        default=0,
+    ),
+)
+
+_ORT_TYPES: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
     "tensor(uint8)": np.uint8,
@@ -38,8 +104,8 @@ class Config:
     provider_options: tuple[tuple[str, str], ...] = ()  # e.g. (("prefer_nhwc", "1"),) for CUDA
 
     @classmethod
-    def from_settings(cls, s: Any) -> Config:
-        return cls(s.modelpath, s.ep, s.execmode, s.intraop, s.interop, tuple(s.ep_options))
+    def from_settings(cls, s: Settings) -> Config:
+        return cls(s.model_file()[0], s.ep, s.execmode, s.intraop, s.interop, tuple(s.ep_options))
 
 
 def version() -> str:
@@ -53,14 +119,13 @@ class OrtSession:
         self.session = session
         self.io = io
         self.config = config
-        self._outputs = [io.output_name]
+        self._outputs = [o.name for o in io.outputs]
         self._input = io.input_name
         self._on_device: Any = None  # the loaded samples as an OrtValue in GPU memory (stage)
         self._host: np.ndarray | None = None
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        raw = np.asarray(self.session.run(self._outputs, {self._input: batch})[0])
-        return to_labels(raw, len(batch), self.io.label_offset)
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.session.run(self._outputs, {self._input: batch}))
 
     def stage(self, data: np.ndarray) -> None:
         """Copy the loaded samples into GPU memory, once per LoadGen load (--samples-on-device)."""
@@ -69,7 +134,7 @@ class OrtSession:
         self._on_device = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(data), "cuda", 0)
         self._host = data
 
-    def run_rows(self, rows: np.ndarray) -> np.ndarray:
+    def run_rows(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run loaded rows from GPU memory: consecutive rows are bound in place (a pointer
         into the staged samples, no copy); scattered ones are gathered on the host."""
         if self._on_device is None or self._host is None:
@@ -88,12 +153,12 @@ class OrtSession:
             [count, *sample.shape],
             self._on_device.data_ptr() + first * sample.nbytes,
         )
-        binding.bind_output(self._outputs[0], "cpu")
+        for name in self._outputs:
+            binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
-        raw = np.asarray(binding.copy_outputs_to_cpu()[0])
-        return to_labels(raw, count, self.io.label_offset)
+        return tuple(np.asarray(raw) for raw in binding.copy_outputs_to_cpu())
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> Facts:
         """What the session really runs with, read back from onnxruntime."""
         import onnxruntime as ort
 
@@ -108,7 +173,7 @@ class OrtSession:
                 "intra_op_num_threads": opts.intra_op_num_threads,
                 "inter_op_num_threads": opts.inter_op_num_threads,
                 "providers": providers,
-                "output": self.io.output_name,
+                "outputs": [o.name for o in self.io.outputs],
             },
         }
 
@@ -183,9 +248,13 @@ def _describe_io(session: Any) -> ModelIO:
     if dtype is None:
         msg = f"model input {inp.name} has unsupported type {inp.type}"
         raise BenchError(msg)
-    names = [o.name for o in outputs]
-    output = next((n for n in names if n.startswith("ArgMax")), names[0])
-    output_type = _ORT_TYPES.get(next(o.type for o in outputs if o.name == output), np.float32)
-    classes = {o.shape[-1] for o in outputs if o.shape and isinstance(o.shape[-1], int)}
-    offset = offset_for(1001 if 1001 in classes else None)
-    return ModelIO(inp.name, shape, dtype, output, np.dtype(output_type).name, offset)
+    described = tuple(
+        Output(o.name, np.dtype(_ORT_TYPES.get(o.type, np.float32)).name, tuple(_dim(d) for d in o.shape or ()))
+        for o in outputs
+    )
+    return ModelIO(inp.name, shape, dtype, described)
+
+
+def _dim(d: Any) -> int | None:
+    """A declared dimension: a number, or None for a symbolic or unknown one."""
+    return d if isinstance(d, int) and d > 0 else None

@@ -18,12 +18,16 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import ModelIO, offset_for, to_labels
+from mlbox_bench.backends import Facts, ModelIO, Output
 from mlbox_bench.errors import BenchError
+from mlbox_bench.options import Option, boolean, choice, nonempty, thread_count
+
+if TYPE_CHECKING:
+    from mlbox_bench.settings import Settings
 
 log = logging.getLogger("mlbox-bench")
 
@@ -32,6 +36,52 @@ log = logging.getLogger("mlbox-bench")
 INPUT_SHAPES = {"resnet50": (3, 224, 224), "retinanet": (3, 800, 800)}
 SEED_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda"}  # the seed app's --ep
 THREAD_SAFE = True  # a module in inference mode may be called from several threads at once
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "torch_threads",
+        thread_count,
+        "PyTorch intra-op threads, torch.set_num_threads (0: PyTorch decides)",
+        default=0,
+    ),
+    Option(
+        "torch_interop_threads",
+        thread_count,
+        "PyTorch inter-op threads (0: PyTorch decides)",
+        default=0,
+    ),
+    Option("half", boolean, "CUDA: run in fp16 (weights and inputs)", is_flag=True, default=False),
+    Option(
+        "channels_last",
+        boolean,
+        "CUDA: channels-last memory format",
+        is_flag=True,
+        default=False,
+    ),
+    Option("torch_compile", boolean, "CUDA: torch.compile the model", is_flag=True, default=False),
+    Option(
+        "torch_compile_mode",
+        choice(("default", "reduce-overhead", "max-autotune")),
+        "torch.compile's mode (reduce-overhead replays CUDA graphs)",
+        default="default",
+    ),
+    Option(
+        "model_code",
+        nonempty,
+        "the seed app's PyTorch route: a directory whose cmc.py has model_init(checkpoint, cfg)",
+        flags=("--model_code",),
+        cm="CM_ML_MODEL_CODE_WITH_PATH",
+    ),
+    Option(
+        "model_cfg",
+        nonempty,
+        "the seed app's model configuration (JSON) for model_init",
+        flags=("--model_cfg",),
+        cm="CM_ML_MODEL_CFG_WITH_PATH",
+    ),
+)
+# onnxruntime's options this backend reads too: the seed app picks PyTorch's device with --ep.
+SHARED_OPTIONS = ("ep", "samples_on_device")
 
 
 @dataclass(frozen=True)
@@ -51,10 +101,9 @@ class Config:
     model: str  # the MLPerf model name (default input shape)
 
     @classmethod
-    def from_settings(cls, s: Any) -> Config:
+    def from_settings(cls, s: Settings) -> Config:
         return cls(
-            s.modelpath,
-            s.model_format,
+            *s.model_file(),
             torch_device(s),
             s.torch_threads,
             s.torch_interop_threads,
@@ -236,8 +285,8 @@ class TorchSession:
             with torch.cuda.stream(self._stream()):
                 return self._forward(self._to_device(batch))
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return to_labels(self.forward(batch), len(batch), self.io.label_offset)
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (self.forward(batch),)
 
     def stage(self, data: np.ndarray) -> None:
         """Copy the loaded samples into GPU memory once per LoadGen load (--samples-on-device),
@@ -247,7 +296,7 @@ class TorchSession:
             self._on_device = torch.from_numpy(np.ascontiguousarray(data)).to(self.device, dtype=self.dtype)
             torch.cuda.synchronize(self.device)
 
-    def run_rows(self, rows: np.ndarray) -> np.ndarray:
+    def run_rows(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         torch = self.torch
         if self._on_device is None:
             msg = "samples on the device were asked for before any were staged (a harness bug)"
@@ -258,13 +307,13 @@ class TorchSession:
                 x = self._on_device[first : first + count]
             else:
                 x = self._on_device.index_select(0, torch.from_numpy(rows).to(self.device, non_blocking=True))
-            return to_labels(self._forward(x), count, self.io.label_offset)
+            return (self._forward(x),)
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> Facts:
         torch = self.torch
         param = next(iter(self.module.parameters()), None) if hasattr(self.module, "parameters") else None
         device = str(param.device) if param is not None else self.config.device
-        facts: dict[str, Any] = {
+        facts: Facts = {
             "provider": f"torch:{self.config.device}",
             "device": self.config.device,
             "session": {
@@ -334,19 +383,19 @@ def _placeholder_io(config: Config, facts: dict[str, Any]) -> ModelIO:
     if not shape:
         msg = f"the input shape of {config.modelpath} is not known: pass --input-shape (e.g. 3,224,224)"
         raise BenchError(msg)
-    return ModelIO("input", tuple(int(d) for d in shape), np.float32, "output", "float32", 0)
+    return ModelIO("input", tuple(int(d) for d in shape), np.float32, (Output("output", "float32", ()),))
 
 
 def _describe_io(session: TorchSession, config: Config, facts: dict[str, Any]) -> ModelIO:
-    """Run one zero sample to learn the output: its class count sets the label offset."""
+    """Run one zero sample to learn the output's shape (a classifier's class count)."""
     io = session.io
     try:
         out = session.forward(np.zeros((1, *io.input_shape), dtype=np.float32))
     except Exception as err:  # the model's own error, with the shape we tried
         msg = f"{config.modelpath} does not run on an input of shape {(1, *io.input_shape)}: {err}"
         raise BenchError(msg + " (pass --input-shape)") from None
-    classes = out.shape[-1] if out.ndim >= 2 else None
-    return ModelIO("input", io.input_shape, np.float32, "output", "float32", offset_for(classes))
+    shape = (None, *out.shape[1:])  # the batch dimension follows the input's
+    return ModelIO("input", io.input_shape, np.float32, (Output("output", "float32", shape),))
 
 
 def _check_device(torch: Any, session: TorchSession, config: Config) -> None:

@@ -17,12 +17,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import ModelIO, native_noise_dropped, offset_for, to_labels
-from mlbox_bench.errors import BenchError
+from mlbox_bench.backends import Facts, ModelIO, Output, native_noise_dropped
+from mlbox_bench.errors import BenchError, quote
+from mlbox_bench.options import Option, SettingsError, thread_count
+
+if TYPE_CHECKING:
+    from mlbox_bench.settings import Settings
 
 THREAD_SAFE = True  # Session.run may be called from several threads at once
 DEFAULT_INPUT = "input_tensor:0"  # MLCommons' ResNet50 graph (the reference's resnet50-tf profile)
@@ -31,6 +35,44 @@ METADATA_NODE = "mlbox.json"  # a string constant in mlbox's synthetic graphs: w
 SERVING_TAGS = ["serve"]
 # What TensorFlow writes from C++ while it loads, before its logging reads TF_CPP_MIN_LOG_LEVEL.
 IMPORT_NOISE = re.compile(r"All log messages before absl::InitializeLog|\] oneDNN custom operations are on")
+
+
+def _tensor(text: str) -> str:
+    """One tensor (or signature key): `input_tensor:0`, `input_tensor`. The reference's
+    --inputs/--outputs take lists; mlbox-bench feeds one input and answers one output."""
+    if not text or "," in text or any(c.isspace() for c in text):
+        msg = f"{quote(text)} is not one tensor name (e.g. input_tensor:0)"
+        msg += "; mlbox-bench feeds one input and reads one output"
+        raise SettingsError(msg)
+    return text
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "tf_intra_op_threads",
+        thread_count,
+        "TensorFlow intra-op threads of each session (ConfigProto.intra_op_parallelism_threads; 0: TensorFlow decides)",
+        default=0,
+    ),
+    Option(
+        "tf_inter_op_threads",
+        thread_count,
+        "TensorFlow inter-op threads of each session (ConfigProto.inter_op_parallelism_threads; 0: TensorFlow decides)",
+        default=0,
+    ),
+    Option(
+        "tf_input",
+        _tensor,
+        "TensorFlow input tensor, or SavedModel signature key (default: input_tensor:0, else the only placeholder)",
+        flags=("--inputs",),
+    ),
+    Option(
+        "tf_output",
+        _tensor,
+        "TensorFlow output answered to LoadGen, tensor or signature key (default: ArgMax:0, else softmax_tensor:0)",
+        flags=("--outputs",),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +89,9 @@ class Config:
     input_shape: tuple[int, ...] | None
 
     @classmethod
-    def from_settings(cls, s: Any) -> Config:
+    def from_settings(cls, s: Settings) -> Config:
         return cls(
-            s.modelpath,
-            s.model_format,
+            *s.model_file(),
             s.device,
             s.tf_intra_op_threads,
             s.tf_inter_op_threads,
@@ -93,17 +134,16 @@ class TfSession:
         self.config = config
         self.file_facts = facts
         self._input = graph.get_tensor_by_name(io.input_name)
-        self._output = graph.get_tensor_by_name(io.output_name)
+        self._output = graph.get_tensor_by_name(io.outputs[0].name)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        raw = np.asarray(self.sess.run(self._output, feed_dict={self._input: batch}))
-        return to_labels(raw, len(batch), self.io.label_offset)
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (np.asarray(self.sess.run(self._output, feed_dict={self._input: batch})),)
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> Facts:
         """What the session runs with, read back from it: its ConfigProto and its devices."""
         devices = [d.name for d in self.sess.list_devices()]
         options = self.sess._config  # the ConfigProto the session was made with (no public getter)
-        facts: dict[str, Any] = {
+        facts: Facts = {
             "provider": f"tensorflow:{self.config.device}",
             "device": self.config.device,
             "session": {
@@ -113,7 +153,7 @@ class TfSession:
                 "gpus_allowed": options.device_count.get("GPU", "all"),
                 "session_devices": devices,
                 "input": self.io.input_name,
-                "output": self.io.output_name,
+                "output": self.io.outputs[0].name,
                 **self.file_facts,
             },
         }
@@ -316,9 +356,9 @@ def _pick_signature_tensor(
 
 
 def _describe(sess: Any, graph: Any, inp: str, out: str, others: list[str], config: Config) -> ModelIO:
-    """Input shape and type from the graph; the class count (label offset) from one run of
-    a zero sample: the output's scores, or the ArgMax's input when the output is an
-    ArgMax, or another output of the signature that has scores."""
+    """Input shape and type from the graph; the output's shape, and an ArgMax output's
+    class count, from one run of a zero sample: the ArgMax's input, or another output of
+    the signature that has scores."""
     x, y = graph.get_tensor_by_name(inp), graph.get_tensor_by_name(out)
     dims = x.shape.as_list() if x.shape.rank is not None else []
     shape = config.input_shape or tuple(dims[1:])
@@ -328,14 +368,20 @@ def _describe(sess: Any, graph: Any, inp: str, out: str, others: list[str], conf
     dtype = np.dtype(x.dtype.as_numpy_dtype)
     probes = [y.op.inputs[0] if y.op.type == "ArgMax" else y, *(graph.get_tensor_by_name(n) for n in others)]
     try:
-        _, *found = sess.run([y, *probes], feed_dict={x: np.zeros((1, *shape), dtype=dtype)})
+        first, *found = sess.run([y, *probes], feed_dict={x: np.zeros((1, *shape), dtype=dtype)})
     except Exception as err:  # TensorFlow's own error, with the shape we tried
         msg = f"{config.modelpath} does not run on an input of shape {(1, *shape)}: {str(err).splitlines()[0]}"
         raise BenchError(msg + " (pass --input-shape)") from None
     scores = [np.asarray(f) for f in found if np.asarray(f).ndim == 2 and np.asarray(f).shape[-1] > 1]
     classes = scores[0].shape[-1] if scores else None
-    out_dtype = np.dtype(y.dtype.as_numpy_dtype).name
-    return ModelIO(inp, tuple(int(d) for d in shape), dtype.type, out, out_dtype, offset_for(classes))
+    out_dtype = np.dtype(y.dtype.as_numpy_dtype)
+    output = Output(
+        out,
+        out_dtype.name,
+        (None, *np.asarray(first).shape[1:]),
+        index_range=classes if np.issubdtype(out_dtype, np.integer) else None,
+    )
+    return ModelIO(inp, tuple(int(d) for d in shape), dtype.type, (output,))
 
 
 def ops_by_device(run_metadata: Any) -> dict[str, int]:

@@ -18,18 +18,31 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import ModelIO, native_noise_dropped, offset_for, quantize, to_labels
+from mlbox_bench.backends import Facts, ModelIO, Output, native_noise_dropped, quantize
 from mlbox_bench.errors import BenchError
+from mlbox_bench.options import Option, thread_count
+
+if TYPE_CHECKING:
+    from mlbox_bench.settings import Settings
 
 THREAD_SAFE = False  # an Interpreter must not be invoked from two threads: one per worker
 METADATA_NAME = "mlbox.json"  # mlbox's synthetic files say what they are in the model's metadata
 METADATA_LIMIT = 1 << 16  # bytes: mlbox's note is a short JSON object
 # LiteRT's INFO line when it applies XNNPACK (written once per process, from C++).
 LOAD_NOISE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU")
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "tflite_threads",
+        thread_count,
+        "LiteRT interpreter threads, each worker's (num_threads; 0: LiteRT decides)",
+        default=0,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,8 @@ class Config:
     input_shape: tuple[int, ...] | None  # when the file's input has dynamic dimensions
 
     @classmethod
-    def from_settings(cls, s: Any) -> Config:
-        return cls(s.modelpath, s.tflite_threads, s.input_shape)
+    def from_settings(cls, s: Settings) -> Config:
+        return cls(s.model_file()[0], s.tflite_threads, s.input_shape)
 
 
 def _litert() -> Any:
@@ -115,17 +128,12 @@ class TfliteSession:
         self.classes = classes
         # A quantized input: the sample library quantizes the samples when it loads them.
         quantization = (self.input_quant.scale, self.input_quant.zero_point) if self.input_quant else None
-        self.io = ModelIO(
-            str(inp["name"]),
-            self.sample_shape,
-            inp["dtype"],
-            str(out["name"]),
-            out_dtype,
-            offset_for(classes),
-            quantization,
-        )
+        shape = (None, *(int(d) for d in out["shape"][1:]))
+        index_range = classes if np.issubdtype(np.dtype(out_dtype), np.integer) else None
+        output = Output(str(out["name"]), out_dtype, shape, index_range)
+        self.io = ModelIO(str(inp["name"]), self.sample_shape, inp["dtype"], (output,), quantization)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         it = self.interpreter
         n = len(batch)
         if n != self._batch:  # the file's batch (1 for MLCommons' files) or the last one run
@@ -140,9 +148,9 @@ class TfliteSession:
         raw = it.get_tensor(self._output)
         if self.output_quant:
             raw = self.output_quant.dequantize(raw)
-        return to_labels(raw, n, self.io.label_offset)
+        return (raw,)
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> Facts:
         ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
         return {
             "provider": "litert:cpu",
@@ -150,7 +158,7 @@ class TfliteSession:
             "session": {
                 "num_threads": self.config.threads or "LiteRT's default",
                 "input": self.io.input_name,
-                "output": self.io.output_name,
+                "output": self.io.outputs[0].name,
                 "input_quantization": self.input_quant.describe() if self.input_quant else None,
                 "output_quantization": self.output_quant.describe() if self.output_quant else None,
                 "classes": self.classes,

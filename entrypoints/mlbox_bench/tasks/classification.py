@@ -1,0 +1,221 @@
+"""Image classification (ResNet-50 on ImageNet), as MLCommons' reference app runs it.
+
+A response is the sample's label as one float32, after the model's offset (MLPerf's
+ResNet-50 files have 1001 classes, 0 the background: ArgMax - 1 is the ImageNet label),
+which is what accuracy-imagenet.py reads with its defaults. Accuracy is top-1 over
+val_map.txt's labels (accuracy.py is the official script's twin).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlbox_bench.data import SampleLibrary, SyntheticData, cache_root, save_atomic
+from mlbox_bench.errors import BenchError
+from mlbox_bench.preprocess import PREPROCESSING_VERSION, image_layout, preprocess_imagenet
+from mlbox_bench.responses import Ids, Responses
+from mlbox_bench.tasks import Score, refuse
+
+if TYPE_CHECKING:
+    from mlbox_bench.backends import ModelIO, Output
+    from mlbox_bench.settings import Settings
+
+log = logging.getLogger("mlbox-bench")
+
+RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
+# Pixel values (0-255) -> what each preprocessing profile leaves of an average image, for
+# synthetic samples: ``pixels * scale + shift``.
+PROFILES = {
+    "mlperf": (1.0, -118.0),  # the channel means subtracted (near their mean)
+    "torchvision": (1.0 / (255.0 * 0.226), -0.449 / 0.226),  # /255, then ImageNet's mean and std
+}
+DETECTOR_OUTPUTS = frozenset({"boxes", "labels", "scores"})
+
+
+def offset_for(classes: int | None) -> int:
+    """MLPerf's ResNet50 files have 1001 classes (0 = background): ArgMax - 1 is the
+    ImageNet label. torchvision's have 1000."""
+    return -1 if classes == 1001 else 0
+
+
+def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
+    """The response for each of ``count`` samples as MLCommons' reference app writes it:
+    the label after the model's offset, as float32, so accuracy-imagenet.py with its
+    defaults reads the accuracy log. An output with one score per class is reduced to its
+    ArgMax first."""
+    out = raw.reshape(count, -1)
+    if out.shape[1] > 1:
+        out = out.argmax(axis=1).reshape(count, 1)
+    labels = np.ascontiguousarray(out[:, :1], dtype=np.float32)
+    if offset:
+        labels += np.float32(offset)
+    return labels
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The classification task bound to a model: which output is the answer, and its offset."""
+
+    output: int  # position in the session's outputs
+    name: str
+    offset: int
+
+    def respond(self, raw: tuple[np.ndarray, ...], indices: Ids) -> Responses:
+        return Responses(to_labels(raw[self.output], len(indices), self.offset))
+
+    def fallback(self, count: int) -> Responses:
+        return Responses(np.zeros((count, 1), dtype=np.float32))
+
+    def facts(self) -> dict[str, object]:
+        return {"answer_output": self.name, "label_offset": self.offset}
+
+
+class Classification:
+    name = "classification"
+    metric = "top1_accuracy"
+    profiles = tuple(PROFILES)
+    max_batch = None
+
+    def answer(self, io: ModelIO) -> Labels:
+        names = {o.name for o in io.outputs}
+        expected = "one output with the class label (an integer, as MLPerf's ArgMax) or one score per class"
+        if names >= DETECTOR_OUTPUTS:
+            hint = "they are a detector's: run it with --task detection (--model-name retinanet does)"
+            raise refuse(self.name, io, expected, hint)
+        if not io.outputs:
+            raise refuse(self.name, io, expected)
+        pick = next((o for o in io.outputs if o.name.split("/")[-1].startswith("ArgMax")), None)
+        pick = pick or next((o for o in io.outputs if _integer(o)), io.outputs[0])
+        if not _answers_labels(pick):
+            raise refuse(self.name, io, expected, f"{pick.describe()} is neither")
+        classes = {o.index_range for o in io.outputs} | {o.shape[-1] for o in io.outputs if len(o.shape) >= 2}
+        return Labels(io.outputs.index(pick), pick.name, offset_for(1001 if 1001 in classes else None))
+
+    def samples(self, s: Settings, io: ModelIO, count: int) -> SampleLibrary:
+        profile = s.preprocessing or "mlperf"
+        if s.dataset is not None:
+            prep = Path(s.preprocessed_dir) if s.preprocessed_dir else None
+            return ImagenetData(io, Path(s.dataset), s.samples, prep, s.data_format, profile)
+        return SyntheticData(io, s.samples or count, affine=PROFILES[profile], profile=profile)
+
+    def score(self, log_path: Path, data: SampleLibrary) -> Score | None:
+        from mlbox_bench.accuracy import score
+
+        if data.labels is None:
+            return None
+        acc = score(log_path, [int(x) for x in data.labels])
+        return Score(acc.line(), acc.top1, {"top1": acc.top1, "good": acc.good, "total": acc.total})
+
+
+def _integer(output: Output) -> bool:
+    return bool(np.issubdtype(np.dtype(output.dtype), np.integer))
+
+
+def _answers_labels(output: Output) -> bool:
+    """A label per sample ([N] or [N,1] integers) or one score per class ([N,C] floats);
+    an output of unknown rank (the library does not say) is taken at its word."""
+    shape = output.shape
+    if not shape:
+        return True
+    if _integer(output):
+        return len(shape) == 1 or (len(shape) == 2 and shape[1] in (1, None))
+    return len(shape) == 2 and shape[1] != 1
+
+
+class ImagenetData(SampleLibrary):
+    """ImageNet layout: ``DIR/val_map.txt`` lists ``<file> <label>`` per line; images are
+    preprocessed as MLPerf's reference does and cached as .npy beside nothing of the user's:
+    the cache lives in ``preprocessed_dir`` (the dataset may be mounted read-only)."""
+
+    kind = "imagenet"
+
+    def __init__(
+        self,
+        io: ModelIO,
+        root: Path,
+        limit: int | None,
+        preprocessed_dir: Path | None,
+        layout: str | None = None,
+        profile: str | None = "mlperf",
+    ) -> None:
+        val_map = root / "val_map.txt"
+        if not val_map.is_file():
+            msg = f"--dataset {root}: no val_map.txt there (ImageNet layout: images plus val_map.txt)"
+            raise BenchError(msg)
+        files, labels = _read_val_map(val_map)
+        if limit is not None:
+            files, labels = files[:limit], labels[:limit]
+        missing = [f for f in files if not (root / f).is_file()]
+        if missing:
+            msg = f"--dataset {root}: {len(missing)} image(s) in val_map.txt are missing, first {missing[0]}"
+            raise BenchError(msg)
+        if io.input_dtype != np.float32 and io.input_quantization is None:
+            msg = f"--dataset needs a float32 image input; the model's input {io.input_name} is {io.input_dtype}"
+            raise BenchError(msg + " without quantization parameters")
+        self.layout, self.size = image_layout(io.input_shape)
+        if layout is not None and layout != self.layout:
+            msg = (
+                f"--data-format {layout}: the model's input {io.input_name} {io.input_shape} is {self.layout}; "
+                f"pass --data-format {self.layout} (or leave it out: it is read from the model)"
+            )
+            raise BenchError(msg)
+        super().__init__(io, len(files))
+        self.root = root
+        self.files = files
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.profile = self.profile_name = profile or "mlperf"
+        key = f"imagenet-{self.profile}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
+        self.cache = cache_root(preprocessed_dir, root) / key
+
+    def _rows(self, indices: np.ndarray) -> np.ndarray:
+        """Preprocessed samples (cached as float32), in the model's input type: a quantized
+        input's are quantized here, once per load."""
+        out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
+        made = 0
+        for row, index in enumerate(indices):
+            sample, fresh = self._sample(self.files[index])
+            out[row] = self.io.prepare(sample)
+            made += fresh
+        if made:
+            log.info("preprocessed %d image(s) into %s", made, self.cache)
+        return out
+
+    def _sample(self, name: str) -> tuple[np.ndarray, bool]:
+        source = self.root / name
+        cached = self.cache / (name + ".npy")
+        try:
+            if cached.stat().st_mtime >= source.stat().st_mtime:
+                return np.load(cached), False
+        except (OSError, ValueError):
+            pass  # not cached yet, or unreadable: make it again
+        sample = preprocess_imagenet(source, self.size, self.layout, self.profile_name)
+        save_atomic(cached, sample)
+        return sample, True
+
+
+def _read_val_map(path: Path) -> tuple[list[str], list[int]]:
+    files: list[str] = []
+    labels: list[int] = []
+    from mlbox_bench.files import read_user_text
+
+    for number, line in enumerate(read_user_text(path, "--dataset").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or ".." in Path(parts[0]).parts:
+            msg = f"{path} line {number}: expected '<image file> <label>', got {line.strip()!r}"
+            raise BenchError(msg)
+        files.append(parts[0])
+        labels.append(int(parts[1]))
+    if not files:
+        msg = f"{path} lists no images"
+        raise BenchError(msg)
+    return files, labels
+
+
+TASK = Classification()
