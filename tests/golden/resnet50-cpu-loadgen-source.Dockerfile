@@ -51,12 +51,13 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # device: cpu
-# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
+# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0 pycocotools==2.0.11)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_TASK=classification \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
     MLBOX_DEFAULT_MODEL_FORMAT=onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -82,6 +83,7 @@ LABEL \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
+      mlbox.model.task="classification" \
       mlbox.variant="onnx-opset11-fp32" \
       mlbox.model.file="resnet50_v1.onnx" \
       mlbox.model.framework="onnx" \
@@ -90,7 +92,7 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/4735647/files/resnet50_v1.onnx" \
       mlbox.device="cpu" \
       mlbox.backend="onnxruntime" \
-      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
+      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="1.32.0" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \

@@ -34,13 +34,14 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # device: cpu
-# backend: pytorch (torch==2.13.0+cpu numpy==2.4.6 filelock==4.3.1 fsspec==2026.9.0 jinja2==3.1.6 markupsafe==3.0.4 mpmath==1.3.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 typing-extensions==4.16.0 pillow==13.0.0)
+# backend: pytorch (torch==2.13.0+cpu numpy==2.4.6 filelock==4.3.1 fsspec==2026.9.0 jinja2==3.1.6 markupsafe==3.0.4 mpmath==1.3.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 typing-extensions==4.16.0 pillow==13.0.0 pycocotools==2.0.11)
 # PyTorch pins resolved with the extra index https://download.pytorch.org/whl/cpu; the lock file beside them has each sha256.
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_TASK=classification \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_INT8bit_quantized.pt \
     MLBOX_DEFAULT_MODEL_FORMAT=torchscript \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -65,6 +66,7 @@ LABEL \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
+      mlbox.model.task="classification" \
       mlbox.variant="pytorch-int8" \
       mlbox.model.file="resnet50_INT8bit_quantized.pt" \
       mlbox.model.framework="pytorch" \
@@ -73,7 +75,7 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/4589637/files/resnet50_INT8bit_quantized.pt" \
       mlbox.device="cpu" \
       mlbox.backend="pytorch" \
-      mlbox.backend.packages="torch==2.13.0+cpu numpy==2.4.6 filelock==4.3.1 fsspec==2026.9.0 jinja2==3.1.6 markupsafe==3.0.4 mpmath==1.3.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 typing-extensions==4.16.0 pillow==13.0.0" \
+      mlbox.backend.packages="torch==2.13.0+cpu numpy==2.4.6 filelock==4.3.1 fsspec==2026.9.0 jinja2==3.1.6 markupsafe==3.0.4 mpmath==1.3.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 typing-extensions==4.16.0 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="2.13.0+cpu" \
       mlbox.backend.index="https://download.pytorch.org/whl/cpu" \
       mlbox.loadgen.version="6.0.17" \

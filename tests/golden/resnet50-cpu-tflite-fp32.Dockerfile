@@ -34,12 +34,13 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # device: cpu
-# backend: tflite, on LiteRT (ai-edge-litert==2.3.0 backports-strenum==1.2.8 flatbuffers==25.12.19 ml-dtypes==0.6.0 numpy==2.4.6 protobuf==7.36.2 tqdm==4.70.1 typing-extensions==4.16.0 pillow==13.0.0)
+# backend: tflite, on LiteRT (ai-edge-litert==2.3.0 backports-strenum==1.2.8 flatbuffers==25.12.19 ml-dtypes==0.6.0 numpy==2.4.6 protobuf==7.36.2 tqdm==4.70.1 typing-extensions==4.16.0 pillow==13.0.0 pycocotools==2.0.11)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_TASK=classification \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.tflite \
     MLBOX_DEFAULT_MODEL_FORMAT=tflite \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -64,6 +65,7 @@ LABEL \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
+      mlbox.model.task="classification" \
       mlbox.variant="tflite-fp32" \
       mlbox.model.file="resnet50_v1.tflite" \
       mlbox.model.framework="tflite" \
@@ -72,7 +74,7 @@ LABEL \
       mlbox.weights.source="https://www.dropbox.com/s/cvv2zlfo80h54uz/resnet50_v1.tflite.gz?dl=1" \
       mlbox.device="cpu" \
       mlbox.backend="tflite" \
-      mlbox.backend.packages="ai-edge-litert==2.3.0 backports-strenum==1.2.8 flatbuffers==25.12.19 ml-dtypes==0.6.0 numpy==2.4.6 protobuf==7.36.2 tqdm==4.70.1 typing-extensions==4.16.0 pillow==13.0.0" \
+      mlbox.backend.packages="ai-edge-litert==2.3.0 backports-strenum==1.2.8 flatbuffers==25.12.19 ml-dtypes==0.6.0 numpy==2.4.6 protobuf==7.36.2 tqdm==4.70.1 typing-extensions==4.16.0 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="2.3.0" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \

@@ -45,12 +45,13 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
 # The NVIDIA container runtime reads these; `mlbox run` passes --gpus all for cuda images.
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
+# backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0 pycocotools==2.0.11)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_TASK=classification \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1.onnx \
     MLBOX_DEFAULT_MODEL_FORMAT=onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -77,6 +78,7 @@ LABEL \
       org.opencontainers.image.base.name="nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
+      mlbox.model.task="classification" \
       mlbox.variant="onnx-opset11-fp32" \
       mlbox.model.file="resnet50_v1.onnx" \
       mlbox.model.framework="onnx" \
@@ -85,7 +87,7 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/4735647/files/resnet50_v1.onnx" \
       mlbox.device="cuda" \
       mlbox.backend="onnxruntime" \
-      mlbox.backend.packages="onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
+      mlbox.backend.packages="onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="1.31.1" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \

@@ -39,12 +39,13 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # onnxruntime-gpu dlopens CUDA and cuDNN: point the loader at the wheels' libraries.
 ENV LD_LIBRARY_PATH=/opt/mlbox/deps/nvidia/cu13/lib:/opt/mlbox/deps/nvidia/cudnn/lib
-# backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0)
+# backend: onnxruntime (onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0 pycocotools==2.0.11)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_TASK=classification \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50_v1_fp16.onnx \
     MLBOX_DEFAULT_MODEL_FORMAT=onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -71,6 +72,7 @@ LABEL \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
+      mlbox.model.task="classification" \
       mlbox.variant="onnx-opset11-fp16" \
       mlbox.model.file="resnet50_v1_fp16.onnx" \
       mlbox.model.framework="onnx" \
@@ -79,7 +81,7 @@ LABEL \
       mlbox.weights.source="converted by mlbox to fp16 from resnet50_v1.onnx: https://zenodo.org/record/4735647/files/resnet50_v1.onnx" \
       mlbox.device="cuda" \
       mlbox.backend="onnxruntime" \
-      mlbox.backend.packages="onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0" \
+      mlbox.backend.packages="onnxruntime-gpu==1.31.1 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.5.37 nvidia-nvjitlink==13.5.37 nvidia-cublas==13.10.0.20 nvidia-cufft==12.5.0.14 nvidia-curand==10.4.5.25 nvidia-cudnn-cu13==9.28.1.4 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="1.31.1" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \

@@ -37,12 +37,13 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
 # The NVIDIA container runtime reads these; `mlbox run` passes --gpus all for cuda images.
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# backend: pytorch (torch==2.14.1 numpy==2.4.6 nvidia-cudnn-cu13==9.24.0.43 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 cuda-toolkit==13.0.3.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 triton==3.8.0 fsspec==2026.9.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 typing-extensions==4.16.0 filelock==4.3.1 jinja2==3.1.6 markupsafe==3.0.4 pillow==13.0.0)
+# backend: pytorch (torch==2.14.1 numpy==2.4.6 nvidia-cudnn-cu13==9.24.0.43 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 cuda-toolkit==13.0.3.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 triton==3.8.0 fsspec==2026.9.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 typing-extensions==4.16.0 filelock==4.3.1 jinja2==3.1.6 markupsafe==3.0.4 pillow==13.0.0 pycocotools==2.0.11)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=resnet50 \
+    MLBOX_DEFAULT_TASK=classification \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnet50-19c8e357.pth \
     MLBOX_DEFAULT_MODEL_FORMAT=state-dict \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -67,6 +68,7 @@ LABEL \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="resnet50" \
       mlbox.model.mlperf_name="resnet50" \
+      mlbox.model.task="classification" \
       mlbox.variant="pytorch-fp32" \
       mlbox.model.file="resnet50-19c8e357.pth" \
       mlbox.model.framework="pytorch" \
@@ -75,7 +77,7 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/4588417/files/resnet50-19c8e357.pth" \
       mlbox.device="cuda" \
       mlbox.backend="pytorch" \
-      mlbox.backend.packages="torch==2.14.1 numpy==2.4.6 nvidia-cudnn-cu13==9.24.0.43 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 cuda-toolkit==13.0.3.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 triton==3.8.0 fsspec==2026.9.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 typing-extensions==4.16.0 filelock==4.3.1 jinja2==3.1.6 markupsafe==3.0.4 pillow==13.0.0" \
+      mlbox.backend.packages="torch==2.14.1 numpy==2.4.6 nvidia-cudnn-cu13==9.24.0.43 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.30.7 nvidia-nvshmem-cu13==3.4.5 nvidia-cublas==13.1.1.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 cuda-toolkit==13.0.3.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 triton==3.8.0 fsspec==2026.9.0 networkx==3.6.1 setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 typing-extensions==4.16.0 filelock==4.3.1 jinja2==3.1.6 markupsafe==3.0.4 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="2.14.1" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \

@@ -34,12 +34,13 @@ ENV PYTHONPATH=/opt/mlbox/app:/opt/mlbox/loadgen:/opt/mlbox/deps \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # device: cpu
-# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0)
+# backend: onnxruntime (onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0 pycocotools==2.0.11)
 
 # The model: its own layer, below the harness code, so a code change never re-copies it.
 COPY model/ /opt/mlbox/model/
 # Image defaults: the lowest layer of mlbox-bench's settings; -e MLBOX_* or CM_* override them.
 ENV MLBOX_DEFAULT_MODEL=retinanet \
+    MLBOX_DEFAULT_TASK=detection \
     MLBOX_DEFAULT_MODELPATH=/opt/mlbox/model/resnext50_32x4d_fpn.onnx \
     MLBOX_DEFAULT_MODEL_FORMAT=onnx \
     MLBOX_DEFAULT_WEIGHTS=published \
@@ -65,6 +66,7 @@ LABEL \
       org.opencontainers.image.base.name="python:3.11-slim-bookworm" \
       mlbox.model="retinanet" \
       mlbox.model.mlperf_name="retinanet" \
+      mlbox.model.task="detection" \
       mlbox.variant="onnx-fp32" \
       mlbox.model.file="resnext50_32x4d_fpn.onnx" \
       mlbox.model.framework="onnx" \
@@ -73,7 +75,7 @@ LABEL \
       mlbox.weights.source="https://zenodo.org/record/6617879/files/resnext50_32x4d_fpn.onnx" \
       mlbox.device="cpu" \
       mlbox.backend="onnxruntime" \
-      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0" \
+      mlbox.backend.packages="onnxruntime==1.32.0 numpy==2.4.6 protobuf==7.36.2 flatbuffers==25.12.19 packaging==26.3 pillow==13.0.0 pycocotools==2.0.11" \
       mlbox.backend.version="1.32.0" \
       mlbox.backend.index="pip's default index" \
       mlbox.loadgen.version="6.0.17" \

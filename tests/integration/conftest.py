@@ -36,6 +36,7 @@ def tiny_model_row(file: str, url: str, md5: str, *, framework: str, backend: st
     return {
         "description": "tiny test model with the ResNet50 I/O names (SYNTHETIC weights)",
         "mlperf_name": "resnet50",
+        "task": "classification",
         "default_variant": "served",
         "variants": {"served": variant},
     }

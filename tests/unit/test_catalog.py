@@ -177,3 +177,45 @@ def test_a_catalog_with_three_problems_reports_all_three_at_once() -> None:
     assert "defaults.registry: 'My Registry' is not a repository path" in text
     assert "models.resnet50.variants.pytorch-fp32.backend: 'pytorhc' is not one of" in text
     assert "did you mean 'pytorch'?" in text
+
+
+def test_every_model_names_a_task_mlbox_bench_runs() -> None:
+    from mlbox.catalog import TASKS
+    from mlbox_bench.tasks import TASKS as HARNESS_TASKS
+
+    assert TASKS == HARNESS_TASKS  # the image's MLBOX_DEFAULT_TASK must be one its harness knows
+    models = load_catalog(REPO / "images.yaml").models
+    assert {name: m.task for name, m in models.items()} == {"resnet50": "classification", "retinanet": "detection"}
+    data = repo_catalog_data()
+    del data["models"]["retinanet"]["task"]
+    data["models"]["resnet50"]["task"] = "segmentation"
+    with pytest.raises(CatalogError) as err:
+        parse_catalog(yaml.safe_dump(data))
+    text = str(err.value)
+    assert "models.retinanet.task: required key is missing" in text
+    assert (
+        "models.resnet50.task: 'segmentation' is not a task mlbox-bench runs: one of classification, detection" in text
+    )
+
+
+def test_the_task_reaches_the_image_as_its_harness_default_and_a_label() -> None:
+    from mlbox.plan import image_defaults, labels_for, select
+
+    catalog = load_catalog(REPO / "images.yaml")
+    spec = select(catalog, model="retinanet", device="cpu", variant="synthetic")
+    assert ("task", "detection") in image_defaults(spec)
+    assert ("mlbox.model.task", "detection") in labels_for(spec, "0" * 64)
+    resnet = select(catalog, model="resnet50", device="cpu")
+    assert ("task", "classification") in image_defaults(resnet)
+
+
+def test_retinanet_has_a_synthetic_variant_and_images_can_score_detection() -> None:
+    catalog = load_catalog(REPO / "images.yaml")
+    variant = catalog.models["retinanet"].variants["synthetic"]
+    assert variant.synthetic is not None
+    assert (variant.synthetic.generator, variant.synthetic.seed) == ("retinanet", 0)
+    assert (variant.framework, variant.precision, variant.backend) == ("onnx", "fp32", "onnxruntime")
+    assert "SYNTHETIC" in variant.description
+    # MLCommons' accuracy-openimages.py scores with pycocotools' COCOeval; every image's
+    # wheelhouse has its wheel (cp311 and abi3 cp312 manylinux_2_17).
+    assert "pycocotools==2.0.11" in catalog.defaults.harness_packages

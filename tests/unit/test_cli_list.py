@@ -27,10 +27,10 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     assert main(["list", "--json"]) == 0
     assert "built? is unknown" in caplog.text
     rows = json.loads(capsys.readouterr().out)
-    # resnet50's 16 variants and retinanet's 1, on cpu and cuda; but pytorch's int8 ones and
+    # resnet50's 16 variants and retinanet's 2, on cpu and cuda; but pytorch's int8 ones and
     # the TFLite ones (LiteRT runs on the CPU) on cpu only, the fp16 ones (made by mlbox) on
     # cuda only
-    assert len(rows) == (16 + 1) * 2 - 7 - 2
+    assert len(rows) == (16 + 2) * 2 - 7 - 2
     by_key = {(r["model"], r["variant"], r["device"]): r for r in rows}
     default = by_key[("resnet50", "onnx-opset11-fp32", "cpu")]
     assert default["tag"] == "mlbox:resnet50-cpu"
@@ -38,6 +38,7 @@ def test_list_json_has_every_row_and_says_built_is_unknown_without_an_engine(
     assert default["built"] is None
     assert default["pushed"] == ["r.example/ml/resnet50@sha256:" + "a" * 64]
     assert by_key[("resnet50", "synthetic", "cpu")]["weights"] == "synthetic"
+    assert (default["task"], by_key[("retinanet", "synthetic", "cpu")]["task"]) == ("classification", "detection")
     resnet50 = [r for r in rows if r["model"] == "resnet50"]
     assert [(r["variant"], r["device"]) for r in resnet50 if not r["buildable"]] == []  # every variant, every device
     assert by_key[("resnet50", "tflite-fp32", "cpu")]["tag"] == "mlbox:resnet50-cpu-tflite-fp32"
@@ -71,8 +72,18 @@ def test_list_table_filters(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
     assert main(["list", "--model", "retinanet", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:5] == ["MODEL", "VARIANT", "DEVICE", "BACKEND", "TAG"]
-    assert len(lines) == 2
-    assert lines[1].split()[:7] == ["retinanet", "onnx-fp32", "cpu", "onnxruntime", "mlbox:retinanet-cpu", "no", "no"]
+    assert len(lines) == 3
+    assert lines[1].split()[:8] == [
+        "retinanet",
+        "onnx-fp32",
+        "cpu",
+        "onnxruntime",
+        "mlbox:retinanet-cpu",
+        "no",
+        "no",
+        "detection",
+    ]
+    assert lines[2].split()[:2] == ["retinanet", "synthetic"]
 
 
 @pytest.mark.parametrize(

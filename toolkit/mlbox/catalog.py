@@ -131,7 +131,8 @@ class Synthetic(_Frozen):
     # resnet50 / tiny: ONNX graphs (synthetic.py); resnet50-torch(-int8): TorchScript made
     # with the harness's own ResNet-50 v1.5 (fp32 traced; int8 by post-training quantization);
     # resnet50-tf: a frozen TensorFlow ResNet-50 v1.5 graph, and resnet50-tflite(-noargmax,
-    # -int8): TFLite files converted from it (synthetic_tf.py).
+    # -int8): TFLite files converted from it (synthetic_tf.py); retinanet: MLCommons' ONNX
+    # RetinaNet graph, post-processing included (synthetic_retinanet.py).
     generator: Literal[
         "resnet50",
         "tiny",
@@ -141,6 +142,7 @@ class Synthetic(_Frozen):
         "resnet50-tflite",
         "resnet50-tflite-noargmax",
         "resnet50-tflite-int8",
+        "retinanet",
     ]
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
 
@@ -202,9 +204,24 @@ class Variant(_Frozen):
         return self.synthetic is not None
 
 
+# The tasks mlbox-bench runs (mlbox_bench.tasks.TASKS; tests/unit/test_catalog.py holds the
+# two to one list): an image of any other would be refused by its own harness.
+TASKS = ("classification", "detection")
+
+
+def _task(text: str) -> str:
+    if text not in TASKS:
+        msg = f"{text!r} is not a task mlbox-bench runs: one of {', '.join(TASKS)}{did_you_mean(text, TASKS)}"
+        raise ValueError(msg)
+    return text
+
+
 class Model(_Frozen):
     description: Text
     mlperf_name: Name  # the model name LoadGen's mlperf.conf knows (case-sensitive)
+    # What mlbox-bench does with its outputs (preprocessing, responses, accuracy): the image
+    # says it (MLBOX_DEFAULT_TASK), so a model's name never has to imply it.
+    task: Annotated[str, AfterValidator(_task)]
     default_variant: Name
     variants: dict[Name, Variant]
 

@@ -320,7 +320,7 @@ def _push(engine: Engine, tags: list[str], target: Registry, creds: Credentials 
 @json_option
 @pass_ctx
 def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
-    """Every image in the catalog: model, variant, device, backend, tag, built?, pushed?
+    """Every image in the catalog: model, variant, device, backend, tag, built?, pushed?, task
 
     Filters: --model, --device, --variant, --backend. Images mlbox cannot build yet are
     listed with what they need. Built? asks the engine; without one it says unknown.
@@ -340,7 +340,7 @@ def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
         return "?" if value is None else ("yes" if value else "no")
 
     ui.table(
-        ["MODEL", "VARIANT", "DEVICE", "BACKEND", "TAG", "BUILT", "PUSHED", "NOTE"],
+        ["MODEL", "VARIANT", "DEVICE", "BACKEND", "TAG", "BUILT", "PUSHED", "TASK", "NOTE"],
         [
             [
                 r["model"],
@@ -350,6 +350,7 @@ def list_(ctx: Context, /, as_json: bool, **kwargs: Any) -> None:
                 r["tag"],
                 yes_no(r["built"]),
                 yes_no(bool(r["pushed"])),
+                r["task"],
                 "" if r["buildable"] else "needs " + str(r["missing"]),
             ]
             for r in rows

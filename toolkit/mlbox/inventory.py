@@ -31,6 +31,7 @@ def inventory(
     return [
         {
             "model": c.model,
+            "task": catalog.models[c.model].task,
             "variant": c.variant,
             "device": c.device,
             "backend": c.backend,

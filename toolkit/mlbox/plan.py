@@ -88,6 +88,7 @@ def cell(
     spec = ImageSpec(
         model=model,
         mlperf_name=entry.mlperf_name,
+        task=entry.task,
         variant=variant,
         variant_spec=vspec,
         device=device,
@@ -312,6 +313,7 @@ def labels_for(spec: ImageSpec, template_sha256: str) -> tuple[tuple[str, str], 
         ("org.opencontainers.image.base.name", spec.base_image),
         ("mlbox.model", spec.model),
         ("mlbox.model.mlperf_name", spec.mlperf_name),
+        ("mlbox.model.task", spec.task),
         ("mlbox.variant", spec.variant),
         ("mlbox.model.file", v.file),
         ("mlbox.model.framework", v.framework),
@@ -341,6 +343,7 @@ def image_defaults(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
     execution provider is onnxruntime's own option; PyTorch runs on the device."""
     return (
         ("model", spec.mlperf_name),
+        ("task", spec.task),
         ("modelpath", spec.model_path),
         ("model_format", spec.variant_spec.model_format),
         ("weights", spec.weights),

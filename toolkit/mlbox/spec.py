@@ -15,6 +15,7 @@ class ImageSpec:
 
     model: str
     mlperf_name: str
+    task: str  # what mlbox-bench does with the model: classification or detection
     variant: str
     variant_spec: Variant
     device: str

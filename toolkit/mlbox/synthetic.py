@@ -9,8 +9,9 @@ by eager post-training quantization (fbgemm) calibrated on generated inputs; the
 made with the harness's own ResNet50 (mlbox_bench.resnet_torch) and need PyTorch on the
 host. The TensorFlow and TFLite twins (a frozen ResNet-50 v1.5 graph with the MLPerf tensor
 names, and TFLite fp32 and int8 files converted from it) are synthetic_tf's and need
-TensorFlow on the host. The weights are random: the file's metadata, the image labels and
-result.json all say ``synthetic``.
+TensorFlow on the host. RetinaNet's twin (MLCommons' ONNX detection graph, post-processing
+included) is synthetic_retinanet's. The weights are random: the file's metadata, the image
+labels and result.json all say ``synthetic``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from mlbox.catalog import Synthetic
 from mlbox.errors import FetchError
 from mlbox.files import atomic_file
+from mlbox.onnx_graph import GraphBuilder
 
 # Bump when the generated graph changes: it is part of the cache key.
 GENERATOR_VERSION = 1
@@ -34,11 +36,17 @@ OUTPUT_SOFTMAX = "softmax_tensor:0"
 
 def synthetic_model(spec: Synthetic, file_name: str, cache: Path) -> Path:
     """Generate (once) and return the cached synthetic model file."""
-    key = f"{spec.generator}-seed{spec.seed}-v{GENERATOR_VERSION}"
+    from mlbox import synthetic_retinanet  # it builds on this module's graph builder
+
+    # RetinaNet's graph has its own version: a change to it leaves the ResNet-50 files cached.
+    version = synthetic_retinanet.GENERATOR_VERSION if spec.generator == "retinanet" else GENERATOR_VERSION
+    key = f"{spec.generator}-seed{spec.seed}-v{version}"
     target = cache / "models" / "synthetic" / key / file_name
     if target.exists():
         return target
-    if spec.generator.endswith(("-torch", "-torch-int8")):
+    if spec.generator == "retinanet":
+        data = synthetic_retinanet.build(spec.seed).SerializeToString()
+    elif spec.generator.endswith(("-torch", "-torch-int8")):
         data = torch_model_bytes(spec.generator, spec.seed)
     elif spec.generator.startswith(("resnet50-tf", "resnet50-tflite")):
         from mlbox.synthetic_tf import tf_model_bytes
@@ -101,7 +109,7 @@ def torch_model_bytes(generator: str, seed: int, *, image_size: int = 224) -> by
 
 def build(generator: str, seed: int, *, image_size: int = 224) -> Any:
     """Return an ``onnx.ModelProto``."""
-    builder = _GraphBuilder(seed)
+    builder = _ResNetBuilder(seed)
     if generator == "resnet50":
         features = builder.resnet50_trunk(INPUT_NAME)
         channels = 2048
@@ -114,88 +122,8 @@ def build(generator: str, seed: int, *, image_size: int = 224) -> Any:
     return builder.finish(features, channels, generator, seed, image_size)
 
 
-class _GraphBuilder:
-    """Emits ONNX nodes; batch norm is folded into conv biases, as exported models do."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.count = 0
-
-    def _name(self, kind: str) -> str:
-        self.count += 1
-        return f"{kind}_{self.count}"
-
-    def _const(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        self.inits.append(numpy_helper.from_array(array, name))
-        return name
-
-    def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, relu: bool = True) -> str:
-        from onnx import helper
-
-        name = self._name("conv")
-        # He initialisation keeps activations finite through 50 layers.
-        w = self.rng.standard_normal((cout, cin, k, k), dtype=np.float32)
-        w *= np.float32(np.sqrt(2.0 / (cin * k * k)))
-        b = np.zeros(cout, dtype=np.float32)
-        out = f"{name}_out"
-        self.nodes.append(
-            helper.make_node(
-                "Conv",
-                [x, self._const(f"{name}_w", w), self._const(f"{name}_b", b)],
-                [out],
-                kernel_shape=[k, k],
-                strides=[stride, stride],
-                pads=[k // 2] * 4,
-                name=name,
-            )
-        )
-        return self.relu(out) if relu else out
-
-    def relu(self, x: str) -> str:
-        from onnx import helper
-
-        out = self._name("relu")
-        self.nodes.append(helper.make_node("Relu", [x], [out], name=out))
-        return out
-
-    def add(self, a: str, b: str) -> str:
-        from onnx import helper
-
-        out = self._name("add")
-        self.nodes.append(helper.make_node("Add", [a, b], [out], name=out))
-        return out
-
-    def bottleneck(self, x: str, cin: int, width: int, stride: int) -> str:
-        cout = width * 4
-        # v1.5: the stride sits on the 3x3 convolution, not the first 1x1.
-        y = self.conv(x, cin, width, 1)
-        y = self.conv(y, width, width, 3, stride)
-        y = self.conv(y, width, cout, 1, relu=False)
-        shortcut = x if (stride == 1 and cin == cout) else self.conv(x, cin, cout, 1, stride, relu=False)
-        return self.relu(self.add(y, shortcut))
-
-    def resnet50_trunk(self, x: str) -> str:
-        from onnx import helper
-
-        y = self.conv(x, 3, 64, 7, 2)
-        pooled = self._name("maxpool")
-        self.nodes.append(
-            helper.make_node("MaxPool", [y], [pooled], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-        )
-        y, cin = pooled, 64
-        for blocks, width, stride in ((3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)):
-            for i in range(blocks):
-                y = self.bottleneck(y, cin, width, stride if i == 0 else 1)
-                cin = width * 4
-        return y
-
-    def tiny_trunk(self, x: str) -> str:
-        y = self.conv(x, 3, 8, 3, 4)
-        return self.conv(y, 8, 16, 3, 4)
+class _ResNetBuilder(GraphBuilder):
+    """The graph builder with MLPerf ResNet-50's head and I/O contract."""
 
     def finish(self, features: str, channels: int, generator: str, seed: int, image_size: int) -> Any:
         import onnx
