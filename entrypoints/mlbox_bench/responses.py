@@ -32,9 +32,6 @@ class Responses:
         """The responses of samples ``start`` to ``stop`` (a view: no copy)."""
         return Responses(self.rows[start:stop], None if self.sizes is None else self.sizes[start:stop])
 
-    def size(self, k: int) -> int:
-        return int(self.rows.shape[1] * self.rows.itemsize if self.sizes is None else self.sizes[k])
-
 
 def padded(records: list[np.ndarray], dtype: str = "float32") -> Responses:
     """Responses of different lengths (1-D arrays) as padded rows with their sizes."""
@@ -49,6 +46,11 @@ def padded(records: list[np.ndarray], dtype: str = "float32") -> Responses:
 
 class Answer(Protocol):
     """A task bound to one model's outputs (picklable: process workers answer too)."""
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model outputs it reads, in the order ``respond`` gets them (Session.select)."""
+        ...
 
     def respond(self, raw: tuple[np.ndarray, ...], indices: Ids) -> Responses:
         """The responses to a batch: ``raw`` is what the session returned for the samples

@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def _run(s: Settings, staging: Path, final: Path) -> dict[str, Any]:
     backend = from_settings(s)
     task = tasks.get(s.task)
     answer = task.answer(backend.io)  # a model whose outputs do not fit is refused here
-    s = fitted(s, task)
+    backend.select(answer.outputs)
     log.info(
         "%s %s run: model %s on %s (%s, runner %s, %d worker(s)), %s inputs",
         s.scenario,
@@ -99,26 +99,6 @@ def _run(s: Settings, staging: Path, final: Path) -> dict[str, Any]:
     if s.submission_layout:
         result["submission"] = submission.write(s, result, staging, data)
     return result
-
-
-def fitted(s: Settings, task: tasks.Task) -> Settings:
-    """The settings with what the task allows: its preprocessing, its largest batch (a
-    detector's outputs are one image's: the reference runs it with max batch size 1)."""
-    if s.preprocessing not in task.profiles:
-        # The model format's profile is a classifier's (ImageNet's means or torchvision's):
-        # another task has its own, and only a profile the user asked for is an error.
-        if not s.source("preprocessing").startswith(("default", "model format")):
-            msg = f"{s.source('preprocessing')}: preprocessing {s.preprocessing} is not one of the {task.name} task's"
-            raise BenchError(msg + f" ({', '.join(task.profiles)}); leave it out")
-        why = f"the {task.name} task"
-        s = replace(s, preprocessing=task.profiles[0], sources={**s.sources, "preprocessing": why})
-    if task.max_batch is None or s.max_batchsize <= task.max_batch:
-        return s
-    if s.set_by_user("max_batchsize"):
-        msg = f"--max-batchsize {s.max_batchsize}: the {task.name} task's models answer at most {task.max_batch}"
-        raise BenchError(msg + f" sample(s) per run (their outputs have no batch dimension); pass {task.max_batch}")
-    why = f"the {task.name} task (its models answer {task.max_batch} sample(s) per run)"
-    return replace(s, max_batchsize=task.max_batch, sources={**s.sources, "max_batchsize": why})
 
 
 def _set_aside(current: rundir.Run, err: BaseException) -> None:

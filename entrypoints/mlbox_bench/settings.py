@@ -522,8 +522,9 @@ class Settings:
         return self.sources.get(name, "default")
 
     def set_by_user(self, name: str) -> bool:
-        """True when a flag or variable set it: mlbox-bench must apply it on top of
-        mlperf.conf and user.conf (a user.conf value is already in LoadGen's settings)."""
+        """True when a flag or variable set it, or the task fixed it: mlbox-bench must apply
+        it on top of mlperf.conf and user.conf (a user.conf value is already in LoadGen's
+        settings), and calibration or the runner search must not pick another."""
         return getattr(self, name) is not None and not self.source(name).startswith(("user.conf", "default"))
 
     def model_file(self) -> tuple[str, str]:
@@ -625,6 +626,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
             resolve(opt, conf)
     _derive_backend(values, sources)
     _derive_task(values, sources)
+    _fit_task(values, sources)
     settings = Settings(**values, sources=sources)
     _check_combinations(settings)
     return settings, print_only
@@ -632,11 +634,39 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
 
 def _derive_task(values: dict[str, Any], sources: dict[str, str]) -> None:
     """Unless given, the task is the MLPerf model's (classification for a model the table
-    does not know, as before there was a choice)."""
+    does not know, as before there was a choice). An image's default task goes with its
+    default model: a model the user names brings its own task."""
+    model_source = sources.get("model", "default")
+    named = not model_source.startswith("default") and not model_source.endswith("(image)")
+    if sources.get("task", "").endswith("(image)") and named and find(values["model"]):
+        values["task"] = None
     if values["task"] is None:
         values["task"] = task_of(values["model"])
         if find(values["model"]) is not None:
             sources["task"] = f"default (model {values['model']})"
+
+
+def _fit_task(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """What the task allows: its preprocessing (the model format's profile is a classifier's;
+    only a profile the user asked for is an error) and its largest batch (a detector's
+    outputs are one image's: the reference runs RetinaNet with max batch size 1). A value
+    the task fixes says so as its source."""
+    task = tasks.get(values["task"])
+    if values["preprocessing"] not in task.profiles:
+        source = sources.get("preprocessing", "default")
+        if not source.startswith(("default", "model format")):
+            msg = f"{source}: preprocessing {values['preprocessing']} is not one of the {task.name} task's"
+            raise SettingsError(msg + f" ({', '.join(task.profiles)}); leave it out")
+        values["preprocessing"], sources["preprocessing"] = task.profiles[0], f"the {task.name} task"
+    if task.max_batch is not None and values["max_batchsize"] > task.max_batch:
+        source = sources.get("max_batchsize", "default")
+        if not source.startswith("default"):
+            msg = f"{source}: max batch size {values['max_batchsize']}: the {task.name} task's models answer"
+            raise SettingsError(
+                msg + f" at most {task.max_batch} sample(s) per run (their outputs have no batch dimension)"
+            )
+        why = f"the {task.name} task (its models answer {task.max_batch} sample(s) per run)"
+        values["max_batchsize"], sources["max_batchsize"] = task.max_batch, why
 
 
 def _derive_backend(values: dict[str, Any], sources: dict[str, str]) -> None:

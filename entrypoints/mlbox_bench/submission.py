@@ -133,7 +133,9 @@ def _accuracy(target: Path, run_dir: Path, result: dict[str, Any]) -> list[Path]
     scored = run_dir / "accuracy.txt"
     line = scored.read_text(encoding="utf-8").strip() if scored.is_file() else None
     if line is None:
-        log.warning("submission tree: no accuracy.txt score without labels; run the accuracy mode with --dataset DIR")
+        log.warning(
+            "submission tree: no accuracy.txt score without ground truth; run the accuracy mode with --dataset DIR"
+        )
     return written + _hashed_accuracy(run_dir / "mlperf_log_accuracy.json", target, line)
 
 

@@ -12,12 +12,12 @@ from typing import Any
 from tests.support.engine import Mlbox, result_of
 
 
-def build(mlbox: Mlbox, base_image: str, variant: str, device: str = "cpu") -> str:
-    """Build the catalog's resnet50 ``variant`` (in the run's namespace); return its tag."""
+def build(mlbox: Mlbox, base_image: str, variant: str, device: str = "cpu", model: str = "resnet50") -> str:
+    """Build the catalog's ``model`` ``variant`` (in the run's namespace); return its tag."""
     result = mlbox(
         "build",
         "-m",
-        "resnet50",
+        model,
         "--variant",
         variant,
         "-d",

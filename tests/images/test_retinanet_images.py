@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.images.conftest import build
 from tests.support.engine import Mlbox, result_of, run_container
 
 # Generating the 150 MB twin and building its image take minutes on a busy machine.
@@ -39,21 +40,7 @@ SHORT = {
 
 @pytest.fixture(scope="module")
 def retinanet(base_image: str, mlbox: Mlbox) -> str:
-    built = mlbox(
-        "build",
-        "-m",
-        "retinanet",
-        "--variant",
-        "synthetic",
-        "-d",
-        "cpu",
-        "--base-image",
-        base_image,
-        "--json",
-        timeout=1800,
-    )
-    assert built.returncode == 0, built.stderr[-4000:]
-    tag: str = json.loads(built.stdout)[0]["tag"]
+    tag = build(mlbox, base_image, "synthetic", model="retinanet")
     assert tag.endswith(":retinanet-cpu-synthetic")
     return tag
 

@@ -23,6 +23,9 @@ class SlowSession:
         self.batches: list[int] = []
         self.io = None
 
+    def select(self, names: tuple[str, ...]) -> None:
+        pass
+
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         time.sleep(0.02)
         self.batches.append(len(batch))
@@ -40,7 +43,7 @@ def test_server_workers_batch_the_queries_waiting(tmp_path: Path) -> None:
     data.load(list(range(64)))
     session = SlowSession()
     backend: Any = type("B", (), {"session": session, "new_session": lambda self: session})()
-    runner = ThreadRunner(backend, data, Labels(0, "y", 0), 1, replicate=False, coalesce=8, window_s=0.0)
+    runner = ThreadRunner(backend, data, Labels("y", 0), 1, replicate=False, coalesce=8, window_s=0.0)
     answered: dict[int, float] = {}
     lock = threading.Lock()
 
@@ -75,7 +78,7 @@ def test_dynamic_batches_are_padded_to_a_few_shapes(tmp_path: Path) -> None:
     data.load(list(range(64)))
     session = SlowSession()
     backend: Any = type("B", (), {"session": session, "new_session": lambda self: session})()
-    runner = ThreadRunner(backend, data, Labels(0, "y", 0), 1, replicate=False, coalesce=8, buckets=buckets(8))
+    runner = ThreadRunner(backend, data, Labels("y", 0), 1, replicate=False, coalesce=8, buckets=buckets(8))
     runner.warm_shapes()
     assert session.batches == [1, 2, 4, 8]
     session.batches.clear()

@@ -127,6 +127,9 @@ def test_a_submission_run_writes_the_rounds_directory(bench_model: Path, tmp_pat
     assert (out / "runs/mlbox/resnet/SingleStream/performance/result.json").is_file()
 
 
+IMAGE = {"MLBOX_DEFAULT_MODEL": "resnet50", "MLBOX_DEFAULT_TASK": "classification"}
+
+
 @pytest.mark.parametrize(
     ("args", "env", "task", "source"),
     [
@@ -136,6 +139,10 @@ def test_a_submission_run_writes_the_rounds_directory(bench_model: Path, tmp_pat
         (["--model", "bert-99"], {}, "classification", "default"),  # unknown: as before there was a task
         (["--model", "retinanet", "--task", "Classification"], {}, "classification", "flag --task"),
         (["--model", "bert-99"], {"MLBOX_TASK": "detection"}, "detection", "MLBOX_TASK"),
+        # An image's default task goes with its default model; a model the user names brings its own.
+        ([], IMAGE, "classification", "MLBOX_DEFAULT_TASK (image)"),
+        (["--model", "retinanet"], IMAGE, "detection", "default (model retinanet)"),
+        (["--model", "retinanet", "--task", "classification"], IMAGE, "classification", "flag --task"),
     ],
 )
 def test_task_defaults_to_the_models_and_can_be_given(

@@ -98,10 +98,26 @@ def test_a_model_that_does_not_fit_its_task_is_refused_before_loadgen(
     assert not out.exists() or not any(p.name.startswith("mlperf_log") for p in out.rglob("*"))  # LoadGen never ran
 
 
-def test_a_detector_refuses_a_batch_it_cannot_answer(detector: Path, tmp_path: Path) -> None:
+def test_a_detector_refuses_a_batch_it_cannot_answer(
+    detector: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before anything runs or is written: the reference runs RetinaNet with max batch size 1."""
     out = tmp_path / "out"
-    args = ["--modelpath", str(detector), "--model-name", "retinanet", "--max-batchsize", "8"]
-    assert main([*args, "--scenario", "Offline", "--output-dir", str(out)]) != 0
+    args = ["--modelpath", str(detector), "--model-name", "retinanet", "--scenario", "Offline"]
+    assert main([*args, "--max-batchsize", "8", "--output-dir", str(out)]) == 2
+    assert (
+        "flag --max-batchsize: max batch size 8: the detection task's models answer at most 1"
+        in capsys.readouterr().err
+    )
+    assert not out.exists()
+    # Left open, the task fixes it, and says so.
+    assert main([*args, "--print-settings"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["max_batchsize"] == {
+        "value": 1,
+        "source": "the detection task (its models answer 1 sample(s) per run)",
+    }
+    assert printed["preprocessing"] == {"value": "openimages", "source": "the detection task"}
 
 
 # A task made up here: "parity". The model is any classifier; a sample's response is its
@@ -112,10 +128,14 @@ def test_a_detector_refuses_a_batch_it_cannot_answer(detector: Path, tmp_path: P
 
 @dataclass(frozen=True)
 class ParityAnswer:
-    output: int
+    output: str
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.output,)
 
     def respond(self, raw: tuple[np.ndarray, ...], indices: Ids) -> Responses:
-        labels = np.asarray(raw[self.output]).reshape(len(indices), -1)[:, 0].astype(np.int32)
+        labels = np.asarray(raw[0]).reshape(len(indices), -1)[:, 0].astype(np.int32)
         return Responses(np.ascontiguousarray(np.stack([np.asarray(indices, dtype=np.int32), labels % 2], axis=1)))
 
     def fallback(self, count: int) -> Responses:
@@ -132,7 +152,7 @@ class Parity:
     max_batch = None
 
     def answer(self, io: ModelIO) -> ParityAnswer:
-        integer = [k for k, o in enumerate(io.outputs) if np.issubdtype(np.dtype(o.dtype), np.integer)]
+        integer = [o.name for o in io.outputs if o.kind in ("i", "u")]
         if not integer:
             raise tasks.refuse(self.name, io, "an integer output")
         return ParityAnswer(integer[0])
@@ -151,7 +171,7 @@ def parity() -> Any:
     task = Parity()
     tasks.register(task)
     yield task
-    tasks._extra.pop(task.name)
+    tasks.unregister(task.name)
 
 
 @pytest.mark.parametrize("runner", ["inline", "threadpool", "processpool"])
@@ -162,7 +182,7 @@ def test_a_new_task_plugs_in_without_touching_runners_wiring_or_report(
     args = ["--modelpath", str(bench_model), "--task", "parity", "--mode", "accuracy", "--samples", "40"]
     assert main([*args, "--scenario", "Offline", "--runner", runner, "--output-dir", str(out)]) == 0
     result = result_of(out)
-    assert (result["model"]["task"], result["model"]["parity_of"]) == ("parity", 0)
+    assert (result["model"]["task"], result["model"]["parity_of"]) == ("parity", "ArgMax:0")
     assert result["metric"] == {"name": "own_index_share", "value": 1.0, "unit": "fraction"}
     assert (out / "accuracy.txt").read_text() == "own=100.0%\n"
     entries = json.loads((out / "mlperf_log_accuracy.json").read_text())
@@ -174,3 +194,56 @@ def test_a_new_task_plugs_in_without_touching_runners_wiring_or_report(
 def test_an_unknown_task_is_a_usage_error(bench_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--modelpath", str(bench_model), "--task", "parity"]) != 0
     assert "not a task mlbox-bench knows (classification, detection)" in capsys.readouterr().err
+
+
+def test_annotations_that_are_not_coco_are_refused_before_the_run(
+    detector: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.detection import detection_dataset
+
+    data = detection_dataset(tmp_path / "data", 64)
+    annotations = data.root / "annotations" / "openimages-mlperf.json"
+    doc = json.loads(annotations.read_text())
+    del doc["categories"]  # pycocotools would fail on it after the whole run
+    annotations.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    args = ["--modelpath", str(detector), "--model-name", "retinanet", "--mode", "accuracy"]
+    assert main([*args, "--dataset", str(data.root), "--output-dir", str(out)]) == 3
+    assert "images (id, file_name, height, width), annotations and categories" in capsys.readouterr().err
+    assert not (out / "mlperf_log_accuracy.json").exists()
+
+
+def test_the_standalone_scorer_says_what_is_wrong_with_a_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlbox_bench.accuracy_openimages import main as score
+    from tests.support.detection import detection_dataset
+
+    data = detection_dataset(tmp_path / "data", 64)
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text(json.dumps([{"qsl_idx": 99, "seq_id": 0, "data": ""}]))
+    assert score(["--mlperf-accuracy-file", str(log), "--openimages-dir", str(data.root)]) == 3
+    assert "qsl_idx 99 is not an image of the annotations (they list 6)" in capsys.readouterr().err
+    log.write_text(json.dumps([{"qsl_idx": None, "data": ""}]))
+    assert score(["--mlperf-accuracy-file", str(log), "--openimages-dir", str(data.root)]) == 3
+    assert "not a LoadGen accuracy log" in capsys.readouterr().err
+
+
+def test_test01_compares_a_detectors_responses_as_the_official_script(tmp_path: Path) -> None:
+    """verify_accuracy.py: an empty response matches only an empty one, otherwise the first
+    float32 decides; a detector's first value is the sample index, so a run that finds one
+    detection fewer (a score at the threshold) still passes, and an empty answer does not."""
+    from mlbox_bench.compliance import verify_accuracy
+
+    def log(path: Path, records: dict[int, list[float]]) -> Path:
+        data = [
+            {"qsl_idx": i, "seq_id": i, "data": np.array(r, np.float32).tobytes().hex()} for i, r in records.items()
+        ]
+        path.write_text(json.dumps(data))
+        return path
+
+    two = [3, 0.1, 0.1, 0.5, 0.5, 0.9, 7, 3, 0.2, 0.2, 0.6, 0.6, 0.06, 7]
+    reference = log(tmp_path / "reference.json", {3: two, 4: []})
+    assert verify_accuracy(reference, log(tmp_path / "a.json", {3: two[:7], 4: []})).passed
+    assert not verify_accuracy(reference, log(tmp_path / "b.json", {3: [], 4: []})).passed
+    assert not verify_accuracy(reference, log(tmp_path / "c.json", {3: two, 4: two})).passed

@@ -220,7 +220,8 @@ class Model(_Frozen):
     description: Text
     mlperf_name: Name  # the model name LoadGen's mlperf.conf knows (case-sensitive)
     # What mlbox-bench does with its outputs (preprocessing, responses, accuracy): the image
-    # says it (MLBOX_DEFAULT_TASK), so a model's name never has to imply it.
+    # says it (MLBOX_DEFAULT_TASK), so a model whose MLPerf name mlbox-bench does not know
+    # still gets its task (a known name implies the same one).
     task: Annotated[str, AfterValidator(_task)]
     default_variant: Name
     variants: dict[Name, Variant]

@@ -36,7 +36,7 @@ OUTPUT_SOFTMAX = "softmax_tensor:0"
 
 def synthetic_model(spec: Synthetic, file_name: str, cache: Path) -> Path:
     """Generate (once) and return the cached synthetic model file."""
-    from mlbox import synthetic_retinanet  # it builds on this module's graph builder
+    from mlbox import synthetic_retinanet  # imported when used: ResNet-50's callers never need it
 
     # RetinaNet's graph has its own version: a change to it leaves the ResNet-50 files cached.
     version = synthetic_retinanet.GENERATOR_VERSION if spec.generator == "retinanet" else GENERATOR_VERSION

@@ -67,6 +67,15 @@ class Output:
     # class scores: 1001), when the model says; a task may need it (MLPerf's background class).
     index_range: int | None = None
 
+    @property
+    def kind(self) -> str:
+        """numpy's kind of its dtype: "f" float, "i"/"u" integer, "b" bool; "" for a type
+        numpy has none for (an onnxruntime string or sequence output)."""
+        try:
+            return np.dtype(self.dtype).kind
+        except TypeError:
+            return ""
+
     def describe(self) -> str:
         dims = ",".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name} ({self.dtype} [{dims}])"
@@ -113,8 +122,13 @@ class Facts(TypedDict, total=False):
 class Session(Protocol):
     io: ModelIO
 
+    def select(self, names: tuple[str, ...]) -> None:
+        """Return only these outputs from now on, in this order (the task's: a library
+        that fetches every output copies what nobody reads)."""
+        ...
+
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        """One batch: the model's raw outputs, in ``io.outputs`` order."""
+        """One batch: the model's raw outputs (``select``'s, else ``io.outputs``), in order."""
         ...
 
     def facts(self) -> Facts:
@@ -133,6 +147,13 @@ class DeviceSession(Session, Protocol):
     def run_rows(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """Run these rows of the staged samples: raw outputs, as ``run``."""
         ...
+
+
+def select_one(io: ModelIO, names: tuple[str, ...]) -> None:
+    """``select`` for a session that returns one output: that one is all it can give."""
+    if names != (io.outputs[0].name,):
+        msg = f"the session returns {io.outputs[0].name} only; {', '.join(names)} was asked for (a harness bug)"
+        raise BenchError(msg)
 
 
 class BackendConfig(Protocol):
@@ -205,9 +226,17 @@ class Backend:
         self.config = config
         self.session = self.impl.open_session(config)
         self.io = self.session.io
+        self.outputs = tuple(o.name for o in self.io.outputs)
+
+    def select(self, names: tuple[str, ...]) -> None:
+        """The outputs every session of this backend returns (see Session.select)."""
+        self.session.select(names)
+        self.outputs = names
 
     def new_session(self) -> Session:
-        return self.impl.open_session(self.config)
+        session = self.impl.open_session(self.config)
+        session.select(self.outputs)
+        return session
 
     @property
     def thread_safe(self) -> bool:

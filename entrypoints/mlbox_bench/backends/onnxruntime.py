@@ -124,6 +124,9 @@ class OrtSession:
         self._on_device: Any = None  # the loaded samples as an OrtValue in GPU memory (stage)
         self._host: np.ndarray | None = None
 
+    def select(self, names: tuple[str, ...]) -> None:
+        self._outputs = list(names)
+
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(self._outputs, {self._input: batch}))
 
@@ -248,11 +251,21 @@ def _describe_io(session: Any) -> ModelIO:
     if dtype is None:
         msg = f"model input {inp.name} has unsupported type {inp.type}"
         raise BenchError(msg)
-    described = tuple(
-        Output(o.name, np.dtype(_ORT_TYPES.get(o.type, np.float32)).name, tuple(_dim(d) for d in o.shape or ()))
-        for o in outputs
-    )
+    described = tuple(Output(o.name, _type_name(o.type), tuple(_dim(d) for d in o.shape or ())) for o in outputs)
     return ModelIO(inp.name, shape, dtype, described)
+
+
+def _type_name(ort_type: str) -> str:
+    """A numpy dtype name for an onnxruntime tensor type; the type's own words otherwise
+    (a task then refuses it by name: tensor(double) is float64, tensor(string) stays string)."""
+    known = _ORT_TYPES.get(ort_type)
+    if known is not None:
+        return np.dtype(known).name
+    inner = ort_type.removeprefix("tensor(").removesuffix(")")
+    try:
+        return np.dtype({"double": "float64", "float": "float32"}.get(inner, inner)).name
+    except TypeError:
+        return inner
 
 
 def _dim(d: Any) -> int | None:

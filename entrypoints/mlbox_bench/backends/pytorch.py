@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import Facts, ModelIO, Output
+from mlbox_bench.backends import Facts, ModelIO, Output, select_one
 from mlbox_bench.errors import BenchError
 from mlbox_bench.options import Option, boolean, choice, nonempty, thread_count
 
@@ -284,6 +284,9 @@ class TorchSession:
                 return self._forward(self._to_device(batch))
             with torch.cuda.stream(self._stream()):
                 return self._forward(self._to_device(batch))
+
+    def select(self, names: tuple[str, ...]) -> None:
+        select_one(self.io, names)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return (self.forward(batch),)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import Facts, ModelIO, Output, native_noise_dropped
+from mlbox_bench.backends import Facts, ModelIO, Output, native_noise_dropped, select_one
 from mlbox_bench.errors import BenchError, quote
 from mlbox_bench.options import Option, SettingsError, thread_count
 
@@ -135,6 +135,9 @@ class TfSession:
         self.file_facts = facts
         self._input = graph.get_tensor_by_name(io.input_name)
         self._output = graph.get_tensor_by_name(io.outputs[0].name)
+
+    def select(self, names: tuple[str, ...]) -> None:
+        select_one(self.io, names)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return (np.asarray(self.sess.run(self._output, feed_dict={self._input: batch})),)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.backends import Facts, ModelIO, Output, native_noise_dropped, quantize
+from mlbox_bench.backends import Facts, ModelIO, Output, native_noise_dropped, quantize, select_one
 from mlbox_bench.errors import BenchError
 from mlbox_bench.options import Option, thread_count
 
@@ -132,6 +132,9 @@ class TfliteSession:
         index_range = classes if np.issubdtype(np.dtype(out_dtype), np.integer) else None
         output = Output(str(out["name"]), out_dtype, shape, index_range)
         self.io = ModelIO(str(inp["name"]), self.sample_shape, inp["dtype"], (output,), quantization)
+
+    def select(self, names: tuple[str, ...]) -> None:
+        select_one(self.io, names)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         it = self.interpreter

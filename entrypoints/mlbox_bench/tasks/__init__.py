@@ -75,6 +75,10 @@ def register(task: Task) -> None:
     _extra[task.name] = task
 
 
+def unregister(name: str) -> None:
+    _extra.pop(name, None)
+
+
 def known() -> tuple[str, ...]:
     return (*TASKS, *_extra)
 
@@ -83,7 +87,7 @@ def get(name: str) -> Task:
     if name in _extra:
         return _extra[name]
     if name not in TASKS:
-        msg = f"unknown task {name!r} (mlbox-bench has {', '.join(TASKS)})"
+        msg = f"unknown task {name!r} (mlbox-bench has {', '.join(known())})"
         raise BenchError(msg)
     task: Task = importlib.import_module(f"mlbox_bench.tasks.{name}").TASK
     return task

@@ -27,14 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlbox-bench")
 
-RESPONSE_DTYPE = "float32"  # what every response holds: the reference app's accuracy log format
 # Pixel values (0-255) -> what each preprocessing profile leaves of an average image, for
 # synthetic samples: ``pixels * scale + shift``.
 PROFILES = {
     "mlperf": (1.0, -118.0),  # the channel means subtracted (near their mean)
     "torchvision": (1.0 / (255.0 * 0.226), -0.449 / 0.226),  # /255, then ImageNet's mean and std
 }
-DETECTOR_OUTPUTS = frozenset({"boxes", "labels", "scores"})
 
 
 def offset_for(classes: int | None) -> int:
@@ -47,9 +45,9 @@ def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
     """The response for each of ``count`` samples as MLCommons' reference app writes it:
     the label after the model's offset, as float32, so accuracy-imagenet.py with its
     defaults reads the accuracy log. An output with one score per class is reduced to its
-    ArgMax first."""
+    ArgMax first (an integer output's first column is its label)."""
     out = raw.reshape(count, -1)
-    if out.shape[1] > 1:
+    if out.shape[1] > 1 and np.issubdtype(out.dtype, np.floating):
         out = out.argmax(axis=1).reshape(count, 1)
     labels = np.ascontiguousarray(out[:, :1], dtype=np.float32)
     if offset:
@@ -61,18 +59,21 @@ def to_labels(raw: np.ndarray, count: int, offset: int) -> np.ndarray:
 class Labels:
     """The classification task bound to a model: which output is the answer, and its offset."""
 
-    output: int  # position in the session's outputs
-    name: str
+    output: str
     offset: int
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.output,)
+
     def respond(self, raw: tuple[np.ndarray, ...], indices: Ids) -> Responses:
-        return Responses(to_labels(raw[self.output], len(indices), self.offset))
+        return Responses(to_labels(raw[0], len(indices), self.offset))
 
     def fallback(self, count: int) -> Responses:
         return Responses(np.zeros((count, 1), dtype=np.float32))
 
     def facts(self) -> dict[str, object]:
-        return {"answer_output": self.name, "label_offset": self.offset}
+        return {"answer_output": self.output, "label_offset": self.offset}
 
 
 class Classification:
@@ -82,9 +83,11 @@ class Classification:
     max_batch = None
 
     def answer(self, io: ModelIO) -> Labels:
+        from mlbox_bench.tasks.detection import OUTPUTS as DETECTOR_OUTPUTS
+
         names = {o.name for o in io.outputs}
         expected = "one output with the class label (an integer, as MLPerf's ArgMax) or one score per class"
-        if names >= DETECTOR_OUTPUTS:
+        if names >= set(DETECTOR_OUTPUTS):
             hint = "they are a detector's: run it with --task detection (--model-name retinanet does)"
             raise refuse(self.name, io, expected, hint)
         if not io.outputs:
@@ -94,7 +97,7 @@ class Classification:
         if not _answers_labels(pick):
             raise refuse(self.name, io, expected, f"{pick.describe()} is neither")
         classes = {o.index_range for o in io.outputs} | {o.shape[-1] for o in io.outputs if len(o.shape) >= 2}
-        return Labels(io.outputs.index(pick), pick.name, offset_for(1001 if 1001 in classes else None))
+        return Labels(pick.name, offset_for(1001 if 1001 in classes else None))
 
     def samples(self, s: Settings, io: ModelIO, count: int) -> SampleLibrary:
         profile = s.preprocessing or "mlperf"
@@ -109,17 +112,20 @@ class Classification:
         if data.labels is None:
             return None
         acc = score(log_path, [int(x) for x in data.labels])
-        return Score(acc.line(), acc.top1, {"top1": acc.top1, "good": acc.good, "total": acc.total})
+        facts = {"top1": acc.top1, "good": acc.good, "total": acc.total, "dtype": "float32"}
+        return Score(acc.line(), acc.top1, facts)
 
 
 def _integer(output: Output) -> bool:
-    return bool(np.issubdtype(np.dtype(output.dtype), np.integer))
+    return output.kind in ("i", "u")
 
 
 def _answers_labels(output: Output) -> bool:
     """A label per sample ([N] or [N,1] integers) or one score per class ([N,C] floats);
     an output of unknown rank (the library does not say) is taken at its word."""
     shape = output.shape
+    if output.kind not in ("f", "i", "u"):
+        return False
     if not shape:
         return True
     if _integer(output):
@@ -168,7 +174,7 @@ class ImagenetData(SampleLibrary):
         self.root = root
         self.files = files
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.profile = self.profile_name = profile or "mlperf"
+        self.profile = self.profile_name = profile or "mlperf"  # profile_name: never None
         key = f"imagenet-{self.profile}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
         self.cache = cache_root(preprocessed_dir, root) / key
 

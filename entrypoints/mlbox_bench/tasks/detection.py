@@ -48,11 +48,9 @@ class Detections:
     """The detection task bound to a model: where its three outputs are, and the input's
     size that the boxes are divided by."""
 
-    boxes: int
-    labels: int
-    scores: int
     height: int
     width: int
+    outputs: tuple[str, ...] = ("boxes", "labels", "scores")  # what the session returns, in this order
 
     def respond(self, raw: tuple[np.ndarray, ...], indices: Ids) -> Responses:
         if len(indices) != 1:  # the outputs have no batch dimension (see max_batch)
@@ -62,9 +60,9 @@ class Detections:
 
     def records(self, raw: tuple[np.ndarray, ...], index: int) -> np.ndarray:
         """One image's records, flat: 7 float32s per detection kept."""
-        boxes = np.asarray(raw[self.boxes], dtype=np.float32).reshape(-1, 4)
-        scores = np.asarray(raw[self.scores], dtype=np.float32).reshape(-1)
-        labels = np.asarray(raw[self.labels]).reshape(-1)
+        boxes = np.asarray(raw[0], dtype=np.float32).reshape(-1, 4)
+        labels = np.asarray(raw[1]).reshape(-1)
+        scores = np.asarray(raw[2], dtype=np.float32).reshape(-1)
         # The reference stops at the first score under the threshold (scores come sorted).
         below = np.flatnonzero(scores < np.float32(SCORE_THRESHOLD))
         kept = int(below[0]) if len(below) else len(scores)
@@ -96,16 +94,13 @@ class Detection:
     max_batch = 1  # the reference profile's max batch size: the outputs are one image's
 
     def answer(self, io: ModelIO) -> Detections:
-        by_name = {o.name: (k, o) for k, o in enumerate(io.outputs)}
+        by_name = {o.name: o for o in io.outputs}
         if not set(OUTPUTS) <= set(by_name):
-            raise refuse(self.name, io, EXPECTED, "a classifier's outputs: run it with --task classification")
-        (b, boxes), (lb, labels), (sc, scores) = (by_name[n] for n in OUTPUTS)
-        floats = all(np.issubdtype(np.dtype(o.dtype), np.floating) for o in (boxes, scores))
-        if (
-            not floats
-            or not np.issubdtype(np.dtype(labels.dtype), np.integer)
-            or boxes.shape[-1:] not in ((4,), (None,))
-        ):
+            raise refuse(self.name, io, EXPECTED, _classifier_hint(io))
+        boxes, labels, scores = (by_name[n] for n in OUTPUTS)
+        floats = boxes.kind == scores.kind == "f"
+        shapes = boxes.shape[-1:] in ((4,), (None,)) and all(len(o.shape) <= 1 for o in (labels, scores))
+        if not floats or labels.kind not in ("i", "u") or not shapes:
             raise refuse(self.name, io, EXPECTED)
         try:
             layout, size = image_layout(io.input_shape)
@@ -113,10 +108,15 @@ class Detection:
             msg = f"the model's input {io.input_name} {io.input_shape} is not a square RGB image (3,S,S or S,S,3)"
             raise BenchError(msg + ": the detection task feeds images") from None
         del layout
-        return Detections(b, lb, sc, size, size)
+        if size == 1:  # a dimension the file leaves open reads as 1 (see the backends)
+            msg = f"the model's input {io.input_name} {io.input_shape} has no fixed height and width"
+            raise BenchError(msg + ": the boxes are scaled by them (MLCommons' RetinaNet: 800x800)")
+        return Detections(size, size, OUTPUTS)
 
     def samples(self, s: Settings, io: ModelIO, count: int) -> SampleLibrary:
         if s.dataset is not None:
+            if s.mode == "accuracy":
+                _pycocotools()  # before the run, not after it
             prep = Path(s.preprocessed_dir) if s.preprocessed_dir else None
             return OpenImagesData(io, Path(s.dataset), s.samples, prep, s.data_format)
         return SyntheticData(io, s.samples or count, affine=(1.0 / 255.0, 0.0), profile=PROFILE)
@@ -125,6 +125,17 @@ class Detection:
         if not isinstance(data, OpenImagesData):
             return None
         return mean_average_precision(log_path, data.annotations)
+
+
+def _classifier_hint(io: ModelIO) -> str:
+    """Say it is a classifier only when the classification task would take it."""
+    from mlbox_bench.tasks.classification import TASK as CLASSIFICATION
+
+    try:
+        CLASSIFICATION.answer(io)
+    except BenchError:
+        return ""
+    return "a classifier's outputs: run it with --task classification"
 
 
 class OpenImagesData(SampleLibrary):
@@ -189,14 +200,23 @@ class OpenImagesData(SampleLibrary):
 def _image_files(annotations: Path) -> list[str]:
     from mlbox_bench.files import read_user_text
 
+    expected = "COCO-format annotations: images (id, file_name, height, width), annotations and categories"
     try:
         doc = json.loads(read_user_text(annotations, "--dataset"))
-        images = doc["images"]
-        files = [str(image["file_name"]) for image in images]
-        for image in images:
+    except ValueError as err:
+        msg = f"{annotations}: not JSON ({err}); expected {expected}"
+        raise BenchError(msg) from None
+    lists = isinstance(doc, dict) and all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories"))
+    if not lists:
+        msg = f"{annotations}: expected {expected} (lists), as MLCommons' openimages.py writes them"
+        raise BenchError(msg)
+    try:
+        files = [str(image["file_name"]) for image in doc["images"]]
+        for image in doc["images"]:
             int(image["id"]), int(image["height"]), int(image["width"])
     except (ValueError, KeyError, TypeError) as err:
-        msg = f"{annotations}: not COCO-format annotations with images (id, file_name, height, width): {err}"
+        what = f"no {err}" if isinstance(err, KeyError) else str(err)
+        msg = f"{annotations}: an image entry is not (id, file_name, height, width): {what}"
         raise BenchError(msg) from None
     unsafe = next((f for f in files if Path(f).is_absolute() or ".." in Path(f).parts), None)
     if unsafe is not None:
@@ -208,11 +228,26 @@ def _image_files(annotations: Path) -> list[str]:
     return files
 
 
-def mean_average_precision(log_path: Path, annotations: Path) -> Score:
-    """tools/accuracy-openimages.py with its default flags: each logged sample (once) is
-    image ``images[qsl_idx]``; each record's box is scaled by that image's height and
-    width and handed to COCOeval as [x, y, w, h] with the record's label as the category;
-    the evaluation covers the logged images only. Its line: ``mAP=<percent>%``."""
+def _logged(log_path: Path, count: int) -> list[tuple[int, bytes]]:
+    """(qsl_idx, response bytes) of each accuracy-log entry, or an error naming the entry."""
+    try:
+        entries = json.loads(log_path.read_text(encoding="utf-8"))
+        logged = [(int(e["qsl_idx"]), bytes.fromhex(e["data"])) for e in entries]
+    except (ValueError, KeyError, TypeError) as err:
+        msg = f"{log_path}: not a LoadGen accuracy log (entries of qsl_idx and hex data): {err}"
+        raise BenchError(msg) from None
+    outside = next((i for i, _ in logged if not 0 <= i < count), None)
+    if outside is not None:
+        msg = f"{log_path}: qsl_idx {outside} is not an image of the annotations (they list {count})"
+        raise BenchError(msg)
+    if any(len(data) % 4 for _, data in logged):
+        msg = f"{log_path}: a response is not float32 records (its size is not a multiple of 4 bytes)"
+        raise BenchError(msg)
+    return logged
+
+
+def _pycocotools() -> tuple[Any, Any]:
+    """pycocotools' COCO and COCOeval, or an error that says how to get them."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -221,23 +256,32 @@ def mean_average_precision(log_path: Path, annotations: Path) -> Score:
             "scoring detection accuracy needs pycocotools (MLCommons' accuracy script uses it): pip install pycocotools"
         )
         raise BenchError(msg) from None
+    return COCO, COCOeval
+
+
+def mean_average_precision(log_path: Path, annotations: Path, detections_file: Path | None = None) -> Score:
+    """tools/accuracy-openimages.py with its default flags: each logged sample (once) is
+    image ``images[qsl_idx]``; each record's box is scaled by that image's height and
+    width and handed to COCOeval as [x, y, w, h] with the record's label as the category;
+    the evaluation covers the logged images only. Its line: ``mAP=<percent>%``. With
+    ``detections_file``, the detections are written there as the script's --output-file."""
+    coco, cocoeval = _pycocotools()
+    count = len(_image_files(annotations))  # its shape checked, in words
     quiet = text_io.StringIO()  # pycocotools prints its progress: keep stdout for the result path
     with contextlib.redirect_stdout(quiet):
-        truth = COCO(str(annotations))
+        truth = coco(str(annotations))
     images = truth.dataset["images"]
-    entries = json.loads(log_path.read_text(encoding="utf-8"))
     seen: set[int] = set()
     image_ids: set[int] = set()
     detections: list[dict[str, Any]] = []
     mismatched = 0
-    for entry in entries:
-        index = int(entry["qsl_idx"])
+    for index, data in _logged(log_path, count):
         if index in seen:  # LoadGen may log a sample twice: once, like the reference
             continue
         seen.add(index)
         image = images[index]
         image_ids.add(image["id"])
-        records = np.frombuffer(bytes.fromhex(entry["data"]), np.float32)
+        records = np.frombuffer(data, np.float32)
         if len(records) < 7:
             continue
         rows = records[: len(records) // 7 * 7].reshape(-1, 7)
@@ -250,6 +294,10 @@ def mean_average_precision(log_path: Path, annotations: Path) -> Score:
             detections.append(
                 {"image_id": image["id"], "category_id": int(rows[k, 6]), "bbox": box, "score": float(rows[k, 5])}
             )
+    if detections_file is not None:
+        from mlbox_bench.files import write_text_atomic
+
+        write_text_atomic(detections_file, json.dumps(detections, sort_keys=True, indent=4))
     facts: dict[str, object] = {"images": len(image_ids), "detections": len(detections)}
     if mismatched:
         facts["records_of_another_sample"] = mismatched  # the script prints an ERROR line for each
@@ -257,7 +305,7 @@ def mean_average_precision(log_path: Path, annotations: Path) -> Score:
         return Score("mAP=0.000%", 0.0, {**facts, "mAP": 0.0})
     with contextlib.redirect_stdout(quiet):
         found = truth.loadRes(detections)
-        evaluation = COCOeval(truth, found, iouType="bbox")
+        evaluation = cocoeval(truth, found, iouType="bbox")
         evaluation.params.imgIds = sorted(image_ids)
         evaluation.evaluate()
         evaluation.accumulate()
