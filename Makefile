@@ -4,7 +4,9 @@
 #   make unit         the unit tier: in process, no engine                            < 3 minutes
 #   make test         check + unit + integration (real engine, tiny twins): what CI runs
 #   make test-images  the full ResNet-50 matrix of every image family                  ~ 15 minutes
-.PHONY: demo test test-images check unit venv golden unit-and-integration
+# Not a test: `make bench` measures (~30 minutes) and names figures worse than the ones kept
+# in benchmarks/figures/ by more than 10%; `make bench-accept` keeps this run's figures.
+.PHONY: demo test test-images check unit venv golden unit-and-integration bench bench-accept
 
 # pytest-xdist workers; a family's image is built once whatever the number.
 WORKERS ?= 2
@@ -45,3 +47,16 @@ venv:
 # Regenerate tests/golden/ from the templates (review the diff before committing).
 golden: venv
 	.venv/bin/python -m tests.golden.regenerate
+
+# The benchmarks of issue 27, as their figures were first taken; figures in benchmarks/figures/.
+BENCH_OUT ?= /tmp/mlbox-bench-figures
+bench: venv
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	.venv/bin/python benchmarks/harness_overhead.py --seconds 6 --json $(BENCH_OUT)/harness_overhead.json \
+		--parts resnet50,tiny-offline,tiny-server,torch-fp32,torch-int8,tf-fp32,tflite-fp32,tflite-int8
+	.venv/bin/python benchmarks/startup_and_duration.py --durations 10 --models tiny,resnet50 \
+		--runners inline,threadpool --json $(BENCH_OUT)/startup_and_duration.json
+	.venv/bin/python benchmarks/figures.py compare benchmarks/figures $(BENCH_OUT)
+
+bench-accept:
+	cp $(BENCH_OUT)/*.json benchmarks/figures/

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from figures import Figures
 
 from mlbox_bench.cli import tighten_timer_slack
 
@@ -326,6 +327,7 @@ def main() -> int:
         default="resnet50,tiny-offline,tiny-server,torch-fp32,torch-int8,tf-fp32,tflite-fp32,tflite-int8",
         help="comma-separated subset to measure",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures there (see benchmarks/figures.py)")
     parser.add_argument("--null-sut", nargs=3, metavar=("OUT", "QPS", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.null_sut:
@@ -334,6 +336,7 @@ def main() -> int:
     seconds = 2.0 if args.quick else args.seconds
     parts = set(args.parts.split(","))
     rows: list[tuple[str, str]] = []
+    figures = Figures()
     with tempfile.TemporaryDirectory(prefix="mlbox-bench-overhead-") as tmp:
         work = Path(tmp)
         models = make_models(work)
@@ -344,10 +347,12 @@ def main() -> int:
             rows.append(
                 ("resnet50 Offline throughput, mlbox-bench / plain (best batch each)", f"{ratio:.3f} (>= 0.97)")
             )
+            figures.add("resnet50 onnxruntime Offline / plain", ratio, "ratio", "higher")
         if "tiny-offline" in parts:
             plain, ours = offline_pair(models["tiny"], data, work, seconds, "tiny", TINY_INTRAOP)
             overhead_us = (1 / max(ours.values()) - 1 / max(plain.values())) * 1e6
             rows.append(("tiny Offline harness overhead per sample (best batch each)", f"{overhead_us:.2f} us (<= 20)"))
+            figures.add("tiny Offline harness overhead per sample", overhead_us, "us", "lower")
         torch_parts = sorted(parts & {"torch-fp32", "torch-int8"})
         if torch_parts:
             torch_models = make_torch_models(work)
@@ -357,6 +362,7 @@ def main() -> int:
                 ratio = max(ours.values()) / max(plain.values())
                 label = f"resnet50 {part} Offline throughput, mlbox-bench / plain torch loop (best batch each)"
                 rows.append((label, f"{ratio:.3f} (>= 0.97)"))
+                figures.add(f"resnet50 {part} Offline / plain", ratio, "ratio", "higher")
         tf_parts = parts & set(TF_PARTS)
         if tf_parts:
             tf_models = make_tf_models(work, tf_parts)
@@ -372,16 +378,21 @@ def main() -> int:
                     loop = "plain LiteRT loop"
                 label = f"resnet50 {part} Offline throughput, mlbox-bench / {loop} (best batch each)"
                 rows.append((label, f"{max(ours.values()) / max(plain.values()):.3f} (>= 0.97)"))
+                figures.add(
+                    f"resnet50 {part} Offline / plain", max(ours.values()) / max(plain.values()), "ratio", "higher"
+                )
         if "tiny-server" in parts:
             # Three medians measured at different moments are subtracted: repeat the whole
             # measurement and report the median, the single figure is noisy by a few us.
             runs = sorted(server_overhead_us(models["tiny"], data, work, seconds) for _ in range(3))
             label = "tiny Server harness overhead per sample (p50, median of 3; see above)"
             rows.append((label, f"{runs[1]:.2f} us (<= 20); runs {', '.join(f'{r:.1f}' for r in runs)}"))
+            figures.add("tiny Server harness overhead p50", runs[1], "us", "lower")
     print()
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    figures.write(args.json)
     return 0
 
 

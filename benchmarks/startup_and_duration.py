@@ -37,11 +37,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from figures import Figures
+
 REPO = Path(__file__).resolve().parents[1]
 
 SEED_SHIM = r"""
 import json, os, runpy, sys, time, types
 import numpy as np
+
+from figures import Figures
 import mlperf_loadgen as lg
 
 if not hasattr(np, "string_"):  # its backend's type table names np.string_ (gone in NumPy 2)
@@ -134,7 +138,9 @@ def main() -> int:
     parser.add_argument("--models", default="tiny,resnet50")
     parser.add_argument("--runners", default="inline,threadpool,processpool")
     parser.add_argument("--seed-app", type=Path, help="the seed app's src/ directory (main.py, loadgen/)")
+    parser.add_argument("--json", type=Path, help="also write the figures there (see benchmarks/figures.py)")
     args = parser.parse_args()
+    figures = Figures()
     sys.path[:0] = [str(REPO / "toolkit")]
     from mlbox.synthetic import build
 
@@ -158,6 +164,11 @@ def main() -> int:
                         f" of {issued(r)} issued",
                         flush=True,
                     )
+                    key = f"{name} Offline --duration {duration:g} {runner}"
+                    figures.add(f"{key}: first query after start", t["first_query_after_start_s"], "s", "lower")
+                    figures.add(f"{key}: time in LoadGen / N", t["loadgen_s"] / duration, "ratio", "lower")
+                    figures.add(f"{key}: peak RSS", rss / 1024, "MB", "lower")
+                    figures.add(f"{key}: VALID", r["validity"] == "VALID", "bool", "higher")
                     if runner == "inline" and args.seed_app:
                         qps = r["effective_settings"]["target_qps"]
                         print(" " * 40 + seed(args.seed_app, model, work, r["qsl"]["performance"], qps, duration))
@@ -170,6 +181,9 @@ def main() -> int:
                 f"{r['validity']}, p99 {p99:.2f} ms (bound {bound:.0f} ms)",
                 flush=True,
             )
+            figures.add(f"{name} Server at the automatic rate: VALID", r["validity"] == "VALID", "bool", "higher")
+            figures.add(f"{name} Server at the automatic rate: p99 / bound", p99 / bound, "ratio", "lower")
+    figures.write(args.json)
     return 0
 
 
