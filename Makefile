@@ -59,4 +59,4 @@ bench: venv
 	.venv/bin/python benchmarks/figures.py compare benchmarks/figures $(BENCH_OUT)
 
 bench-accept:
-	cp $(BENCH_OUT)/*.json benchmarks/figures/
+	mkdir -p benchmarks/figures && cp $(BENCH_OUT)/*.json benchmarks/figures/
