@@ -4,7 +4,7 @@
 #   make unit         the unit tier: in process, no engine                            < 3 minutes
 #   make test         check + unit + integration (real engine, tiny twins): what CI runs
 #   make test-images  the full ResNet-50 matrix of every image family                  ~ 15 minutes
-# Not a test: `make bench` measures (~30 minutes) and names figures worse than the ones kept
+# Not a test: `make bench` measures (~15 minutes) and names figures worse than the ones kept
 # in benchmarks/figures/ by more than 10%; `make bench-accept` keeps this run's figures.
 .PHONY: demo test test-images check unit venv golden unit-and-integration bench bench-accept
 
