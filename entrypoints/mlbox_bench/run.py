@@ -283,6 +283,8 @@ def run_loadgen(
                 batch = int(calibration["batch"])
             values.update(found)
             fields.apply(ts, found, s.scenario)
+            if calibration:  # what measured it: the run's own runner and workers
+                calibration["observed"] = runner.observed()
             runner.forget()  # result.json's `observed` is the measured run only
         audit = audit_config(s, output_dir)
         sut = lg.ConstructFastSUT(issue, flush)

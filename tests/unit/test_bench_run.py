@@ -253,3 +253,20 @@ def test_synthetic_samples_are_deterministic_and_shaped(bench_model: Path) -> No
     a.unload([1, 2, 3])
     with pytest.raises(Exception, match="not loaded"):
         a.batch(np.array([1]))
+
+
+@pytest.mark.parametrize(
+    ("runner", "workers"), [("inline", 1), ("threadpool", 2), ("threadpool+replication", 2), ("processpool", 2)]
+)
+def test_calibration_measures_with_the_runs_runner_and_workers(
+    runner: str, workers: int, bench_model: Path, tmp_path: Path
+) -> None:
+    """The rate that sizes an Offline query is the rate of the runner and concurrency the
+    run uses (a different runner's rate would make the run too short or too long)."""
+    out = tmp_path / "out"
+    args = ["--modelpath", str(bench_model), "--scenario", "Offline", "--duration", "1", "--samples", "64"]
+    assert main([*args, "--runner", runner, "--concurrency", str(workers), "--output-dir", str(out)]) in (0, 4)
+    harness = result_of(out)["harness"]
+    seen = harness["calibration"]["observed"]
+    assert (seen["runner"], seen["workers_used"]) == (harness["observed"]["runner"], workers)
+    assert seen["samples_run"] > 0
