@@ -18,6 +18,7 @@ import numpy as np
 
 from mlbox_bench.backends import ModelIO
 from mlbox_bench.errors import BenchError
+from mlbox_bench.preprocess import PREPROCESSING_VERSION, image_layout
 
 log = logging.getLogger("mlbox-bench")
 
@@ -127,6 +128,66 @@ class SyntheticData(SampleLibrary):
         return pixels
 
 
+class ImageFiles(SampleLibrary):
+    """A dataset of image files (``files`` under ``images``), each preprocessed once for
+    the model's input by the task's ``preprocess`` and cached as float32 .npy beside
+    nothing of the user's: the cache lives in ``preprocessed_dir`` (the dataset may be
+    mounted read-only), keyed by the task's profile, the layout and the size."""
+
+    def __init__(
+        self,
+        io: ModelIO,
+        images: Path,
+        files: list[str],
+        key: str,
+        cache_of: tuple[Path | None, Path],
+        layout: str | None,
+    ) -> None:
+        self.layout, self.size = image_layout(io.input_shape)
+        if layout is not None and layout != self.layout:
+            msg = (
+                f"--data-format {layout}: the model's input {io.input_name} {io.input_shape} is {self.layout}; "
+                f"pass --data-format {self.layout} (or leave it out: it is read from the model)"
+            )
+            raise BenchError(msg)
+        super().__init__(io, len(files))
+        self.images = images
+        self.files = files
+        preprocessed_dir, dataset = cache_of
+        self.cache = (
+            _cache_root(preprocessed_dir, dataset) / f"{key}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
+        )
+
+    def preprocess(self, source: Path) -> np.ndarray:
+        """One image file as the task's reference preprocesses it (float32)."""
+        raise NotImplementedError
+
+    def _rows(self, indices: np.ndarray) -> np.ndarray:
+        """Preprocessed samples, in the model's input type: a quantized input's are
+        quantized here, once per load."""
+        out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
+        made = 0
+        for row, index in enumerate(indices):
+            sample, fresh = self._sample(self.files[index])
+            out[row] = self.io.prepare(sample)
+            made += fresh
+        if made:
+            log.info("preprocessed %d image(s) into %s", made, self.cache)
+        return out
+
+    def _sample(self, name: str) -> tuple[np.ndarray, bool]:
+        source = self.images / name
+        cached = self.cache / (name + ".npy")
+        try:
+            if cached.stat().st_mtime >= source.stat().st_mtime:
+                return np.load(cached), False
+        except (OSError, ValueError):
+            pass  # not cached yet, or unreadable: make it again
+        sample = self.preprocess(source)
+        _save_atomic(cached, sample)
+        return sample, True
+
+
 def take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The batch of these rows: a view when they are consecutive (no copy; batches are
     planned that way, see run.contiguous_batches), else a gather."""
@@ -139,7 +200,7 @@ def take_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return batch
 
 
-def cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
+def _cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
     """Where preprocessed samples go: the given dir, else ~/.cache/mlbox-bench if it is
     writable (a container run as --user has no home), else a temp dir."""
     import hashlib
@@ -159,7 +220,7 @@ def cache_root(preprocessed_dir: Path | None, dataset: Path) -> Path:
     raise BenchError(msg)
 
 
-def save_atomic(path: Path, array: np.ndarray) -> None:
+def _save_atomic(path: Path, array: np.ndarray) -> None:
     from mlbox_bench.files import write_atomic
 
     try:

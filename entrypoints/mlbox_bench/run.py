@@ -1,5 +1,6 @@
-"""One benchmark run: settings -> backend, the task bound to its outputs, and samples -> TestSettings (mlperf.conf,
-user.conf, what mlbox-bench sets, calibration) -> LoadGen -> the reports."""
+"""One benchmark run: settings -> backend, the task bound to its outputs, and samples ->
+TestSettings (mlperf.conf, user.conf, what mlbox-bench sets, calibration) -> LoadGen ->
+the reports."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ class OrtSession:
                 "intra_op_num_threads": opts.intra_op_num_threads,
                 "inter_op_num_threads": opts.inter_op_num_threads,
                 "providers": providers,
-                "outputs": [o.name for o in self.io.outputs],
+                "outputs": list(self._outputs),  # what it fetches (the task's), not every output
             },
         }
 

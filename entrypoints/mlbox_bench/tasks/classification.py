@@ -8,16 +8,15 @@ val_map.txt's labels (accuracy.py is the official script's twin).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlbox_bench.data import SampleLibrary, SyntheticData, cache_root, save_atomic
+from mlbox_bench.data import ImageFiles, SampleLibrary, SyntheticData
 from mlbox_bench.errors import BenchError
-from mlbox_bench.preprocess import PREPROCESSING_VERSION, image_layout, preprocess_imagenet
+from mlbox_bench.preprocess import preprocess_imagenet
 from mlbox_bench.responses import Ids, Responses
 from mlbox_bench.tasks import Score, refuse
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from mlbox_bench.backends import ModelIO, Output
     from mlbox_bench.settings import Settings
 
-log = logging.getLogger("mlbox-bench")
 
 # Pixel values (0-255) -> what each preprocessing profile leaves of an average image, for
 # synthetic samples: ``pixels * scale + shift``.
@@ -112,8 +110,7 @@ class Classification:
         if data.labels is None:
             return None
         acc = score(log_path, [int(x) for x in data.labels])
-        facts = {"top1": acc.top1, "good": acc.good, "total": acc.total, "dtype": "float32"}
-        return Score(acc.line(), acc.top1, facts)
+        return Score(acc.line(), acc.top1, {"top1": acc.top1, "good": acc.good, "total": acc.total})
 
 
 def _integer(output: Output) -> bool:
@@ -133,10 +130,9 @@ def _answers_labels(output: Output) -> bool:
     return len(shape) == 2 and shape[1] != 1
 
 
-class ImagenetData(SampleLibrary):
+class ImagenetData(ImageFiles):
     """ImageNet layout: ``DIR/val_map.txt`` lists ``<file> <label>`` per line; images are
-    preprocessed as MLPerf's reference does and cached as .npy beside nothing of the user's:
-    the cache lives in ``preprocessed_dir`` (the dataset may be mounted read-only)."""
+    preprocessed as MLPerf's reference does (the model format's profile)."""
 
     kind = "imagenet"
 
@@ -163,45 +159,13 @@ class ImagenetData(SampleLibrary):
         if io.input_dtype != np.float32 and io.input_quantization is None:
             msg = f"--dataset needs a float32 image input; the model's input {io.input_name} is {io.input_dtype}"
             raise BenchError(msg + " without quantization parameters")
-        self.layout, self.size = image_layout(io.input_shape)
-        if layout is not None and layout != self.layout:
-            msg = (
-                f"--data-format {layout}: the model's input {io.input_name} {io.input_shape} is {self.layout}; "
-                f"pass --data-format {self.layout} (or leave it out: it is read from the model)"
-            )
-            raise BenchError(msg)
-        super().__init__(io, len(files))
-        self.root = root
-        self.files = files
+        self.profile_name = profile or "mlperf"
+        super().__init__(io, root, files, f"imagenet-{self.profile_name}", (preprocessed_dir, root), layout)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.profile = self.profile_name = profile or "mlperf"  # profile_name: never None
-        key = f"imagenet-{self.profile}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
-        self.cache = cache_root(preprocessed_dir, root) / key
+        self.profile = self.profile_name
 
-    def _rows(self, indices: np.ndarray) -> np.ndarray:
-        """Preprocessed samples (cached as float32), in the model's input type: a quantized
-        input's are quantized here, once per load."""
-        out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
-        made = 0
-        for row, index in enumerate(indices):
-            sample, fresh = self._sample(self.files[index])
-            out[row] = self.io.prepare(sample)
-            made += fresh
-        if made:
-            log.info("preprocessed %d image(s) into %s", made, self.cache)
-        return out
-
-    def _sample(self, name: str) -> tuple[np.ndarray, bool]:
-        source = self.root / name
-        cached = self.cache / (name + ".npy")
-        try:
-            if cached.stat().st_mtime >= source.stat().st_mtime:
-                return np.load(cached), False
-        except (OSError, ValueError):
-            pass  # not cached yet, or unreadable: make it again
-        sample = preprocess_imagenet(source, self.size, self.layout, self.profile_name)
-        save_atomic(cached, sample)
-        return sample, True
+    def preprocess(self, source: Path) -> np.ndarray:
+        return preprocess_imagenet(source, self.size, self.layout, self.profile_name)
 
 
 def _read_val_map(path: Path) -> tuple[list[str], list[int]]:

@@ -16,16 +16,15 @@ from __future__ import annotations
 import contextlib
 import io as text_io
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbox_bench.data import SampleLibrary, SyntheticData, cache_root, save_atomic
+from mlbox_bench.data import ImageFiles, SampleLibrary, SyntheticData
 from mlbox_bench.errors import BenchError
-from mlbox_bench.preprocess import PREPROCESSING_VERSION, image_layout, preprocess_openimages
+from mlbox_bench.preprocess import image_layout, preprocess_openimages
 from mlbox_bench.responses import Ids, Responses, padded
 from mlbox_bench.tasks import Score, refuse
 
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from mlbox_bench.backends import ModelIO
     from mlbox_bench.settings import Settings
 
-log = logging.getLogger("mlbox-bench")
 
 SCORE_THRESHOLD = 0.05  # the reference's PostProcessOpenImagesRetinanet(False, 0.05, ...)
 OUTPUTS = ("boxes", "labels", "scores")  # the MLCommons file's output names
@@ -138,11 +136,10 @@ def _classifier_hint(io: ModelIO) -> str:
     return "a classifier's outputs: run it with --task classification"
 
 
-class OpenImagesData(SampleLibrary):
+class OpenImagesData(ImageFiles):
     """The layout MLCommons' OpenImages-MLPerf tools make: ``DIR/annotations/openimages-mlperf.json``
     (COCO format) and the images in ``DIR/validation/data/``. QSL index i is the i-th
-    entry of the annotations' ``images``, as the accuracy script reads it. Preprocessed
-    samples are cached as .npy outside the dataset (it may be mounted read-only)."""
+    entry of the annotations' ``images``, as the accuracy script reads it."""
 
     kind = "openimages"
 
@@ -165,44 +162,25 @@ class OpenImagesData(SampleLibrary):
         if io.input_dtype != np.float32:
             msg = f"--dataset needs a float32 image input; the model's input {io.input_name} is {io.input_dtype}"
             raise BenchError(msg)
-        self.layout, self.size = image_layout(io.input_shape)
-        if layout is not None and layout != self.layout:
-            msg = f"--data-format {layout}: the model's input {io.input_name} {io.input_shape} is {self.layout}"
-            raise BenchError(msg + f"; pass --data-format {self.layout} (or leave it out)")
-        super().__init__(io, len(files))
-        self.root = root
-        self.files = files
+        super().__init__(io, root / IMAGES, files, PROFILE, (preprocessed_dir, root), layout)
         self.profile = PROFILE
-        key = f"{PROFILE}-{self.layout}-{self.size}-v{PREPROCESSING_VERSION}"
-        self.cache = cache_root(preprocessed_dir, root) / key
 
-    def _rows(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices), *self.io.input_shape), dtype=self.io.input_dtype)
-        made = 0
-        for row, index in enumerate(indices):
-            name = self.files[index]
-            source, cached = self.root / IMAGES / name, self.cache / (name + ".npy")
-            try:
-                if cached.stat().st_mtime >= source.stat().st_mtime:
-                    out[row] = np.load(cached)
-                    continue
-            except (OSError, ValueError):
-                pass  # not cached yet, or unreadable: make it again
-            sample = preprocess_openimages(source, self.size, self.size, self.layout)
-            save_atomic(cached, sample)
-            out[row] = sample
-            made += 1
-        if made:
-            log.info("preprocessed %d image(s) into %s", made, self.cache)
-        return out
+    def preprocess(self, source: Path) -> np.ndarray:
+        return preprocess_openimages(source, self.size, self.size, self.layout)
 
 
 def _image_files(annotations: Path) -> list[str]:
+    return [str(image["file_name"]) for image in _annotations(annotations)["images"]]
+
+
+def _annotations(annotations: Path) -> dict[str, Any]:
+    """The COCO-format annotations, their shape checked in words (pycocotools would assert
+    or raise KeyError on them, after a whole accuracy run)."""
     from mlbox_bench.files import read_user_text
 
     expected = "COCO-format annotations: images (id, file_name, height, width), annotations and categories"
     try:
-        doc = json.loads(read_user_text(annotations, "--dataset"))
+        doc: dict[str, Any] = json.loads(read_user_text(annotations, "--dataset"))
     except ValueError as err:
         msg = f"{annotations}: not JSON ({err}); expected {expected}"
         raise BenchError(msg) from None
@@ -225,7 +203,7 @@ def _image_files(annotations: Path) -> list[str]:
     if not files:
         msg = f"{annotations} lists no images"
         raise BenchError(msg)
-    return files
+    return doc
 
 
 def _logged(log_path: Path, count: int) -> list[tuple[int, bytes]]:
@@ -266,11 +244,13 @@ def mean_average_precision(log_path: Path, annotations: Path, detections_file: P
     the evaluation covers the logged images only. Its line: ``mAP=<percent>%``. With
     ``detections_file``, the detections are written there as the script's --output-file."""
     coco, cocoeval = _pycocotools()
-    count = len(_image_files(annotations))  # its shape checked, in words
+    truth = coco()  # COCO(path) is json.load, then createIndex: the file is read once, here
+    truth.dataset = _annotations(annotations)
     quiet = text_io.StringIO()  # pycocotools prints its progress: keep stdout for the result path
     with contextlib.redirect_stdout(quiet):
-        truth = coco(str(annotations))
+        truth.createIndex()
     images = truth.dataset["images"]
+    count = len(images)
     seen: set[int] = set()
     image_ids: set[int] = set()
     detections: list[dict[str, Any]] = []
